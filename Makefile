@@ -1,0 +1,50 @@
+# Watchkeeper: `make run` starts the console on a local SQLite database; `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck contracts check venv system-deps demo dist bench screenshots clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+run: system-deps venv
+	$(BIN)/python main.py
+
+demo: venv
+	$(BIN)/python main.py demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+contracts: venv
+	$(BIN)/lint-imports
+
+check: lint typecheck contracts
+
+test: system-deps venv check
+	PG_URL=$$(scripts/ensure-postgres.sh) && \
+	WATCHKEEPER_TEST_PG_URL="$$PG_URL" QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m bench
+
+dist: venv
+	$(BIN)/pip install -q -e '.[build]'
+	$(BIN)/pyinstaller --noconfirm --clean build.spec
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""Database connections for SQLite (one workstation) and PostgreSQL (a centre shared by many processes).
+
+SQLite is opened in WAL mode with foreign keys on and a busy timeout, and write transactions start with
+BEGIN IMMEDIATE so two engines on one file queue for the write lock at the start of a transaction instead of
+failing half-way through it. PostgreSQL uses psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits. Sites that need
+# FULL set WATCHKEEPER_SQLITE_SYNCHRONOUS=FULL (the README quotes the price measured in bench/).
+SQLITE_SYNCHRONOUS = os.environ.get("WATCHKEEPER_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+
+
+class DatabaseURLError(ValueError):
+    """The database URL is not one Watchkeeper can use."""
+
+
+def normalise_url(url: str) -> URL:
+    """Accept the URL forms operators type, and pick the drivers Watchkeeper ships with."""
+    raw = url.strip()
+    if "://" not in raw:
+        # A bare path is a SQLite file.
+        raw = "sqlite:///" + str(Path(raw).expanduser().resolve())
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise DatabaseURLError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" or backend == "postgres":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise DatabaseURLError(f"unsupported database {backend!r}: use a SQLite file or a postgresql:// URL")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **kwargs,
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    return create_engine(parsed, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling would defer BEGIN until the first write; turn it off and emit
+        # BEGIN ourselves (the SQLAlchemy-documented recipe) so BEGIN IMMEDIATE is possible.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction takes the write lock at once on SQLite (BEGIN IMMEDIATE).
+
+    Commits on success, rolls back on any exception so nothing is half-written.
+    """
+    session = factory()
+    try:
+        if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot be reached."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

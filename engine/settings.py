@@ -1,0 +1,172 @@
+"""Settings: a TOML file in the platform's config directory, every value overridable by environment.
+
+`WATCHKEEPER_<NAME>` overrides the setting `<name>` (upper case), e.g. `WATCHKEEPER_DB`,
+`WATCHKEEPER_TWILIO_BASE_URL`, `WATCHKEEPER_SMTP_PORT`. Secrets are never settings: see engine.secrets.
+The file carries a schema version so later releases can migrate it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+APP_NAME = "watchkeeper"
+SCHEMA_VERSION = 1
+ENV_PREFIX = "WATCHKEEPER_"
+
+
+class SettingsError(ValueError):
+    """A settings file or environment value that cannot be used; the message names the file and key."""
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_settings_file() -> Path:
+    return config_dir() / "settings.toml"
+
+
+def default_db_url() -> str:
+    return "sqlite:///" + str(data_dir() / "watchkeeper.db")
+
+
+@dataclass
+class Settings:
+    db: str = field(default_factory=default_db_url)
+    # Logging (service mode): "plain" or "json" lines on stderr, plus a rotating file when set.
+    log_format: str = "plain"
+    log_level: str = "INFO"
+    log_file: str = ""
+    # Twilio. The account SID is not secret; the auth token is (keyring / WATCHKEEPER_SECRET_TWILIO_AUTH_TOKEN).
+    twilio_account_sid: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_sms_from: str = ""
+    twilio_whatsapp_from: str = ""
+    twilio_voice_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_timeout_seconds: float = 10.0
+    # SMTP. The password is a secret (WATCHKEEPER_SECRET_SMTP_PASSWORD).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls, ssl, none
+    smtp_username: str = ""
+    smtp_from: str = ""
+    smtp_timeout_seconds: float = 10.0
+    webhook_timeout_seconds: float = 5.0
+    # Service mode HTTP server.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8650
+    public_base_url: str = ""  # links in e-mails and Twilio callbacks, e.g. https://watchkeeper.example.org
+    # Engine.
+    engine_mode: str = "embedded"  # embedded: the console runs the passes; watch: a service does
+    escalate_interval_seconds: float = 1.0
+    dispatch_interval_seconds: float = 1.0
+    confirm_interval_seconds: float = 5.0
+    poll_interval_seconds: float = 15.0
+    sla_interval_seconds: float = 60.0
+    overdue_interval_seconds: float = 60.0
+    housekeeping_interval_seconds: float = 3600.0
+    delivery_polling: bool = True  # poll providers for status and replies (sites behind a firewall)
+    send_max_attempts: int = 5
+    send_backoff_seconds: float = 5.0
+    send_deadline_seconds: float = 60.0
+    rate_per_channel_per_second: dict[str, float] = field(
+        default_factory=lambda: {"sms": 50.0, "whatsapp": 50.0, "voice": 5.0, "email": 20.0, "webhook": 50.0}
+    )
+    rate_per_recipient_per_minute: float = 6.0
+    retention_days: int = 365
+    default_language: str = "en"
+    default_timezone: str = "Africa/Johannesburg"
+
+    source: Path | None = field(default=None, repr=False, compare=False)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in fields(self):
+            if f.name == "source":
+                continue
+            data[f.name] = getattr(self, f.name)
+        return data
+
+    def save(self, path: Path | None = None) -> Path:
+        target = path or self.source or default_settings_file()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        # Write then rename, so a crash never leaves half a settings file.
+        tmp.write_bytes(tomli_w.dumps(self.to_toml_dict()).encode())
+        tmp.replace(target)
+        self.source = target
+        return target
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, raw: Any, example: Any, origin: str) -> Any:
+    try:
+        if isinstance(example, bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if isinstance(example, int):
+            return int(raw)
+        if isinstance(example, float):
+            return float(raw)
+        if isinstance(example, dict):
+            if isinstance(raw, dict):
+                return {str(k): float(v) for k, v in raw.items()}
+            # env form: "sms=50,voice=5"
+            out: dict[str, float] = {}
+            for part in str(raw).split(","):
+                if part.strip():
+                    k, _, v = part.partition("=")
+                    out[k.strip()] = float(v)
+            return out
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{origin}: setting {name!r}: {exc}") from None
+
+
+def load_settings(path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the TOML file (if it exists), then `WATCHKEEPER_*` environment variables."""
+    env = dict(os.environ) if env is None else env
+    file_path = Path(path) if path else Path(env.get("WATCHKEEPER_CONFIG") or default_settings_file())
+    settings = Settings()
+    known = {f.name: f for f in fields(Settings) if f.name != "source"}
+    if file_path.exists():
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{file_path}: not valid TOML: {exc}") from None
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise SettingsError(f"{file_path}: schema_version {version!r} is newer than this Watchkeeper")
+        for key, raw in data.items():
+            if key not in known:
+                raise SettingsError(f"{file_path}: unknown setting {key!r}")
+            setattr(settings, key, _coerce(key, raw, getattr(settings, key), str(file_path)))
+        settings.source = file_path
+    else:
+        settings.source = file_path
+    for name in known:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            setattr(settings, name, _coerce(name, env[env_name], getattr(settings, name), env_name))
+    return settings
