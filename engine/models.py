@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -377,6 +378,22 @@ class PolicyTarget(Base):
 # --------------------------------------------------------------------------------------------------------
 
 
+_RESPONSE_STATUSES = "('open')"
+_RESOLUTION_STATUSES = "('open', 'acknowledged', 'in_progress', 'escalated')"
+
+
+def _sla_pending_index(deadline: str, done_column: str, statuses: str) -> tuple[Index]:
+    column = f"{deadline}_at"
+    return (
+        Index(
+            f"ix_incident_{deadline}_pending",
+            column,
+            sqlite_where=text(f"status IN {statuses} AND sensitive = 0 AND {done_column} IS NULL"),
+            postgresql_where=text(f"status IN {statuses} AND NOT sensitive AND {done_column} IS NULL"),
+        ),
+    )
+
+
 class Incident(Base):
     __tablename__ = "incident"
 
@@ -431,6 +448,20 @@ class Incident(Base):
         Index("ix_incident_response_warn", "status", "response_warn_at"),
         Index("ix_incident_resolution_warn", "status", "resolution_warn_at"),
         Index("ix_incident_updated", "updated_at"),
+        # Incidents still waiting for SLA deadlines (engine.sla): a partial index, tiny however many exist.
+        Index(
+            "ix_incident_sla_pending",
+            "id",
+            sqlite_where=text("sla_computed_at IS NULL"),
+            postgresql_where=text("sla_computed_at IS NULL"),
+        ),
+        # The SLA pass's warning and breach claims (engine.sla): only live, not yet handled, non-sensitive rows
+        # are in these, so the pass costs the same with a thousand tickets or ten million, and the planner
+        # never mistakes them for a large share of the table (the predicates repeat the claims' conditions).
+        *_sla_pending_index("response_warn", "response_warned_at", _RESPONSE_STATUSES),
+        *_sla_pending_index("response_due", "response_breached_at", _RESPONSE_STATUSES),
+        *_sla_pending_index("resolution_warn", "resolution_warned_at", _RESOLUTION_STATUSES),
+        *_sla_pending_index("resolution_due", "resolution_breached_at", _RESOLUTION_STATUSES),
     )
 
 
@@ -461,6 +492,12 @@ class Escalation(Base):
     trigger: Mapped[str] = mapped_column(String(32), default=Trigger.UNACKNOWLEDGED.value)
     current_level: Mapped[int] = mapped_column(default=0)  # 0: not started
     repeat_no: Mapped[int] = mapped_column(default=0)
+    # Where the current visit of the level began: its first repeat_no and when it was paged. A level paged
+    # again (a manual escalation back to it) continues its own numbering from `level_rounds`, so no page
+    # idempotency key is ever reused within one escalation.
+    repeat_base: Mapped[int] = mapped_column(default=0)
+    level_started_at: Mapped[datetime | None]
+    level_rounds: Mapped[dict[str, Any]] = mapped_column(default=dict)  # "level" -> next unused repeat_no
     next_action_at: Mapped[datetime | None]
     escalation_count: Mapped[int] = mapped_column(default=0)
     notification_count: Mapped[int] = mapped_column(default=0)
@@ -571,6 +608,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_deadline", "status", "sending_deadline"),
         Index("ix_outbox_provider_id", "provider_id"),
         Index("ix_outbox_person_created", "person_id", "created_at"),
+        # Acknowledging withdraws an escalation's unsent pages: found by escalation, not by a table scan.
+        Index("ix_outbox_escalation_status", "escalation_id", "status"),
     )
 
 
@@ -805,6 +844,39 @@ class SystemSetting(Base):
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200), default="system")
+
+
+class IntakeEvent(Base):
+    """An Events API v2 event accepted over HTTP (202) and not yet applied: the service's durable intake queue.
+
+    The HTTP answer is given once the row is committed; an intake worker on any node then applies it through
+    engine.api (trigger / acknowledge / resolve) in id order. A worker that dies mid-batch leaves its claim to
+    expire, and a trigger applied twice is deduplicated by its key, so nothing is lost or doubled.
+    """
+
+    __tablename__ = "intake_event"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    routing_key_id: Mapped[int | None] = mapped_column(ForeignKey("routing_key.id", ondelete="SET NULL"))
+    policy_name: Mapped[str] = mapped_column(String(120))
+    source_label: Mapped[str] = mapped_column(String(200))  # the routing key's label, for the actor
+    event_action: Mapped[str] = mapped_column(String(16))  # trigger, acknowledge, resolve
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    event: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the validated event, routing key removed
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claim_expires_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    incident_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # triggered, deduplicated, acknowledged, …
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_intake_event_due", "status", "id"),
+        Index("ix_intake_event_processed", "status", "processed_at"),
+    )
 
 
 ALL_MODELS: tuple[type[Base], ...] = tuple(m.class_ for m in Base.registry.mappers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,25 @@ from typing import Any
 import platformdirs
 import tomli_w
 
+from engine.errors import ConfigurationError
+
 APP_NAME = "watchkeeper"
 SCHEMA_VERSION = 1
 ENV_PREFIX = "WATCHKEEPER_"
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError, ValueError):
     """A settings file or environment value that cannot be used; the message names the file and key."""
+
+
+# Settings whose value must be one of a few words; checked when settings are loaded from a file or the
+# environment, so a typo is reported with the file (or variable) it came from instead of failing later.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "log_format": ("plain", "json"),
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "smtp_security": ("starttls", "ssl", "none"),
+    "engine_mode": ("embedded", "watch"),
+}
 
 
 def config_dir() -> Path:
@@ -115,6 +128,19 @@ class Settings:
 
 
 def _coerce(name: str, raw: Any, example: Any, origin: str) -> Any:
+    value = _convert(name, raw, example, origin)
+    if name in CHOICES:
+        if name == "log_level":
+            value = str(value).upper()
+        else:
+            value = str(value).lower()
+        if value not in CHOICES[name]:
+            allowed = ", ".join(CHOICES[name])
+            raise SettingsError(f"{origin}: setting {name!r}: {raw!r} is not one of {allowed}")
+    return value
+
+
+def _convert(name: str, raw: Any, example: Any, origin: str) -> Any:
     try:
         if isinstance(example, bool):
             if isinstance(raw, bool):
@@ -125,6 +151,8 @@ def _coerce(name: str, raw: Any, example: Any, origin: str) -> Any:
             if text in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(f"expected true or false, got {raw!r}")
+        if isinstance(example, int | float) and isinstance(raw, bool):
+            raise ValueError(f"expected a number, got {raw!r}")
         if isinstance(example, int):
             return int(raw)
         if isinstance(example, float):
@@ -136,25 +164,46 @@ def _coerce(name: str, raw: Any, example: Any, origin: str) -> Any:
             out: dict[str, float] = {}
             for part in str(raw).split(","):
                 if part.strip():
-                    k, _, v = part.partition("=")
+                    k, sep, v = part.partition("=")
+                    if not sep:
+                        raise ValueError(f"expected name=number pairs separated by commas, got {raw!r}")
                     out[k.strip()] = float(v)
             return out
+        if isinstance(raw, dict | list):
+            raise ValueError(f"expected text, got {type(raw).__name__}")
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{origin}: setting {name!r}: {exc}") from None
 
 
-def load_settings(path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Defaults, then the TOML file (if it exists), then `WATCHKEEPER_*` environment variables."""
+def load_settings(
+    path: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    required: bool = False,
+) -> Settings:
+    """Defaults, then the TOML file (if it exists), then `WATCHKEEPER_*` environment variables.
+
+    The file is `path`, else `WATCHKEEPER_CONFIG`, else settings.toml in the platform's config directory. With
+    `required` (the CLI's `--config FILE`) a missing file is an error instead of "use the defaults".
+    """
     env = dict(os.environ) if env is None else env
-    file_path = Path(path) if path else Path(env.get("WATCHKEEPER_CONFIG") or default_settings_file())
+    file_path = (
+        Path(path).expanduser() if path else Path(env.get("WATCHKEEPER_CONFIG") or default_settings_file())
+    )
     settings = Settings()
     known = {f.name: f for f in fields(Settings) if f.name != "source"}
-    if file_path.exists():
+    if required and not file_path.is_file():
+        raise SettingsError(f"{file_path}: settings file not found")
+    if file_path.is_file():
         try:
             data = tomllib.loads(file_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{file_path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise SettingsError(
+                f"{file_path}: cannot read the settings file: {exc.strerror or exc}"
+            ) from None
         version = data.pop("schema_version", SCHEMA_VERSION)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise SettingsError(f"{file_path}: schema_version {version!r} is newer than this Watchkeeper")

@@ -1,0 +1,264 @@
+"""HTTP intake benchmark: sustained `POST /v2/enqueue` against one `watchkeeper serve` node.
+
+    .venv/bin/python bench/bench_intake.py [--db URL] [--events 20000] [--seconds 20] [--threads 16]
+
+The node is a real `serve` process (its engine passes running, simulated channels); the load generator runs
+in this process with threads on persistent HTTP/1.1 connections over loopback, bounded by --events and
+--seconds. Target: >= 1,000 events/s sustained with p99 response <= 50 ms on 2 cores.
+
+Prints the database, N, cores, throughput, latency percentiles, and how far the node's intake workers got
+applying the queued events (incidents opened) during and shortly after the run. Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def prepare(url: str) -> str:
+    """Schema, a two-level policy paging two people by (simulated) SMS, and a routing key."""
+    from engine.clock import SystemClock
+    from engine.context import AppContext
+    from engine.db import make_engine, write_session
+    from engine.migrate import stamp
+    from engine.models import Base, Person, Policy, PolicyLevel, PolicyTarget
+    from engine.service.keys import create_routing_key
+    from engine.settings import Settings
+
+    engine = make_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    stamp(engine)
+    ctx = AppContext.create(Settings(db=url), clock=SystemClock(), mode="bench", db=engine)
+    with write_session(ctx.sessions) as session:
+        session.add_all(
+            [
+                Person(handle="alice", name="Alice", phone="+27820000001"),
+                Person(handle="bob", name="Bob", phone="+27820000002"),
+            ]
+        )
+        policy = Policy(name="ops")
+        policy.levels = [
+            PolicyLevel(level=1, delay_seconds=0, targets=[PolicyTarget(type="person", identifier="alice")]),
+            PolicyLevel(level=2, delay_seconds=300, targets=[PolicyTarget(type="person", identifier="bob")]),
+        ]
+        session.add(policy)
+    key = create_routing_key(ctx, policy="ops", label="bench").secret
+    engine.dispose()
+    return key
+
+
+def start_node(url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    env.update(
+        {
+            "WATCHKEEPER_DB": url,
+            "WATCHKEEPER_HTTP_PORT": "0",
+            "WATCHKEEPER_CONFIG": str(log_path.parent / "none.toml"),
+            "WATCHKEEPER_LOG_FILE": str(log_path),
+            "WATCHKEEPER_RATE_PER_CHANNEL_PER_SECOND": "sms=100000",
+            "WATCHKEEPER_RATE_PER_RECIPIENT_PER_MINUTE": "10000000",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, os.environ.get("BENCH_SERVE_SCRIPT", str(ROOT / "main.py")), "serve"],
+        cwd=str(ROOT),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    pattern = re.compile(r"listening on http://([\d.]+):(\d+)")
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"serve exited {proc.returncode}:\n{log_path.read_text() if log_path.exists() else ''}"
+            )
+        if log_path.exists():
+            m = pattern.search(log_path.read_text())
+            if m:
+                return proc, m.group(1), int(m.group(2))
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("serve did not start listening within 60 s")
+
+
+class Load:
+    def __init__(self, host: str, port: int, key: str, events: int, seconds: float) -> None:
+        self.host, self.port, self.key = host, port, key
+        self.events, self.seconds = events, seconds
+        self.lock = threading.Lock()
+        self.next = 0
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.deadline = 0.0
+
+    def _take(self) -> int | None:
+        with self.lock:
+            if self.next >= self.events or time.monotonic() >= self.deadline:
+                return None
+            self.next += 1
+            return self.next
+
+    def worker(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        mine: list[float] = []
+        errors: dict[str, int] = {}
+        while (i := self._take()) is not None:
+            body = json.dumps(
+                {
+                    "routing_key": self.key,
+                    "event_action": "trigger",
+                    "dedup_key": f"bench-{i}",
+                    "payload": {
+                        "summary": f"Synthetic alarm {i}",
+                        "source": "bench.example.org",
+                        "severity": "error",
+                        "custom_details": {"n": i},
+                    },
+                }
+            ).encode()
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/v2/enqueue", body=body, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__  # type: ignore[assignment]
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            elapsed = time.perf_counter() - started
+            if status == 202:
+                mine.append(elapsed)
+            else:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+        conn.close()
+        with self.lock:
+            self.latencies.extend(mine)
+            for k, v in errors.items():
+                self.errors[k] = self.errors.get(k, 0) + v
+
+    def run(self, threads: int) -> float:
+        workers = [threading.Thread(target=self.worker) for _ in range(threads)]
+        started = time.monotonic()
+        self.deadline = started + self.seconds
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return time.monotonic() - started
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def applied(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from engine.db import make_engine, session_factory
+    from engine.models import Incident, IntakeEvent
+
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            by_status = dict(
+                session.execute(select(IntakeEvent.status, func.count()).group_by(IntakeEvent.status))
+                .tuples()
+                .all()
+            )
+            incidents = int(session.scalar(select(func.count()).select_from(Incident)) or 0)
+        return {
+            "queued_pending": int(by_status.get("pending", 0)),
+            "applied": int(by_status.get("done", 0)),
+            "failed": int(by_status.get("failed", 0)),
+            "incidents": incidents,
+        }
+    finally:
+        engine.dispose()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="database URL (default: a new SQLite file in a temp directory)")
+    parser.add_argument("--events", type=int, default=20_000, help="stop after this many events")
+    parser.add_argument("--seconds", type=float, default=20.0, help="stop after this long")
+    parser.add_argument("--threads", type=int, default=16, help="concurrent client connections")
+    parser.add_argument("--warmup", type=int, default=300, help="events sent (and not measured) first")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="wait this long for the queue after"
+    )
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="wk-bench-intake-"))
+    url = args.db or f"sqlite:///{tmp}/bench.db"
+    key = prepare(url)
+    proc, host, port = start_node(url, tmp / "serve.log")
+    try:
+        Load(host, port, key, args.warmup, 30).run(min(4, args.threads))
+        load = Load(host, port, key, args.events, args.seconds)
+        load.next = args.warmup  # distinct dedup keys
+        load.events += args.warmup
+        elapsed = load.run(args.threads)
+        at_end = applied(url)
+        drain_started = time.monotonic()
+        while time.monotonic() - drain_started < args.drain_seconds and applied(url)["queued_pending"] > 0:
+            time.sleep(0.5)
+        drained_in = time.monotonic() - drain_started
+        after = applied(url)
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = -9
+    ok = len(load.latencies)
+    lat_ms = [x * 1000 for x in load.latencies]
+    rate = ok / elapsed if elapsed else 0.0
+    p99 = _percentile(lat_ms, 0.99)
+    backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
+    print(f"database: {backend} ({url if backend == 'SQLite' else url.split('@')[-1]})")
+    print(
+        f"cores: {os.cpu_count()}  client threads: {args.threads}  N: {ok} events accepted (202) in {elapsed:.1f} s"
+    )
+    print(f"errors: {load.errors or 'none'}")
+    print(f"throughput: {rate:,.0f} events/s  [target >= 1,000]")
+    print(
+        f"latency ms: p50 {_percentile(lat_ms, 0.5):.1f}  p90 {_percentile(lat_ms, 0.9):.1f}  "
+        f"p99 {p99:.1f}  max {max(lat_ms) if lat_ms else float('nan'):.1f}  "
+        f"mean {statistics.fmean(lat_ms) if lat_ms else float('nan'):.1f}  [target p99 <= 50]"
+    )
+    print(
+        f"applied by the node's intake workers: {at_end['applied']} by the end of the load, "
+        f"{after['applied']} after {drained_in:.0f} s more ({after['queued_pending']} still queued, "
+        f"{after['failed']} failed); incidents: {after['incidents']}"
+    )
+    print(f"serve exit code after SIGTERM: {code}")
+    verdict = "MET" if rate >= 1000 and p99 <= 50 else "NOT MET"
+    print(f"target: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,210 @@
+"""Starting the console: database, sign-in, first run, demo data, embedded engine, main window.
+
+`run(settings)` is what `watchkeeper` (no command) calls. Everything that can go wrong at start — a database
+that does not answer, a schema at the wrong revision, a missing keyring — ends in a dialog with the engine's
+message, never a traceback. On a database with no operator accounts (the README's `make run` on a fresh
+SQLite file) a first-run dialog creates the administrator account, prefilled with the user name "admin" (the
+password is chosen there; none is ever built in), and offers to load the demo data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from console.alerts import icon_path
+from console.dialogs import FirstRunDialog, SignInDialog
+from console.services import ConsoleServices, SignedIn
+from console.theme import apply_theme
+from engine import accounts
+from engine.context import AppContext
+from engine.db import read_session, write_session
+from engine.errors import WatchkeeperError
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def sign_in(ctx: AppContext, username: str, password: str) -> SignedIn:
+    """The operator for these credentials (SignInFailed otherwise); records the time of the sign-in."""
+    with write_session(ctx.sessions) as session:
+        op = accounts.authenticate(session, username, password, ctx.clock.now())
+        return SignedIn(operator_id=op.id, username=op.username, display_name=op.display_name, role=op.role)
+
+
+def create_first_admin(ctx: AppContext, username: str, password: str, display_name: str) -> SignedIn | None:
+    with write_session(ctx.sessions) as session:
+        op = accounts.ensure_first_admin(
+            session, ctx.clock.now(), username=username, password=password, display_name=display_name
+        )
+        if op is None:
+            return None
+        return SignedIn(operator_id=op.id, username=op.username, display_name=op.display_name, role=op.role)
+
+
+def database_is_empty(ctx: AppContext) -> bool:
+    from sqlalchemy import func, select
+
+    from engine.models import Incident, Policy
+
+    with read_session(ctx.sessions) as session:
+        policies = session.scalar(select(func.count()).select_from(Policy)) or 0
+        incidents = session.scalar(select(func.count()).select_from(Incident)) or 0
+        return not policies and not incidents
+
+
+def describe(ctx: AppContext) -> str:
+    try:
+        from engine.bootstrap import describe_database
+
+        return describe_database(ctx.db.url)
+    except Exception:
+        return ctx.db.url.render_as_string(hide_password=True)
+
+
+def error_dialog(title: str, text: str, parent: QWidget | None = None) -> None:
+    box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.exec()
+
+
+def operator_message(exc: BaseException) -> str:
+    """One readable paragraph for an operator; engine errors are already written for people."""
+    if isinstance(exc, WatchkeeperError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
+def choose_operator(ctx: AppContext, *, ask_demo: bool) -> tuple[SignedIn | None, bool]:
+    """First run (no accounts): create the admin; otherwise sign in. Returns (operator, load demo?)."""
+    with read_session(ctx.sessions) as session:
+        first_run = accounts.needs_first_admin(session)
+    if first_run:
+        dialog = FirstRunDialog(database=describe(ctx), offer_demo=ask_demo)
+        while True:
+            if dialog.exec() != FirstRunDialog.DialogCode.Accepted:
+                return None, False
+            try:
+                operator = create_first_admin(
+                    ctx, dialog.username.text().strip(), dialog.password.text(), dialog.display_name.text()
+                )
+            except WatchkeeperError as exc:
+                dialog.error.setText(str(exc))
+                dialog.error.show()
+                continue
+            if operator is None:  # someone else created an account meanwhile: sign in normally
+                break
+            return operator, ask_demo and dialog.load_demo.isChecked()
+    last_user = str(QSettings().value("signin/last_user", "") or "")
+    signin = SignInDialog(lambda u, p: sign_in(ctx, u, p), database=describe(ctx), username=last_user)
+    if signin.exec() != SignInDialog.DialogCode.Accepted:
+        return None, False
+    operator = signin.result_value
+    QSettings().setValue("signin/last_user", operator.username)
+    return operator, False
+
+
+def load_demo_data(ctx: AppContext) -> dict[str, Any]:
+    from engine.demo import load_demo
+
+    return load_demo(ctx)
+
+
+def start_engine(ctx: AppContext) -> Any:
+    from engine.runner import EngineRunner
+
+    runner = EngineRunner(ctx, mode="console")
+    runner.start()
+    return runner
+
+
+def _no_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run(settings: Settings, *, demo: bool | None = None) -> int:
+    """The console, from the settings to the end of the shift; returns the process exit code."""
+    if _no_display():
+        sys.stderr.write(
+            "watchkeeper: no display to open the console on (DISPLAY is not set); "
+            "use `watchkeeper serve` for a service, or run under Xvfb\n"
+        )
+        return 1
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setOrganizationName("Watchkeeper")
+    app.setApplicationName("watchkeeper")
+    app.setWindowIcon(QIcon(str(icon_path())))
+    QGuiApplication.setDesktopFileName("watchkeeper")
+    qsettings = QSettings()
+    apply_theme(
+        app,
+        dark=qsettings.value("view/dark", False, type=bool),
+        large=qsettings.value("view/large", False, type=bool),
+    )
+
+    try:
+        from engine.bootstrap import open_context
+
+        ctx = open_context(settings, "console")
+    except Exception as exc:
+        error_dialog(
+            "Watchkeeper cannot start", f"The database could not be opened.\n\n{operator_message(exc)}"
+        )
+        return 1
+
+    runner: Any = None
+    services: ConsoleServices | None = None
+    try:
+        empty = database_is_empty(ctx)
+        operator, wants_demo = choose_operator(ctx, ask_demo=empty)
+        if operator is None:
+            return 0
+        if empty and (wants_demo or demo or os.environ.get("WATCHKEEPER_DEMO") == "1"):
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                load_demo_data(ctx)
+            except Exception as exc:
+                error_dialog("Demo data", f"The demo data could not be loaded:\n\n{operator_message(exc)}")
+            finally:
+                QApplication.restoreOverrideCursor()
+        if settings.engine_mode != "watch":
+            try:
+                runner = start_engine(ctx)
+            except Exception as exc:
+                error_dialog(
+                    "Engine not started",
+                    "The embedded engine could not start, so this console will not send messages. "
+                    f"The board still works.\n\n{operator_message(exc)}",
+                )
+        services = ConsoleServices(ctx, operator)
+        from console.mainwindow import MainWindow
+
+        window = MainWindow(services, runner=runner)
+        window.show()
+        return int(app.exec())
+    except Exception as exc:
+        log.exception("console failed")
+        error_dialog("Watchkeeper stopped", operator_message(exc))
+        return 1
+    finally:
+        if runner is not None:
+            try:
+                runner.stop()
+            except Exception:
+                log.exception("engine stop failed")
+        if services is not None:
+            services.shutdown()
+        ctx.db.dispose()
+
+
+start_console = run

@@ -1,0 +1,190 @@
+"""Keeps a BoardModel in step with the database: first load, change feed, older pages, health.
+
+Every query runs on the services' DbWorker; results come back on the GUI thread and go into the model as
+targeted changes. The change feed asks for Event rows with an id above the last one seen about every 300 ms
+(one request in flight at a time, so a slow database never piles up requests); the events name the incidents
+that changed, and their fresh rows come back in the same worker job. On PostgreSQL a LISTEN could shorten the
+wait; the poll alone keeps commit-to-visible well under a second, so it is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from sqlalchemy.orm import Session
+
+from console.board.model import BoardModel
+from console.services import ConsoleServices
+from engine import board
+
+log = logging.getLogger(__name__)
+
+FEED_INTERVAL_MS = 300
+HEALTH_INTERVAL_MS = 5_000
+LOAD_BATCH = 2_000
+PAGE_SIZE = 500
+
+
+class BoardFeed(QObject):
+    loaded = Signal()  # the first load is complete
+    database_state = Signal(bool, str)  # (reachable, message)
+    health = Signal(dict)
+
+    def __init__(self, services: ConsoleServices, model: BoardModel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.services = services
+        self.model = model
+        self.closed_within = timedelta(hours=24)
+        self.last_event_id: int | None = None
+        self.is_loaded = False
+        self._polling = False
+        self._db_ok = True
+        self._timer = QTimer(self)
+        self._timer.setInterval(FEED_INTERVAL_MS)
+        self._timer.timeout.connect(self.poll)
+        self._health_timer = QTimer(self)
+        self._health_timer.setInterval(HEALTH_INTERVAL_MS)
+        self._health_timer.timeout.connect(self.check_health)
+        model.fetch_more_requested.connect(self._fetch_older)
+
+    # -- first load -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the working set in batches (the GUI inserts each as it arrives), then follow the feed."""
+        now = self.services.ctx.clock.now()
+        filters = board.BoardFilter(closed_within=self.closed_within)
+
+        def first(session: Session) -> tuple[int, list[int], list[dict[str, Any]], bool]:
+            # The event id is read first, so nothing committed during the load is missed (rows seen twice
+            # are simply updated).
+            last = board.latest_event_id(session)
+            ids = board.open_incident_ids(session, filters, now)
+            more = bool(board.closed_ids_before(session, min(ids) if ids else None, limit=1))
+            return last, ids, board.board_rows(session, ids[:LOAD_BATCH]), more
+
+        self.services.worker.submit(first, self._on_first, self._on_error, what="loading the board")
+
+    def _on_first(self, result: tuple[int, list[int], list[dict[str, Any]], bool]) -> None:
+        last, ids, rows, more = result
+        self.last_event_id = last
+        self.model.more_available = more
+        self._apply(rows, from_feed=False)
+        rest = ids[LOAD_BATCH:]
+        for start in range(0, len(rest), LOAD_BATCH):
+            batch = rest[start : start + LOAD_BATCH]
+            self.services.worker.submit(
+                lambda s, b=batch: board.board_rows(s, b),
+                lambda r: self._apply(r, from_feed=False),
+                self._on_error,
+                what="loading the board",
+            )
+        # Runs after the batches on the serial worker: the board is complete.
+        self.services.worker.submit(lambda _s: None, lambda _r: self._finish_load(), self._on_error)
+
+    def _finish_load(self) -> None:
+        self.is_loaded = True
+        self._timer.start()
+        self._health_timer.start()
+        self.loaded.emit()
+        self.check_health()
+
+    def _apply(self, rows: list[dict[str, Any]], *, from_feed: bool) -> None:
+        # Order by id so a batch of new incidents lands in a stable order.
+        rows.sort(key=lambda r: r["id"], reverse=True)
+        self.model.apply_rows(rows, from_feed=from_feed)
+
+    # -- change feed ----------------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Ask for changes since the last event seen; one request in flight at a time."""
+        if self._polling or self.last_event_id is None:
+            return
+        self._polling = True
+        since = self.last_event_id
+
+        def job(session: Session) -> tuple[int, list[int], list[dict[str, Any]]]:
+            last, ids = board.changes_since(session, since)
+            return last, ids, board.board_rows(session, ids) if ids else []
+
+        self.services.worker.submit(job, self._on_changes, self._on_poll_error, what="following changes")
+
+    def _on_changes(self, result: tuple[int, list[int], list[dict[str, Any]]]) -> None:
+        self._polling = False
+        self._set_db_state(True, "")
+        last, ids, rows = result
+        self.last_event_id = last
+        if rows:
+            self._apply(rows, from_feed=True)
+        found = {r["id"] for r in rows}
+        gone = [i for i in ids if i not in found and self.model.position_of(i) is not None]
+        if gone:
+            self.model.remove_ids(gone)
+        if ids:
+            self.services.incidents_changed.emit(ids)
+
+    def _on_poll_error(self, exc: Exception) -> None:
+        self._polling = False
+        self._set_db_state(False, f"Database unreachable: {_short(exc)}")
+
+    def _on_error(self, exc: Exception) -> None:
+        self._set_db_state(False, f"Database unreachable: {_short(exc)}")
+        log.warning("board load failed: %s", exc)
+
+    def _set_db_state(self, ok: bool, message: str) -> None:
+        if ok != self._db_ok:
+            self._db_ok = ok
+            self.database_state.emit(ok, message)
+
+    def refresh_ids(self, ids: list[int]) -> None:
+        """Fetch fresh rows for these incidents now (after an action), without waiting for the feed."""
+        if not ids:
+            return
+        self.services.worker.submit(
+            lambda s: board.board_rows(s, ids), lambda r: self._apply(r, from_feed=True), self._on_error
+        )
+
+    # -- older closed incidents -----------------------------------------------------------------------------
+
+    def _fetch_older(self) -> None:
+        before = self.model.min_closed_id()
+
+        def job(session: Session) -> tuple[list[dict[str, Any]], bool]:
+            ids = board.closed_ids_before(session, before, limit=PAGE_SIZE + 1)
+            more = len(ids) > PAGE_SIZE
+            return board.board_rows(session, ids[:PAGE_SIZE]), more
+
+        def done(result: tuple[list[dict[str, Any]], bool]) -> None:
+            rows, more = result
+            self.model.fetching = False
+            self.model.more_available = more
+            self._apply(rows, from_feed=False)
+
+        def failed(exc: Exception) -> None:
+            self.model.fetching = False
+            self._on_error(exc)
+
+        self.services.worker.submit(job, done, failed, what="loading older incidents")
+
+    # -- health ---------------------------------------------------------------------------------------------
+
+    def check_health(self) -> None:
+        ctx = self.services.ctx
+        now = ctx.clock.now()
+        self.services.worker.submit(
+            lambda s: board.board_health(s, now, ctx.settings),
+            self.health.emit,
+            self._on_poll_error,
+            what="checking engine health",
+        )
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._health_timer.stop()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

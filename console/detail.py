@@ -1,0 +1,376 @@
+"""Incident detail: everything that happened to one incident, in time order, with its SLA deadlines drawn in.
+
+The timeline holds events, every message sent (channel, recipient, status, error), replies received and notes;
+the response and resolution deadlines appear as rows in their place in time and as lines on the strip above
+the table. The detail follows the change feed, so a delivery receipt or an acknowledgement shows up while the
+operator watches. `DetailWindow` pops an incident out into a window of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPointF,
+    QRectF,
+    QSettings,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from console.board import format as fmt
+from console.services import ConsoleServices
+from console.theme import current_palette
+from engine import board
+
+ModelIndex = QModelIndex | QPersistentModelIndex
+TIMELINE_COLUMNS = ["Time", "What", "Who / channel", "Detail", "Status"]
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone().strftime("%d %b %H:%M:%S")
+
+
+def timeline_with_deadlines(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """The incident's timeline plus one row per SLA deadline, in time order."""
+    items = list(detail.get("timeline", []))
+    for which in ("response", "resolution"):
+        due = detail.get(f"{which}_due_at")
+        if due is not None and not detail.get("sensitive"):
+            items.append(
+                {"at": due, "type": "deadline", "kind": which, "actor": "", "text": f"{which.title()} due"}
+            )
+    items.sort(key=lambda item: item["at"])
+    return items
+
+
+class TimelineModel(QAbstractTableModel):
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._items: list[dict[str, Any]] = []
+        self._incident: int | None = None
+        self._detail: dict[str, Any] = {}
+        self.now = lambda: datetime.now().astimezone()
+
+    def set_detail(self, detail: dict[str, Any]) -> None:
+        items = timeline_with_deadlines(detail)
+        if detail.get("id") != self._incident or len(items) < len(self._items):
+            self.beginResetModel()
+            self._items, self._incident, self._detail = items, detail.get("id"), detail
+            self.endResetModel()
+            return
+        self._detail = detail
+        old = self._items
+        for n in range(len(old)):
+            if old[n] != items[n]:
+                self._items[n] = items[n]
+                self.dataChanged.emit(self.index(n, 0), self.index(n, len(TIMELINE_COLUMNS) - 1))
+        if len(items) > len(old):
+            start = len(old)
+            self.beginInsertRows(QModelIndex(), start, len(items) - 1)
+            self._items = self._items[:start] + items[start:]
+            self.endInsertRows()
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._items)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(TIMELINE_COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(TIMELINE_COLUMNS)
+        ):
+            return TIMELINE_COLUMNS[section]
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._items):
+            return None
+        item = self._items[index.row()]
+        col = index.column()
+        kind = item["type"]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return _local(item["at"])
+            if col == 1:
+                if kind == "message":
+                    return f"{item['kind']} sent" + (f" (level {item['level']})" if item.get("level") else "")
+                if kind == "reply":
+                    return f"reply: {item['kind']}"
+                if kind == "deadline":
+                    return f"DEADLINE: {item['text']}"
+                return "note" if kind == "note" else str(item["kind"]).replace("_", " ")
+            if col == 2:
+                if kind == "message":
+                    return f"{str(item['channel']).upper()} → {item['recipient']}"
+                if kind == "reply":
+                    return f"{str(item['channel']).upper()} ← {item['actor']}"
+                return item.get("actor", "")
+            if col == 3:
+                text = str(item.get("text") or "")
+                if item.get("error"):
+                    text = f"{text} — error: {item['error']}"
+                return text.replace("\n", " ")
+            if col == 4:
+                if kind == "message":
+                    return str(item["status"]) + (" (simulated)" if item.get("simulated") else "")
+                if kind == "deadline":
+                    state, text = fmt.sla_state(self._detail, item["kind"], self.now())
+                    return text or state
+                return ""
+        if role == Qt.ItemDataRole.FontRole and kind in ("deadline", "note"):
+            font = QFont()
+            font.setBold(kind == "deadline")
+            font.setItalic(kind == "note")
+            return font
+        if role == Qt.ItemDataRole.ForegroundRole:
+            palette = current_palette()
+            if kind == "deadline":
+                state = fmt.sla_state(self._detail, item["kind"], self.now())[0]
+                if state == fmt.BREACHED:
+                    return QBrush(QColor(palette.breached))
+                return QBrush(QColor(palette.warning))
+            if kind == "message" and item.get("status") in ("failed", "undelivered"):
+                return QBrush(QColor(palette.breached))
+        if role == Qt.ItemDataRole.ToolTipRole and col == 3:
+            return str(item.get("text") or "")
+        return None
+
+
+class TimelineStrip(QWidget):
+    """A time axis from the incident's opening to now: a tick per event, lines at the SLA deadlines."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(64)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.items: list[dict[str, Any]] = []
+        self.detail: dict[str, Any] = {}
+        self.now: datetime | None = None
+
+    def set_data(self, detail: dict[str, Any], items: list[dict[str, Any]], now: datetime) -> None:
+        self.detail, self.items, self.now = detail, items, now
+        self.update()
+
+    def paintEvent(self, _event: Any) -> None:
+        if not self.detail or self.now is None:
+            return
+        palette = current_palette()
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        start: datetime = self.detail["created_at"]
+        times = [i["at"] for i in self.items] + [self.now]
+        end = max(times)
+        span = max((end - start).total_seconds(), 60.0) * 1.05
+        left, right = 12.0, float(self.width() - 12)
+        y = self.height() / 2 + 6
+
+        def x_of(at: datetime) -> float:
+            return left + (right - left) * max(0.0, (at - start).total_seconds()) / span
+
+        p.setPen(QPen(QColor(palette.muted), 2))
+        p.drawLine(QPointF(left, y), QPointF(right, y))
+        colors = {
+            "event": palette.status.get("in_progress", "#4493f8"),
+            "message": palette.status.get("acknowledged", "#d4a72c"),
+            "reply": palette.status.get("resolved", "#3fb950"),
+            "note": palette.muted,
+        }
+        for item in self.items:
+            if item["type"] == "deadline":
+                state = fmt.sla_state(self.detail, item["kind"], self.now)[0]
+                color = QColor(palette.breached if state == fmt.BREACHED else palette.warning)
+                x = x_of(item["at"])
+                p.setPen(QPen(color, 2, Qt.PenStyle.DashLine))
+                p.drawLine(QPointF(x, 4), QPointF(x, self.height() - 4))
+                p.setPen(QPen(color))
+                label = f"{item['kind']} due"
+                p.drawText(QRectF(x + 3, 2, 140, 16), Qt.AlignmentFlag.AlignLeft, label)
+                continue
+            color = QColor(colors.get(item["type"], palette.muted))
+            if item["type"] == "message" and item.get("status") in ("failed", "undelivered"):
+                color = QColor(palette.breached)
+            p.setPen(QPen(color.darker(130), 1))
+            p.setBrush(QBrush(color))
+            p.drawEllipse(QPointF(x_of(item["at"]), y), 5, 5)
+        x_now = x_of(self.now)
+        p.setPen(QPen(QColor(palette.text), 1))
+        p.drawLine(QPointF(x_now, y - 10), QPointF(x_now, y + 10))
+        p.drawText(QRectF(x_now - 20, y + 10, 40, 16), Qt.AlignmentFlag.AlignCenter, "now")
+        p.end()
+
+
+class IncidentDetail(QWidget):
+    """The detail of one incident; `show_incident(id)` loads it on the worker."""
+
+    pop_out_requested = Signal(int)
+    loaded = Signal(int)
+
+    def __init__(
+        self, services: ConsoleServices, parent: QWidget | None = None, *, can_pop_out: bool = True
+    ) -> None:
+        super().__init__(parent)
+        self.services = services
+        self.incident_id: int | None = None
+        self.detail: dict[str, Any] = {}
+        self.title = QLabel("No incident selected")
+        self.title.setObjectName("detailTitle")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for key, label in (
+            ("severity", "Severity"),
+            ("status", "Status"),
+            ("where", "Site / category"),
+            ("team", "Team / assignee"),
+            ("level", "Escalation"),
+            ("paged", "Last page"),
+            ("response", "Response SLA"),
+            ("resolution", "Resolution SLA"),
+            ("reporter", "Reporter"),
+        ):
+            value = QLabel("")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)
+            form.addRow(label, value)
+            self.fields[key] = value
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(80)
+        self.details.setTabChangesFocus(True)
+        self.strip = TimelineStrip()
+        self.timeline = TimelineModel(self)
+        self.timeline.now = services.ctx.clock.now
+        self.table = QTableView()
+        self.table.setObjectName("timeline")
+        self.table.setModel(self.timeline)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header.resizeSection(0, 130)
+        header.resizeSection(1, 170)
+        header.resizeSection(2, 230)
+        self.pop_out = QPushButton("Pop out")
+        self.pop_out.setToolTip("Open this incident in a window of its own (P on the board)")
+        self.pop_out.setVisible(can_pop_out)
+        self.pop_out.clicked.connect(
+            lambda: self.incident_id and self.pop_out_requested.emit(self.incident_id)
+        )
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.pop_out, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(form)
+        layout.addWidget(self.details)
+        layout.addWidget(self.strip)
+        layout.addWidget(self.table, 1)
+        services.incidents_changed.connect(self._on_changed)
+
+    def show_incident(self, incident_id: int) -> None:
+        self.incident_id = incident_id or None
+        if not incident_id:
+            return
+        self.services.worker.submit(
+            lambda s: board.incident_detail(s, incident_id),
+            lambda d: self._set(incident_id, d),
+            lambda exc: self.title.setText(f"Could not load #{incident_id}: {exc}"),
+            what="loading an incident",
+        )
+
+    def _on_changed(self, ids: list[int]) -> None:
+        if self.incident_id is not None and self.incident_id in ids:
+            self.show_incident(self.incident_id)
+
+    def _set(self, incident_id: int, detail: dict[str, Any] | None) -> None:
+        if incident_id != self.incident_id:
+            return  # the operator moved on while this loaded
+        if detail is None:
+            self.title.setText(f"Incident #{incident_id} does not exist")
+            return
+        self.detail = detail
+        now = self.services.ctx.clock.now()
+        self.title.setText(f"#{detail['id']}  {detail['summary']}")
+        f = self.fields
+        f["severity"].setText(str(detail["severity"]).upper())
+        status = fmt.STATUS_LABEL.get(detail["status"], detail["status"])
+        if detail.get("acknowledged_by"):
+            status += f" by {detail['acknowledged_by']}"
+        f["status"].setText(status)
+        f["where"].setText(f"{detail['site'] or '—'} / {detail['category']}")
+        f["team"].setText(f"{detail['team'] or '—'} / {detail['assignee'] or '—'}")
+        policy = f" — policy {detail['policy']}" if detail.get("policy") else ""
+        f["level"].setText(fmt.level_text(detail) + policy)
+        f["paged"].setText(fmt.paged_text(detail))
+        for which in ("response", "resolution"):
+            state, text = fmt.sla_state(detail, which, now)
+            due = detail.get(f"{which}_due_at")
+            f[which].setText(f"{text}" + (f" (due {_local(due)})" if due else ""))
+            palette = current_palette()
+            color = (
+                palette.breached if state == fmt.BREACHED else palette.warning if state == fmt.WARNING else ""
+            )
+            f[which].setStyleSheet(f"color: {color}; font-weight: bold;" if color else "")
+        reporter = " ".join(x for x in (detail.get("reporter_name"), detail.get("reporter_contact")) if x)
+        f["reporter"].setText(f"{reporter} ({detail.get('reporter_language', 'en')})" if reporter else "—")
+        self.details.setPlainText(detail.get("details") or "")
+        self.timeline.set_detail(detail)
+        self.strip.set_data(detail, self.timeline.items(), now)
+        self.loaded.emit(incident_id)
+
+
+class DetailWindow(QMainWindow):
+    """An incident popped out into its own window; remembers where it was put."""
+
+    def __init__(self, services: ConsoleServices, incident_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setWindowTitle(f"Incident #{incident_id} — Watchkeeper")
+        self.detail = IncidentDetail(services, self, can_pop_out=False)
+        self.setCentralWidget(self.detail)
+        geometry = QSettings().value("layout/detail_window")
+        if geometry is not None:
+            self.restoreGeometry(geometry)  # type: ignore[arg-type]
+        else:
+            self.resize(900, 640)
+        self.detail.show_incident(incident_id)
+
+    def closeEvent(self, event: Any) -> None:
+        QSettings().setValue("layout/detail_window", self.saveGeometry())
+        super().closeEvent(event)

@@ -1,0 +1,393 @@
+"""The console's small dialogs: sign-in, first-run administrator, new incident (a call by phone), and the
+prompts behind actions (note, cancel reason, escalate to level, assign).
+
+Dialogs validate what they can see (required fields, a reporter's phone number or e-mail address) and leave
+every rule about incidents to the engine; `values()` returns exactly the keyword arguments of the engine call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import phonenumbers
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.models import Severity
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LANGUAGES = [("en", "English"), ("zu", "isiZulu"), ("af", "Afrikaans")]
+NO_POLICY = "(no escalation)"
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setObjectName("dialogError")
+    label.setStyleSheet("color: #c0081b; font-weight: bold;")
+    label.setWordWrap(True)
+    label.hide()
+    return label
+
+
+class SignInDialog(QDialog):
+    """User name and password; `check(username, password)` raises with a message when they are wrong."""
+
+    def __init__(
+        self,
+        check: Callable[[str, str], Any],
+        parent: QWidget | None = None,
+        *,
+        database: str = "",
+        username: str = "",
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watchkeeper — sign in")
+        self._check = check
+        self.result_value: Any = None
+        self.username = QLineEdit(username)
+        self.username.setObjectName("username")
+        self.password = QLineEdit()
+        self.password.setObjectName("password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.error = _error_label()
+        form = QFormLayout()
+        form.addRow("&User name", self.username)
+        form.addRow("&Password", self.password)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Sign in")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        if database:
+            db_label = QLabel(f"Database: {database}")
+            db_label.setWordWrap(True)
+            layout.addWidget(db_label)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        (self.password if username else self.username).setFocus()
+
+    def accept(self) -> None:
+        try:
+            self.result_value = self._check(self.username.text(), self.password.text())
+        except Exception as exc:
+            self.error.setText(str(exc) or "sign-in failed")
+            self.error.show()
+            self.password.clear()
+            self.password.setFocus()
+            return
+        super().accept()
+
+
+class FirstRunDialog(QDialog):
+    """A database with no operator accounts: create the first administrator (prefilled user name)."""
+
+    def __init__(self, parent: QWidget | None = None, *, database: str = "", offer_demo: bool = True) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watchkeeper — first run")
+        intro = QLabel(
+            "This database has no operator accounts yet. Create the first administrator account; "
+            "it can add operators and supervisors later." + (f"\n\nDatabase: {database}" if database else "")
+        )
+        intro.setWordWrap(True)
+        self.username = QLineEdit("admin")
+        self.username.setObjectName("username")
+        self.display_name = QLineEdit("Administrator")
+        self.password = QLineEdit()
+        self.password.setObjectName("password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("at least 8 characters")
+        self.confirm = QLineEdit()
+        self.confirm.setObjectName("confirm")
+        self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
+        self.load_demo = QCheckBox("Load the demo data (people, teams, policies, sample incidents)")
+        self.load_demo.setChecked(offer_demo)
+        self.load_demo.setVisible(offer_demo)
+        self.error = _error_label()
+        form = QFormLayout()
+        form.addRow("&User name", self.username)
+        form.addRow("&Display name", self.display_name)
+        form.addRow("&Password", self.password)
+        form.addRow("&Confirm", self.confirm)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create account")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.load_demo)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.password.setFocus()
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.username.text().strip():
+            out.append("a user name is needed")
+        if len(self.password.text()) < 8:
+            out.append("the password needs at least 8 characters")
+        elif self.password.text() != self.confirm.text():
+            out.append("the two passwords differ")
+        return out
+
+    def accept(self) -> None:
+        problems = self.problems()
+        if problems:
+            self.error.setText("; ".join(problems))
+            self.error.show()
+            return
+        super().accept()
+
+
+class NewIncidentDialog(QDialog):
+    """A call that came in by phone: everything engine.api.trigger needs."""
+
+    def __init__(
+        self,
+        choices: dict[str, list[str]] | None = None,
+        parent: QWidget | None = None,
+        *,
+        summary: str = "",
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New incident")
+        self.setMinimumWidth(520)
+        choices = choices or {}
+        self.policy = QComboBox()
+        self.policy.setObjectName("policy")
+        self.policy.addItem(NO_POLICY)
+        self.policy.addItems(choices.get("policies", []))
+        if self.policy.count() > 1:
+            self.policy.setCurrentIndex(1)
+        self.severity = QComboBox()
+        self.severity.setObjectName("severity")
+        self.severity.addItems([s.value for s in Severity])
+        self.severity.setCurrentText(Severity.HIGH.value)
+        self.category = QComboBox()
+        self.category.setEditable(True)
+        self.category.addItems(choices.get("categories", ["general"]))
+        self.category.setCurrentText("general")
+        self.site = QComboBox()
+        self.site.setEditable(True)
+        self.site.addItems(["", *choices.get("sites", [])])
+        self.team = QComboBox()
+        self.team.addItems(["", *choices.get("teams", [])])
+        self.summary = QLineEdit(summary)
+        self.summary.setObjectName("summary")
+        self.summary.setMaxLength(1024)
+        self.summary.setPlaceholderText("What is happening, where (required)")
+        self.details = QPlainTextEdit()
+        self.details.setTabChangesFocus(True)
+        self.details.setPlaceholderText("What the caller said")
+        self.reporter_name = QLineEdit()
+        self.reporter_contact = QLineEdit()
+        self.reporter_contact.setObjectName("reporter_contact")
+        self.reporter_contact.setPlaceholderText("+27 82 555 0100 or name@example.org")
+        self.reporter_language = QComboBox()
+        for code, name in LANGUAGES:
+            self.reporter_language.addItem(name, code)
+        self.error = _error_label()
+
+        form = QFormLayout()
+        form.addRow("&Summary", self.summary)
+        form.addRow("Se&verity", self.severity)
+        form.addRow("&Policy", self.policy)
+        form.addRow("&Category", self.category)
+        form.addRow("S&ite", self.site)
+        form.addRow("&Team", self.team)
+        form.addRow("&Details", self.details)
+        form.addRow("Reporter &name", self.reporter_name)
+        form.addRow("Reporter c&ontact", self.reporter_contact)
+        form.addRow("Reporter &language", self.reporter_language)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Open incident")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.summary.setFocus()
+
+    def _contact(self) -> tuple[str | None, str | None]:
+        """(normalised contact, problem)."""
+        raw = self.reporter_contact.text().strip()
+        if not raw:
+            return None, None
+        if "@" in raw:
+            return (raw, None) if EMAIL_RE.match(raw) else (None, f"{raw!r} is not an e-mail address")
+        try:
+            number = phonenumbers.parse(raw, "ZA")
+        except phonenumbers.NumberParseException:
+            return None, f"{raw!r} is not a phone number or e-mail address"
+        if not phonenumbers.is_valid_number(number):
+            return None, f"{raw!r} is not a valid phone number"
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.summary.text().strip():
+            out.append("a summary is needed")
+        if not self.category.currentText().strip():
+            out.append("a category is needed")
+        _contact, problem = self._contact()
+        if problem:
+            out.append(problem)
+        return out
+
+    def values(self) -> dict[str, Any]:
+        contact, _problem = self._contact()
+        policy = self.policy.currentText()
+        return {
+            "policy": None if policy == NO_POLICY else policy,
+            "summary": self.summary.text().strip(),
+            "severity": self.severity.currentText(),
+            "category": self.category.currentText().strip(),
+            "site": self.site.currentText().strip(),
+            "team": self.team.currentText() or None,
+            "details": self.details.toPlainText().strip(),
+            "reporter_name": self.reporter_name.text().strip() or None,
+            "reporter_contact": contact,
+            "reporter_language": self.reporter_language.currentData(),
+        }
+
+    def accept(self) -> None:
+        problems = self.problems()
+        if problems:
+            self.error.setText("; ".join(problems))
+            self.error.show()
+            return
+        super().accept()
+
+
+class TextPrompt(QDialog):
+    """One required line of text (a note, a cancel reason)."""
+
+    def __init__(
+        self, title: str, label: str, parent: QWidget | None = None, *, required: bool = True
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.required = required
+        self.text = QPlainTextEdit()
+        self.text.setTabChangesFocus(True)
+        self.text.setObjectName("promptText")
+        self.error = _error_label()
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(label))
+        layout.addWidget(self.text)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.text.setFocus()
+
+    def value(self) -> str:
+        return self.text.toPlainText().strip()
+
+    def accept(self) -> None:
+        if self.required and not self.value():
+            self.error.setText("this cannot be empty")
+            self.error.show()
+            return
+        super().accept()
+
+
+class EscalateDialog(QDialog):
+    """Escalate now: to the next level, or to a chosen one."""
+
+    def __init__(self, current_level: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Escalate now")
+        self.next_level = QCheckBox("Next level")
+        self.next_level.setChecked(True)
+        self.level = QSpinBox()
+        self.level.setRange(1, 20)
+        self.level.setValue(max(1, current_level + 1))
+        self.level.setEnabled(False)
+        self.next_level.toggled.connect(lambda on: self.level.setEnabled(not on))
+        form = QFormLayout()
+        form.addRow(self.next_level)
+        form.addRow("Chosen &level", self.level)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def chosen(self) -> int | None:
+        return None if self.next_level.isChecked() else self.level.value()
+
+
+class AssignDialog(QDialog):
+    """Re-assign to a team or a person, with a reason kept in the assignment history."""
+
+    def __init__(self, choices: dict[str, list[str]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Re-assign")
+        self.kind = QComboBox()
+        self.kind.addItems(["team", "person"])
+        self.target = QComboBox()
+        self.target.setEditable(True)
+        self._choices = choices
+        self.kind.currentTextChanged.connect(self._fill)
+        self._fill("team")
+        self.reason = QLineEdit()
+        form = QFormLayout()
+        form.addRow("Assign to", self.kind)
+        form.addRow("&Who", self.target)
+        form.addRow("&Reason", self.reason)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.setTabOrder(self.kind, self.target)
+
+    def _fill(self, kind: str) -> None:
+        self.target.clear()
+        self.target.addItems(self._choices.get("teams" if kind == "team" else "people", []))
+
+    def values(self) -> dict[str, Any]:
+        who = self.target.currentText().strip() or None
+        kind = self.kind.currentText()
+        return {
+            "team": who if kind == "team" else None,
+            "person": who if kind == "person" else None,
+            "reason": self.reason.text().strip(),
+        }
+
+
+def ask(dialog: QDialog) -> bool:
+    dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
+    return dialog.exec() == QDialog.DialogCode.Accepted

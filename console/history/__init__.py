@@ -1,0 +1,5 @@
+"""History: closed incidents and the audit log, searched on the database worker, one page at a time."""
+
+from console.history.widget import HistoryWidget
+
+__all__ = ["HistoryWidget"]

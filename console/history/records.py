@@ -1,0 +1,155 @@
+"""A read-only table model over a list of plain records, described by columns.
+
+Used for pages of history, statistics tables and editor object lists: each is a bounded list that is
+replaced as a whole when a new page or period arrives (a page swap, not a live feed), so a model reset per
+replacement is right here. Cells are computed by the column's getter; sorting is left to a proxy model, which
+sorts on the `SORT_ROLE` value (the raw number or time, not its display text).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+RECORD_ROLE = Qt.ItemDataRole.UserRole + 2
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+# Result handlers waiting for the database worker, by token. Only the GUI thread touches this: handlers are
+# registered there and the worker delivers results there. The worker's own references (its futures) hold
+# just the token, so a widget captured by a handler is never released — and destroyed — on the worker thread.
+_WAITING: dict[int, tuple[Any, Callable[[Any], Any] | None, Callable[[Exception], Any] | None]] = {}
+_tokens = itertools.count(1)
+
+
+def replies(
+    owner: Any, on_done: Callable[[Any], Any] | None, on_error: Callable[[Exception], Any] | None = None
+) -> dict[str, Callable[..., None]]:
+    """`on_done` / `on_error` for DbWorker.submit/call (as `**replies(self, done, failed)`): whichever
+    arrives runs on the GUI thread if `owner` (the waiting widget) still exists, and drops both handlers."""
+    token = next(_tokens)
+    _WAITING[token] = (owner, on_done, on_error)
+
+    def arrive(index: int, value: Any) -> None:
+        import shiboken6
+
+        owner, *handlers = _WAITING.pop(token, (None, None, None))
+        handler = handlers[index]
+        if owner is not None and shiboken6.isValid(owner):
+            if handler is not None:
+                handler(value)
+            elif index == 1:
+                log.warning("%s: %s", type(owner).__name__, value)
+
+    return {"on_done": lambda value: arrive(0, value), "on_error": lambda exc: arrive(1, exc)}
+
+
+def fmt_time(value: datetime | None) -> str:
+    """Times are shown in the workstation's local zone, minutes precision."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Column(Generic[R]):
+    header: str
+    value: Callable[[R], Any]
+    numeric: bool = False
+    tooltip: Callable[[R], str] | None = None
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return fmt_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _sortable(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    return str(value).casefold()
+
+
+class RecordTableModel(QAbstractTableModel, Generic[R]):
+    def __init__(self, columns: Sequence[Column[R]], parent: Any = None) -> None:
+        super().__init__(parent)
+        self._columns = list(columns)
+        self._rows: list[R] = []
+
+    # -- data ------------------------------------------------------------------------------------------
+    def set_rows(self, rows: Sequence[R]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def rows(self) -> list[R]:
+        return list(self._rows)
+
+    def record(self, row: int) -> R:
+        return self._rows[row]
+
+    def columns(self) -> list[Column[R]]:
+        return list(self._columns)
+
+    def display_rows(self) -> list[list[str]]:
+        """Every row as the texts shown (CSV export)."""
+        return [[_display(c.value(r)) for c in self._columns] for r in self._rows]
+
+    # -- Qt model --------------------------------------------------------------------------------------
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._columns)
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        if not (0 <= index.column() < len(self._columns)):
+            return None
+        record = self._rows[index.row()]
+        column = self._columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _display(column.value(record))
+        if role == SORT_ROLE:
+            return _sortable(column.value(record))
+        if role == RECORD_ROLE:
+            return record
+        if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and column.tooltip is not None:
+            return column.tooltip(record)
+        return None
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self._columns):
+            return self._columns[section].header
+        if orientation == Qt.Orientation.Vertical:
+            return str(section + 1)
+        return None

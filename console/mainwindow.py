@@ -1,0 +1,417 @@
+"""The console's main window: header (unacknowledged counter, engine state, clock), a banner for trouble, the
+board with the incident detail docked beside it, and the supervisor tabs mounted on first use.
+
+The layout (window geometry, docks, board columns and sort) is remembered per operator with QSettings; the
+theme, the large-font option and mute-for-this-shift are in the View and Alerts menus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from console.alerts import AlertCenter, icon_path
+from console.board.widget import BoardWidget
+from console.detail import DetailWindow, IncidentDetail
+from console.services import ConsoleServices
+from console.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+KEYS_HELP = """<b>Board keys</b> (while the table has the focus)<br>
+A acknowledge · R resolve · E escalate to the next level · Shift+E escalate to a chosen level ·
+G re-assign · N add a note · Delete cancel with a reason · Enter open the detail · P pop the detail out ·
+↑/↓ PgUp/PgDn Home/End move · Shift+↑/↓ select several<br><br>
+<b>Anywhere</b><br>
+Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
+Ctrl+1…4 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
+F5 reload the board · Ctrl+Q quit<br><br>
+<b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
+assign 1234 team|person HANDLE · reopen 1234 · show 1234 · new summary · find text (or /text)"""
+
+SUPERVISOR_TABS: list[tuple[str, str, str, str]] = [
+    # (tab title, module, class, placeholder text)
+    ("Editors", "console.editors", "EditorsWidget", "Policies, people, teams and schedules"),
+    ("Statistics", "console.stats", "StatsWidget", "Response and resolution statistics"),
+    ("History", "console.history", "HistoryWidget", "Past incidents"),
+]
+
+
+def mount(services: ConsoleServices, module: str, cls: str, placeholder: str) -> QWidget:
+    """The supervisor widget, or a plain placeholder when it cannot be imported or built."""
+    try:
+        imported = __import__(module, fromlist=[cls])
+        widget: QWidget = getattr(imported, cls)(services)
+        return widget
+    except Exception as exc:
+        log.warning("%s.%s unavailable: %s", module, cls, exc)
+        label = QLabel(f"{placeholder} — not available in this build.\n({exc})")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setWordWrap(True)
+        return label
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        services: ConsoleServices,
+        *,
+        runner: Any = None,
+        sound: bool = True,
+        start_feed: bool = True,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.runner = runner
+        self.setWindowTitle(f"Watchkeeper — {services.operator.display_name} ({services.operator.role})")
+        self.setWindowIcon(QIcon(str(icon_path())))
+        self.alerts = AlertCenter(self, sound=sound)
+        self._problems: dict[str, tuple[str, str]] = {}
+        self._detail_windows: list[DetailWindow] = []
+
+        self.board = BoardWidget(services, self, start=False)
+        self.board.message.connect(self.show_message)
+        self.board.open_detail.connect(self.open_detail)
+        self.board.model.row_arrived.connect(self.alerts.consider)
+        self.board.model.counts_changed.connect(self._update_counter)
+        self.board.feed.database_state.connect(self._on_database_state)
+        self.board.feed.health.connect(self._on_health)
+        self.board.feed.loaded.connect(self._on_loaded)
+        self.alerts.alerted.connect(lambda title, text: self.show_message(f"⚠ {title}: {text}", True))
+        services.worker.failed.connect(lambda what, exc: self.show_message(f"{what} failed: {exc}", True))
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("tabs")
+        self.tabs.addTab(self.board, "Board")
+        self._mounted: dict[int, bool] = {}
+        for title, *_rest in SUPERVISOR_TABS:
+            self.tabs.addTab(QWidget(), title)
+        self.tabs.currentChanged.connect(self._mount_tab)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._header())
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        layout.addWidget(self.banner)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self.detail = IncidentDetail(services, self)
+        self.detail.pop_out_requested.connect(lambda i: self.open_detail(i, True))
+        self.board.current_changed.connect(self._follow_selection)
+        self.detail_dock = QDockWidget("Incident", self)
+        self.detail_dock.setObjectName("detailDock")
+        self.detail_dock.setWidget(self.detail)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.detail_dock)
+
+        self._menus()
+        self.statusBar().showMessage("Loading the board…")
+        self._clock_timer = QTimer(self)
+        self._clock_timer.setInterval(1000)
+        self._clock_timer.timeout.connect(self._tick)
+        self._clock_timer.start()
+        self.restore_layout()
+        if start_feed:
+            self.board.feed.start()
+
+    # -- header, banner, menus --------------------------------------------------------------------------------
+
+    def _header(self) -> QWidget:
+        bar = QWidget()
+        bar.setObjectName("header")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(8, 4, 8, 4)
+        title = QLabel("<b>WATCHKEEPER</b>")
+        self.counter = QLabel("0 unacknowledged")
+        self.counter.setObjectName("unackCounter")
+        self.counter.setProperty("alert", False)
+        self.counter.setToolTip("Open incidents nobody has acknowledged yet")
+        self.engine_label = QLabel("Engine: starting")
+        self.engine_label.setObjectName("engineState")
+        self.mute_label = QLabel("")
+        self.clock_label = QLabel("")
+        who = self.services.operator
+        row.addWidget(title)
+        row.addSpacing(16)
+        row.addWidget(self.counter)
+        row.addSpacing(16)
+        row.addWidget(self.engine_label)
+        row.addWidget(self.mute_label)
+        row.addStretch(1)
+        row.addWidget(QLabel(f"{who.display_name} · {who.role}"))
+        row.addSpacing(16)
+        row.addWidget(self.clock_label)
+        return bar
+
+    def _action(
+        self,
+        menu: Any,
+        text: str,
+        key: str | QKeySequence | None,
+        slot: Callable[..., Any],
+        *,
+        checkable: bool = False,
+    ) -> QAction:
+        act = QAction(text, self)
+        if key:
+            act.setShortcut(QKeySequence(key))
+        act.setCheckable(checkable)
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    def _menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&New incident…", None, lambda: self.board.new_incident())
+        self._action(file_menu, "&Settings…", "Ctrl+,", self.open_settings)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", "Ctrl+Q", self.close)
+        view = bar.addMenu("&View")
+        settings = QSettings()
+        self.dark_action = self._action(
+            view, "&Dark theme (night shift)", "Ctrl+Shift+D", self._theme_changed, checkable=True
+        )
+        self.dark_action.setChecked(settings.value("view/dark", False, type=bool))
+        self.large_action = self._action(
+            view, "&Large font", "Ctrl+Shift+L", self._theme_changed, checkable=True
+        )
+        self.large_action.setChecked(settings.value("view/large", False, type=bool))
+        view.addSeparator()
+        self._action(
+            view,
+            "Show incident &detail",
+            "Ctrl+D",
+            lambda: self.detail_dock.setVisible(not self.detail_dock.isVisible()),
+        )
+        self._action(view, "&Reload the board", "F5", self.reload_board)
+        for n in range(self.tabs.count()):
+            self._action(
+                view,
+                f"Tab: {self.tabs.tabText(n)}",
+                f"Ctrl+{n + 1}",
+                lambda _c=False, i=n: self.tabs.setCurrentIndex(i),
+            )
+        alerts = bar.addMenu("&Alerts")
+        self.mute_action = self._action(
+            alerts, "&Mute sound and pop-ups for this shift", "Ctrl+M", self._mute_changed, checkable=True
+        )
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keys and commands", "F1", self.show_keys)
+
+    def _theme_changed(self) -> None:
+        dark, large = self.dark_action.isChecked(), self.large_action.isChecked()
+        QSettings().setValue("view/dark", dark)
+        QSettings().setValue("view/large", large)
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            palette = apply_theme(app, dark=dark, large=large)
+            self.board.model.set_palette(palette)
+            self.board.view.verticalHeader().setDefaultSectionSize(
+                self.board.view.fontMetrics().height() + 10
+            )
+            self._restyle(self.counter)
+            self._restyle(self.banner)
+
+    def _mute_changed(self) -> None:
+        muted = self.mute_action.isChecked()
+        self.alerts.set_muted(muted)
+        self.mute_label.setText("🔇 alerts muted this shift" if muted else "")
+        self.show_message("Alerts muted until you sign out" if muted else "Alerts on", False)
+
+    def show_keys(self) -> None:
+        QMessageBox.information(self, "Keys and commands", KEYS_HELP)
+
+    def open_settings(self) -> None:
+        try:
+            from console.settings_dialog import SettingsDialog
+
+            dialog = SettingsDialog(self.services, self)
+        except Exception as exc:
+            self.show_message(f"Settings are not available in this build: {exc}", True)
+            return
+        dialog.exec()
+
+    def _mount_tab(self, index: int) -> None:
+        if index <= 0 or self._mounted.get(index):
+            return
+        title, module, cls, placeholder = SUPERVISOR_TABS[index - 1]
+        widget = mount(self.services, module, cls, placeholder)
+        self._mounted[index] = True
+        self.tabs.blockSignals(True)
+        old = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        old.deleteLater()
+        self.tabs.insertTab(index, widget, title)
+        self.tabs.setCurrentIndex(index)
+        self.tabs.blockSignals(False)
+
+    # -- live state -------------------------------------------------------------------------------------------
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.statusBar().showMessage(text, 15_000 if error else 6_000)
+        self.statusBar().setStyleSheet("QStatusBar { color: #c0081b; font-weight: bold; }" if error else "")
+
+    def _update_counter(self) -> None:
+        n = self.board.model.unacknowledged_count()
+        self.counter.setText(f"{n} unacknowledged")
+        if self.counter.property("alert") != (n > 0):  # re-polishing costs a style sheet pass: only on change
+            self.counter.setProperty("alert", n > 0)
+            self._restyle(self.counter)
+
+    @staticmethod
+    def _restyle(widget: QWidget) -> None:
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+    def _set_problem(self, key: str, text: str | None, level: str = "warning") -> None:
+        if text:
+            self._problems[key] = (text, level)
+        else:
+            self._problems.pop(key, None)
+        if not self._problems:
+            self.banner.hide()
+            return
+        worst = "error" if any(lv == "error" for _t, lv in self._problems.values()) else "warning"
+        self.banner.setText("   ·   ".join(t for t, _lv in self._problems.values()))
+        self.banner.setProperty("level", worst)
+        self._restyle(self.banner)
+        self.banner.show()
+
+    def _on_database_state(self, ok: bool, message: str) -> None:
+        self._set_problem(
+            "database", None if ok else message + " — the board shows the last known state", "error"
+        )
+
+    def _on_health(self, health: dict[str, Any]) -> None:
+        self._set_problem("database", None)
+        alive = health.get("engines_alive", [])
+        if self.services.ctx.settings.engine_mode == "watch":
+            engine_ok = bool(alive)
+            label = f"Engine: {len(alive)} service(s) running" if alive else "Engine: NONE RUNNING"
+        else:
+            engine_ok = self._embedded_running()
+            label = "Engine: embedded, running" if engine_ok else "Engine: STOPPED"
+        self.engine_label.setText(label)
+        self._set_problem(
+            "engine",
+            None if engine_ok else "No engine is running: escalations and messages are NOT being sent",
+            "error",
+        )
+        simulated = health.get("simulated_channels", [])
+        self._set_problem(
+            "simulated",
+            f"Simulated channels: {', '.join(simulated)} — no real messages leave this machine"
+            if simulated
+            else None,
+        )
+
+    def _embedded_running(self) -> bool:
+        if self.runner is None:
+            return False
+        scheduler = getattr(self.runner, "scheduler", None)
+        return bool(getattr(scheduler, "running", True))
+
+    def _on_loaded(self) -> None:
+        self.alerts.remember(self.board.model.rows(), self.services.ctx.clock.now())
+        self._update_counter()
+        self.statusBar().showMessage(f"Board loaded: {self.board.model.rowCount()} incidents", 4000)
+        self.board.view.setFocus()
+        if self.board.proxy.rowCount():
+            self.board.view.selectRow(0)
+
+    def _tick(self) -> None:
+        now = self.services.ctx.clock.now()
+        self.clock_label.setText(now.astimezone().strftime("%a %d %b  %H:%M:%S"))
+        if self.board.feed.is_loaded:
+            self.alerts.check_deadlines(self.board.model.rows(), now)
+            self._update_counter()
+
+    def _follow_selection(self, incident_id: int) -> None:
+        if incident_id and self.detail_dock.isVisible():
+            self.detail.show_incident(incident_id)
+
+    def open_detail(self, incident_id: int, pop_out: bool) -> None:
+        if pop_out:
+            window = DetailWindow(self.services, incident_id)
+            window.destroyed.connect(
+                lambda _o=None, w=window: (
+                    self._detail_windows.remove(w) if w in self._detail_windows else None
+                )
+            )
+            self._detail_windows.append(window)
+            window.show()
+            return
+        self.detail_dock.show()
+        self.detail_dock.raise_()
+        self.detail.show_incident(incident_id)
+
+    def reload_board(self) -> None:
+        self.board.feed.stop()
+        self.board.model.clear()
+        self.board.feed.is_loaded = False
+        self.board.feed.start()
+
+    # -- layout -----------------------------------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        return f"layout/{self.services.operator.username}/{name}"
+
+    def restore_layout(self) -> None:
+        settings = QSettings()
+        geometry = settings.value(self._key("geometry"))
+        if geometry is not None:
+            self.restoreGeometry(geometry)  # type: ignore[arg-type]
+        else:
+            self.resize(1560, 900)
+        state = settings.value(self._key("state"))
+        if state is not None:
+            self.restoreState(state)  # type: ignore[arg-type]
+        header = settings.value(self._key("board_header"))
+        if header is not None:
+            self.board.view.horizontalHeader().restoreState(header)  # type: ignore[arg-type]
+        view = settings.value(self._key("board_view"))
+        if isinstance(view, str) and view:
+            import json
+
+            with contextlib.suppress(ValueError, TypeError):
+                self.board.apply_view_state(json.loads(view))
+
+    def save_layout(self) -> None:
+        import json
+
+        settings = QSettings()
+        settings.setValue(self._key("geometry"), self.saveGeometry())
+        settings.setValue(self._key("state"), self.saveState())
+        settings.setValue(self._key("board_header"), self.board.view.horizontalHeader().saveState())
+        settings.setValue(self._key("board_view"), json.dumps(self.board.view_state()))
+        settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        self.board.shutdown()
+        self._clock_timer.stop()
+        for window in list(self._detail_windows):
+            window.close()
+        super().closeEvent(event)

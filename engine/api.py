@@ -1,0 +1,934 @@
+"""The engine's public API: everything an operator can do, for the console, the CLI and the HTTP service alike.
+
+Each call is one short write transaction (BEGIN IMMEDIATE on SQLite) that applies the state machine of
+engine.escalation, writes its events, and commits; on PostgreSQL it also sends NOTIFY "watchkeeper_work" on
+commit so the engines of other processes wake at once, and in-process it calls `ctx.wake`. `trigger` only
+writes the incident and a PENDING escalation (policy snapshot included): the escalate pass expands targets and
+writes the pages, which keeps a trigger cheap under bursts.
+
+Errors: NotFound (no such incident or policy), InvalidTransition (not allowed in the current state),
+ValidationError (bad input). Returned dicts are JSON-serialisable, times as ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, selectinload
+
+from engine import escalation as esc_mod
+from engine import paging, timeline
+from engine.context import AppContext
+from engine.db import read_session, write_session
+from engine.errors import InvalidTransition, NotFound, ValidationError
+from engine.models import (
+    OPEN_INCIDENT_STATUSES,
+    Assignment,
+    Escalation,
+    EscalationState,
+    Event,
+    Incident,
+    IncidentStatus,
+    OutboxMessage,
+    Person,
+    Policy,
+    PolicyLevel,
+    PolicyTarget,
+    Severity,
+    Team,
+    Trigger,
+)
+from engine.targets import TargetCache
+
+S = EscalationState
+OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
+# An open incident's escalation that a repeated trigger may join (inside the policy's cooldown).
+JOINABLE = (S.PENDING.value, S.ACTIVE.value, S.ESCALATING.value, S.ACKNOWLEDGED.value)
+SEVERITIES = tuple(s.value for s in Severity)
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    incident_id: int
+    escalation_id: int | None
+    deduplicated: bool
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
+    text = "" if value is None else str(value).strip()
+    if required and not text:
+        raise ValidationError("must not be empty", field=field)
+    if len(text) > limit:
+        raise ValidationError(f"longer than {limit} characters", field=field)
+    return text
+
+
+# SLA settings looked up by `trigger` are reused for a moment: under a burst of triggers one lookup serves
+# them all, and an edited SLA configuration applies to new incidents within SLA_CACHE_SECONDS.
+SLA_CACHE_SECONDS = 2.0
+_sla_caches: dict[int, tuple[float, Any]] = {}
+
+
+def _sla_deadlines(
+    session: Session, incident: Incident, now: datetime, ctx: AppContext | None = None
+) -> None:
+    try:
+        from engine.sla import SlaCache, compute_deadlines
+    except ImportError:  # the SLA part not installed: the sla pass computes deadlines it finds missing
+        return
+    cache = None
+    if ctx is not None:
+        born, cache = _sla_caches.get(id(ctx.db), (0.0, None))
+        if cache is None or time.monotonic() - born > SLA_CACHE_SECONDS:
+            cache = SlaCache()
+            _sla_caches[id(ctx.db)] = (time.monotonic(), cache)
+    compute_deadlines(session, incident, now, cache)
+
+
+def _reporter_update(session: Session, incident: Incident, now: datetime, status: str) -> None:
+    if not incident.reporter_contact:
+        return
+    try:
+        from engine.sla import notify_reporter
+    except ImportError:
+        return
+    notify_reporter(session, now, incident, status)
+
+
+def _find_incident(session: Session, ref: int | str, *, lock: bool = False) -> Incident:
+    """An incident by id (int or digits) or by key (the open one first, else the latest)."""
+    stmt = select(Incident)
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+        stmt = stmt.where(Incident.id == int(ref))
+    else:
+        key = str(ref).strip()
+        if not key:
+            raise ValidationError("an incident id or key is needed", field="ref")
+        open_id = session.scalars(
+            select(Incident.id)
+            .where(Incident.key == key, Incident.status.in_(OPEN_STATUSES))
+            .order_by(Incident.id.desc())
+            .limit(1)
+        ).first()
+        if open_id is None:
+            open_id = session.scalars(
+                select(Incident.id).where(Incident.key == key).order_by(Incident.id.desc()).limit(1)
+            ).first()
+        if open_id is None:
+            raise NotFound(f"no incident with key {key!r}")
+        stmt = stmt.where(Incident.id == open_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    incident = session.scalars(stmt).one_or_none()
+    if incident is None:
+        raise NotFound(f"no incident {ref}")
+    return incident
+
+
+def _latest_escalation(session: Session, incident_id: int, *, lock: bool = False) -> Escalation | None:
+    stmt = (
+        select(Escalation)
+        .where(Escalation.incident_id == incident_id)
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    )
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def _summary(incident: Incident, esc: Escalation | None) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "key": incident.key,
+        "status": incident.status,
+        "summary": incident.summary,
+        "severity": incident.severity,
+        "escalation_id": esc.id if esc else None,
+        "escalation_state": esc.state if esc else None,
+        "current_level": esc.current_level if esc else None,
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_by": incident.resolved_by,
+    }
+
+
+def _status_event(
+    session: Session, incident: Incident, now: datetime, new: str, actor: str, **data: Any
+) -> None:
+    """A status change of the incident itself (the board's tint and the reporter follow it)."""
+    old = incident.status
+    incident.status = new
+    incident.updated_at = now
+    timeline.record(
+        session,
+        "status_changed",
+        now,
+        incident_id=incident.id,
+        actor=actor,
+        message=f"{old} → {new}",
+        data={"from": old, "to": new, **data},
+    )
+
+
+_P, _LV, _TG = Policy.__table__.c, PolicyLevel.__table__.c, PolicyTarget.__table__.c
+# Built once: the statements a trigger runs are reused, so SQLAlchemy compiles them once (trigger is hot).
+_SNAPSHOT_QUERY = (
+    select(
+        _P.id,
+        _P.name,
+        _P.version,
+        _P.enabled,
+        _P.severity_filter,
+        _P.triggers,
+        _P.max_escalations,
+        _P.cooldown_seconds,
+        _P.business_hours_only,
+        _P.business_days,
+        _P.business_start,
+        _P.business_end,
+        _P.timezone,
+        _LV.id.label("level_id"),
+        _LV.level,
+        _LV.delay_seconds,
+        _LV.repeat_count,
+        _LV.repeat_interval_seconds,
+        _LV.require_ack,
+        _LV.auto_resolve_seconds,
+        _TG.id.label("target_id"),
+        _TG.type,
+        _TG.identifier,
+        _TG.name.label("target_name"),
+    )
+    .select_from(
+        Policy.__table__.outerjoin(PolicyLevel.__table__, _LV.policy_id == _P.id).outerjoin(
+            PolicyTarget.__table__, _TG.level_id == _LV.id
+        )
+    )
+    .where(_P.name == bindparam("policy_name"))
+    .order_by(_LV.level, _TG.position, _TG.id)
+)
+_INCIDENT_T: Any = Incident.__table__
+_ESCALATION_T: Any = Escalation.__table__
+_EVENT_T: Any = Event.__table__
+_INSERT_INCIDENT = _INCIDENT_T.insert().returning(_INCIDENT_T.c.id)
+_INSERT_ESCALATION = _ESCALATION_T.insert().returning(_ESCALATION_T.c.id)
+_INSERT_EVENTS = _EVENT_T.insert()
+
+
+def _load_snapshot(session: Session, name: str) -> tuple[dict[str, Any], bool]:
+    """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets)."""
+    rows = session.connection().execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
+    if not rows:
+        raise NotFound(f"no escalation policy named {name!r}")
+    first = rows[0]
+    levels: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r.level_id is None:
+            continue
+        level = levels.get(r.level_id)
+        if level is None:
+            level = levels[r.level_id] = {
+                "level": r.level,
+                "delay_seconds": r.delay_seconds,
+                "repeat_count": r.repeat_count,
+                "repeat_interval_seconds": r.repeat_interval_seconds,
+                "require_ack": r.require_ack,
+                "auto_resolve_seconds": r.auto_resolve_seconds,
+                "targets": [],
+            }
+        if r.target_id is not None:
+            level["targets"].append({"type": r.type, "identifier": r.identifier, "name": r.target_name})
+    snapshot = {
+        "id": first.id,
+        "name": first.name,
+        "version": first.version,
+        "severity_filter": list(first.severity_filter or []),
+        "triggers": list(first.triggers or []),
+        "max_escalations": first.max_escalations,
+        "cooldown_seconds": first.cooldown_seconds,
+        "business_hours_only": first.business_hours_only,
+        "business_days": list(first.business_days or []),
+        "business_start": first.business_start,
+        "business_end": first.business_end,
+        "timezone": first.timezone,
+        "levels": sorted(levels.values(), key=lambda lv_: int(lv_["level"])),
+    }
+    return snapshot, bool(first.enabled)
+
+
+def _insert_row(session: Session, stmt: Any, obj: Any) -> int:
+    """INSERT one new ORM object with a prebuilt Core statement (no unit-of-work bookkeeping); its new id."""
+    values = {k: v for k, v in obj.__dict__.items() if not k.startswith("_sa_") and k != "id"}
+    return int(session.connection().execute(stmt, values).scalar_one())
+
+
+# --------------------------------------------------------------------------------------------------------
+# Trigger
+# --------------------------------------------------------------------------------------------------------
+
+
+def trigger(
+    ctx: AppContext,
+    *,
+    policy: str | None,
+    summary: str,
+    key: str | None = None,
+    severity: str = "high",
+    category: str = "general",
+    site: str = "",
+    details: str = "",
+    source: str = "operator",
+    actor: str = "operator",
+    sensitive: bool = False,
+    team: str | None = None,
+    reporter_name: str | None = None,
+    reporter_contact: str | None = None,
+    reporter_language: str = "en",
+    custom: dict[str, Any] | None = None,
+) -> TriggerResult:
+    """Open an incident and start its escalation; or, for an open incident with the same key whose
+    escalation started within the policy's cooldown, count the trigger on it (deduplicated=True)."""
+    summary_t = _text(summary, "summary", limit=1024, required=True)
+    severity_t = _text(severity, "severity", limit=16).lower()
+    if severity_t not in SEVERITIES:
+        raise ValidationError(
+            f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}", field="severity"
+        )
+    category_t = _text(category, "category", limit=80) or "general"
+    site_t = _text(site, "site", limit=80)
+    source_t = _text(source, "source", limit=32) or "operator"
+    actor_t = _text(actor, "actor", limit=200) or "operator"
+    key_t = _text(key, "key", limit=255)
+    language = _text(reporter_language, "reporter_language", limit=8) or "en"
+    contact = _text(reporter_contact, "reporter_contact", limit=320) or None
+    if custom is not None and not isinstance(custom, dict):
+        raise ValidationError("must be a mapping", field="custom")
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        snapshot: dict[str, Any] | None = None
+        enabled = False
+        if policy:
+            snapshot, enabled = _load_snapshot(session, policy)
+        team_id: int | None = None
+        if team:
+            team_id = session.scalars(select(Team.id).where(Team.handle == team)).one_or_none()
+            if team_id is None:
+                raise NotFound(f"no team with handle {team!r}")
+        if key_t and snapshot is not None:
+            joined = _join_existing(session, key_t, snapshot, now, actor_t, summary_t)
+            if joined is not None:
+                esc_mod.notify_work(session, "escalate")
+                return joined
+        incident = Incident(
+            key=key_t or uuid.uuid4().hex,
+            source=source_t,
+            summary=summary_t,
+            details=str(details or ""),
+            severity=severity_t,
+            category=category_t,
+            site=site_t,
+            status=IncidentStatus.OPEN.value,
+            sensitive=bool(sensitive),
+            reporter_name=_text(reporter_name, "reporter_name", limit=200) or None,
+            reporter_contact=contact,
+            reporter_language=language,
+            team_id=team_id,
+            policy_id=snapshot["id"] if snapshot else None,
+            custom=dict(custom or {}),
+            trigger_count=1,
+            created_at=now,
+            updated_at=now,
+            last_triggered_at=now,
+        )
+        _sla_deadlines(session, incident, now, ctx)
+        incident.id = _insert_row(session, _INSERT_INCIDENT, incident)
+        events = [
+            {
+                "kind": "triggered",
+                "at": now,
+                "incident_id": incident.id,
+                "escalation_id": None,
+                "actor": actor_t,
+                "message": summary_t,
+                "data": {"severity": severity_t, "source": source_t, "policy": policy},
+            }
+        ]
+        escalation_id: int | None = None
+        due_now = False
+        if snapshot is not None:
+            reason = _why_not_escalated(snapshot, enabled, severity_t)
+            if reason:
+                events.append(
+                    {
+                        "kind": "not_escalated",
+                        "at": now,
+                        "incident_id": incident.id,
+                        "escalation_id": None,
+                        "actor": "system",
+                        "message": reason,
+                        "data": {"policy": snapshot["name"]},
+                    }
+                )
+            else:
+                esc, opens = esc_mod.new_escalation(incident, snapshot, Trigger.UNACKNOWLEDGED.value, now)
+                esc.id = escalation_id = _insert_row(session, _INSERT_ESCALATION, esc)
+                message, data = esc_mod.started_event_data(esc, opens)
+                events.append(
+                    {
+                        "kind": "escalation_started",
+                        "at": now,
+                        "incident_id": incident.id,
+                        "escalation_id": esc.id,
+                        "actor": actor_t,
+                        "message": message,
+                        "data": data,
+                    }
+                )
+                due_now = esc.next_action_at is not None and esc.next_action_at <= now
+        session.connection().execute(_INSERT_EVENTS, events)
+        if due_now:
+            esc_mod.notify_work(session, "escalate")
+        incident_id = incident.id
+    if due_now:
+        ctx.wake("escalate")
+    return TriggerResult(incident_id=incident_id, escalation_id=escalation_id, deduplicated=False)
+
+
+def _why_not_escalated(snapshot: dict[str, Any], enabled: bool, severity: str) -> str:
+    name = snapshot["name"]
+    if not enabled:
+        return f"policy {name} is disabled; no escalation started"
+    if not esc_mod.severity_matches(snapshot, severity):
+        wanted = ", ".join(str(s) for s in snapshot.get("severity_filter") or [])
+        return f"policy {name} only escalates {wanted}; {severity} is not escalated"
+    triggers = [str(t) for t in snapshot.get("triggers") or []]
+    if triggers and not ({Trigger.UNACKNOWLEDGED.value, Trigger.MANUAL.value} & set(triggers)):
+        return f"policy {name} runs only on {', '.join(triggers)}; no escalation started"
+    return ""
+
+
+def _join_existing(
+    session: Session, key: str, snapshot: dict[str, Any], now: datetime, actor: str, summary: str
+) -> TriggerResult | None:
+    """Dedup: the open incident with this key, if its escalation is live and started within the cooldown."""
+    cooldown = int(snapshot.get("cooldown_seconds") or 0)
+    if cooldown <= 0:
+        return None
+    stmt = (
+        select(Incident, Escalation)
+        .join(Escalation, Escalation.incident_id == Incident.id)
+        .where(Incident.key == key, Incident.status.in_(OPEN_STATUSES), Escalation.state.in_(JOINABLE))
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    if row is None:
+        return None
+    incident, esc = row
+    if (now - esc.started_at).total_seconds() >= cooldown:
+        return None
+    incident.trigger_count += 1
+    incident.last_triggered_at = now
+    incident.updated_at = now
+    esc.trigger_count += 1
+    esc.updated_at = now
+    timeline.record(
+        session,
+        "retriggered",
+        now,
+        incident_id=incident.id,
+        escalation_id=esc.id,
+        actor=actor,
+        message=f"triggered again ({incident.trigger_count} times): {summary}"[:2000],
+        data={"trigger_count": incident.trigger_count},
+    )
+    return TriggerResult(incident_id=incident.id, escalation_id=esc.id, deduplicated=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Acknowledge, resolve, cancel, escalate, re-open
+# --------------------------------------------------------------------------------------------------------
+
+
+def acknowledge(ctx: AppContext, ref: int | str, *, by: str, via: str = "console") -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in (IncidentStatus.OPEN, IncidentStatus.ESCALATED):
+            raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be acknowledged")
+        esc = _latest_escalation(session, incident.id, lock=True)
+        incident.acknowledged_at = now
+        incident.acknowledged_by = by
+        old = incident.status
+        incident.status = IncidentStatus.ACKNOWLEDGED.value
+        incident.updated_at = now
+        message = f"acknowledged by {by} via {via}"
+        data = {"via": via, "incident_from": old}
+        if (
+            esc is not None
+            and S.ACKNOWLEDGED in esc_mod.TRANSITIONS[S(esc.state)]
+            and esc.state != S.ACKNOWLEDGED
+        ):
+            esc_mod.transition(
+                session, esc, S.ACKNOWLEDGED, now, actor=by, kind="acknowledged", message=message, data=data
+            )
+            esc.acknowledged_at = now
+            esc.acknowledged_by = by
+            esc_mod._schedule(esc, now)  # an auto-resolving level still resolves on time
+            paging.cancel_pages(session, esc.id, now)
+        else:
+            timeline.record(
+                session, "acknowledged", now, incident_id=incident.id, actor=by, message=message, data=data
+            )
+        paging.write_notices(session, incident, now, "ack", by)
+        _reporter_update(session, incident, now, IncidentStatus.ACKNOWLEDGED.value)
+        esc_mod.notify_work(session, "dispatch")
+        result = _summary(incident, esc)
+    ctx.wake("dispatch")
+    return result
+
+
+def resolve(
+    ctx: AppContext, ref: int | str, *, by: str, via: str = "console", note: str = ""
+) -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in OPEN_STATUSES:
+            raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be resolved")
+        esc = _latest_escalation(session, incident.id, lock=True)
+        old = incident.status
+        incident.status = IncidentStatus.RESOLVED.value
+        incident.resolved_at = now
+        incident.resolved_by = by
+        incident.updated_at = now
+        message = f"resolved by {by} via {via}" + (f": {note}" if note else "")
+        data = {"via": via, "note": note, "incident_from": old}
+        if esc is not None and esc.state in {s.value for s in esc_mod.OPEN}:
+            esc_mod.transition(
+                session, esc, S.RESOLVED, now, actor=by, kind="resolved", message=message, data=data
+            )
+            esc.resolved_at = now
+            esc.resolved_by = by
+            paging.cancel_pages(session, esc.id, now)
+        else:
+            timeline.record(
+                session, "resolved", now, incident_id=incident.id, actor=by, message=message, data=data
+            )
+        paging.write_notices(session, incident, now, "resolve", by)
+        _reporter_update(session, incident, now, IncidentStatus.RESOLVED.value)
+        esc_mod.notify_work(session, "dispatch")
+        result = _summary(incident, esc)
+    ctx.wake("dispatch")
+    return result
+
+
+def cancel(ctx: AppContext, ref: int | str, *, reason: str, by: str) -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    reason = _text(reason, "reason", limit=2000, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in OPEN_STATUSES:
+            raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be cancelled")
+        esc = _latest_escalation(session, incident.id, lock=True)
+        old = incident.status
+        incident.status = IncidentStatus.CANCELLED.value
+        incident.cancelled_at = now
+        incident.cancel_reason = reason
+        incident.updated_at = now
+        message = f"cancelled by {by}: {reason}"
+        data = {"reason": reason, "incident_from": old}
+        if esc is not None and esc.state in {s.value for s in esc_mod.OPEN}:
+            esc_mod.transition(
+                session, esc, S.CANCELLED, now, actor=by, kind="cancelled", message=message, data=data
+            )
+            esc.end_reason = reason
+            paging.cancel_pages(session, esc.id, now)
+        else:
+            timeline.record(
+                session, "cancelled", now, incident_id=incident.id, actor=by, message=message, data=data
+            )
+        result = _summary(incident, esc)
+    return result
+
+
+def escalate(ctx: AppContext, ref: int | str, *, by: str, level: int | None = None) -> dict[str, Any]:
+    """Page the next level now (or the chosen one), whatever the level timers say."""
+    by = _text(by, "by", limit=200, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in OPEN_STATUSES:
+            raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be escalated")
+        esc = _latest_escalation(session, incident.id, lock=True)
+        if esc is None:
+            raise InvalidTransition(f"incident {incident.id} has no escalation policy to escalate with")
+        if S.ESCALATING not in esc_mod.TRANSITIONS[S(esc.state)]:
+            raise InvalidTransition(f"escalation {esc.id} is {esc.state}; it cannot be escalated")
+        levels = len(esc.policy_snapshot.get("levels") or [])
+        target = esc.current_level + 1 if level is None else int(level)
+        if level is None and target > levels:
+            raise InvalidTransition(f"incident {incident.id} is already at the last level ({levels})")
+        if not 1 <= target <= levels:
+            raise ValidationError(f"policy {esc.policy_name} has levels 1 to {levels}", field="level")
+        esc_mod.enter_level(session, esc, incident, target, now, TargetCache(session), actor=by, manual=True)
+        if incident.status != IncidentStatus.ESCALATED:
+            _status_event(session, incident, now, IncidentStatus.ESCALATED.value, by, level=target)
+        esc_mod.notify_work(session, "dispatch")
+        result = _summary(incident, esc)
+    ctx.wake("dispatch")
+    ctx.wake("escalate")
+    return result
+
+
+def reopen(ctx: AppContext, ref: int | str, *, by: str, reason: str = "") -> dict[str, Any]:
+    """A resolved or cancelled incident opens again with a new escalation (the policy as it is now)."""
+    by = _text(by, "by", limit=200, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in (IncidentStatus.RESOLVED, IncidentStatus.CANCELLED):
+            raise InvalidTransition(
+                f"incident {incident.id} is {incident.status}; only a closed one can be re-opened"
+            )
+        old_esc = _latest_escalation(session, incident.id)
+        old = incident.status
+        incident.status = IncidentStatus.OPEN.value
+        incident.updated_at = now
+        incident.last_triggered_at = now
+        incident.acknowledged_at = incident.acknowledged_by = None
+        incident.resolved_at = incident.resolved_by = None
+        incident.cancelled_at = incident.cancel_reason = None
+        timeline.record(
+            session,
+            "reopened",
+            now,
+            incident_id=incident.id,
+            actor=by,
+            message=f"re-opened by {by}" + (f": {reason}" if reason else ""),
+            data={"reason": reason, "incident_from": old},
+        )
+        snapshot: dict[str, Any] | None = None
+        policy = (
+            session.scalars(
+                select(Policy)
+                .where(Policy.id == incident.policy_id)
+                .options(selectinload(Policy.levels).selectinload(PolicyLevel.targets))
+            ).one_or_none()
+            if incident.policy_id is not None
+            else None
+        )
+        if policy is not None and policy.enabled:
+            snapshot = esc_mod.snapshot_policy(policy)
+        elif old_esc is not None:
+            snapshot = old_esc.policy_snapshot
+        esc: Escalation | None = None
+        if snapshot is not None:
+            esc = esc_mod.start_escalation(session, now, incident, snapshot, Trigger.MANUAL.value, actor=by)
+            esc_mod.notify_work(session, "escalate")
+        _reporter_update(session, incident, now, IncidentStatus.OPEN.value)
+        result = _summary(incident, esc)
+    ctx.wake("escalate")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# Notes, assignment, category
+# --------------------------------------------------------------------------------------------------------
+
+
+def add_note(ctx: AppContext, ref: int | str, *, by: str, text: str) -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    body = _text(text, "text", limit=10_000, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref)
+        event = timeline.record(session, "note", now, incident_id=incident.id, actor=by, message=body)
+        incident.updated_at = now
+        session.flush()
+        return {"incident_id": incident.id, "event_id": event.id, "at": _iso(now), "by": by, "text": body}
+
+
+def assign(
+    ctx: AppContext,
+    ref: int | str,
+    *,
+    by: str,
+    team: str | None = None,
+    person: str | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    if not team and not person:
+        raise ValidationError("name a team, a person, or both", field="assign")
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref)
+        team_row = session.scalars(select(Team).where(Team.handle == team)).one_or_none() if team else None
+        if team and team_row is None:
+            raise NotFound(f"no team with handle {team!r}")
+        person_row = (
+            session.scalars(select(Person).where(Person.handle == person)).one_or_none() if person else None
+        )
+        if person and person_row is None:
+            raise NotFound(f"no person with handle {person!r}")
+        if team_row is not None:
+            incident.team_id = team_row.id
+        if person_row is not None:
+            incident.assignee_id = person_row.id
+        incident.updated_at = now
+        session.add(
+            Assignment(
+                incident_id=incident.id,
+                team_id=incident.team_id,
+                person_id=incident.assignee_id,
+                assigned_at=now,
+                assigned_by=by,
+                reason=reason,
+            )
+        )
+        who = " / ".join(
+            x for x in (team_row.name if team_row else "", person_row.name if person_row else "") if x
+        )
+        timeline.record(
+            session,
+            "assigned",
+            now,
+            incident_id=incident.id,
+            actor=by,
+            message=f"assigned to {who}" + (f": {reason}" if reason else ""),
+            data={"team_id": incident.team_id, "person_id": incident.assignee_id, "reason": reason},
+        )
+        return {
+            "incident_id": incident.id,
+            "team": team_row.handle if team_row else None,
+            "person": person_row.handle if person_row else None,
+            "team_id": incident.team_id,
+            "assignee_id": incident.assignee_id,
+        }
+
+
+def set_category(ctx: AppContext, ref: int | str, *, by: str, category: str) -> dict[str, Any]:
+    by = _text(by, "by", limit=200, required=True)
+    new = _text(category, "category", limit=80, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref)
+        old = incident.category
+        incident.category = new
+        incident.updated_at = now
+        _sla_deadlines(session, incident, now)
+        timeline.record(
+            session,
+            "category_changed",
+            now,
+            incident_id=incident.id,
+            actor=by,
+            message=f"category {old} → {new}",
+            data={"from": old, "to": new},
+        )
+        return {
+            "incident_id": incident.id,
+            "category": new,
+            "response_due_at": _iso(incident.response_due_at),
+            "resolution_due_at": _iso(incident.resolution_due_at),
+        }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------------
+
+_INCIDENT_FIELDS = (
+    "id",
+    "key",
+    "source",
+    "summary",
+    "details",
+    "severity",
+    "category",
+    "site",
+    "status",
+    "sensitive",
+    "reporter_name",
+    "reporter_contact",
+    "reporter_language",
+    "team_id",
+    "assignee_id",
+    "policy_id",
+    "custom",
+    "trigger_count",
+    "response_due_at",
+    "resolution_due_at",
+    "response_breached_at",
+    "resolution_breached_at",
+    "created_at",
+    "updated_at",
+    "last_triggered_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "resolved_by",
+    "cancelled_at",
+    "cancel_reason",
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def incident_dict(incident: Incident) -> dict[str, Any]:
+    return {name: _jsonable(getattr(incident, name)) for name in _INCIDENT_FIELDS}
+
+
+def escalation_dict(esc: Escalation) -> dict[str, Any]:
+    return {
+        "id": esc.id,
+        "policy": esc.policy_name,
+        "state": esc.state,
+        "trigger": esc.trigger,
+        "current_level": esc.current_level,
+        "levels": len(esc.policy_snapshot.get("levels") or []),
+        "repeat_no": esc.repeat_no,
+        "next_action_at": _iso(esc.next_action_at),
+        "escalation_count": esc.escalation_count,
+        "notification_count": esc.notification_count,
+        "trigger_count": esc.trigger_count,
+        "started_at": _iso(esc.started_at),
+        "acknowledged_at": _iso(esc.acknowledged_at),
+        "acknowledged_by": esc.acknowledged_by,
+        "resolved_at": _iso(esc.resolved_at),
+        "resolved_by": esc.resolved_by,
+        "ended_at": _iso(esc.ended_at),
+        "end_reason": esc.end_reason,
+    }
+
+
+def list_incidents(ctx: AppContext, *, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first. `state`: an incident status, or "unresolved" for every open status."""
+    if not 1 <= int(limit) <= 10_000:
+        raise ValidationError("must be between 1 and 10000", field="limit")
+    stmt = select(Incident).order_by(Incident.id.desc()).limit(int(limit))
+    if state:
+        wanted = state.strip().lower()
+        if wanted in ("unresolved", "active", "open_all"):
+            stmt = stmt.where(Incident.status.in_(OPEN_STATUSES))
+        elif wanted in {s.value for s in IncidentStatus}:
+            stmt = stmt.where(Incident.status == wanted)
+        else:
+            choices = ", ".join([*(s.value for s in IncidentStatus), "unresolved"])
+            raise ValidationError(f"unknown state {state!r}; use one of {choices}", field="state")
+    with read_session(ctx.sessions) as session:
+        incidents = session.scalars(stmt).all()
+        escs: dict[int, Escalation] = {}
+        if incidents:
+            for e in session.scalars(
+                select(Escalation)
+                .where(Escalation.incident_id.in_([i.id for i in incidents]))
+                .order_by(Escalation.id)
+            ):
+                escs[e.incident_id] = e
+        out = []
+        for incident in incidents:
+            row = incident_dict(incident)
+            esc = escs.get(incident.id)
+            row["escalation_state"] = esc.state if esc else None
+            row["current_level"] = esc.current_level if esc else None
+            row["next_action_at"] = _iso(esc.next_action_at) if esc else None
+            out.append(row)
+        return out
+
+
+def show_incident(ctx: AppContext, ref: int | str) -> dict[str, Any]:
+    with read_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref)
+        data = incident_dict(incident)
+        escs = session.scalars(
+            select(Escalation).where(Escalation.incident_id == incident.id).order_by(Escalation.id)
+        ).all()
+        data["escalation"] = escalation_dict(escs[-1]) if escs else None
+        data["escalations"] = [escalation_dict(e) for e in escs]
+        data["events"] = [
+            {
+                "id": e.id,
+                "at": _iso(e.at),
+                "kind": e.kind,
+                "actor": e.actor,
+                "message": e.message,
+                "escalation_id": e.escalation_id,
+                "data": e.data,
+            }
+            for e in session.scalars(select(Event).where(Event.incident_id == incident.id).order_by(Event.id))
+        ]
+        data["messages"] = [
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "channel": m.channel,
+                "to": m.address,
+                "level": m.level,
+                "step": m.chain_step,
+                "person_id": m.person_id,
+                "status": m.status,
+                "hold_reason": m.hold_reason,
+                "next_attempt_at": _iso(m.next_attempt_at),
+                "sent_at": _iso(m.sent_at),
+                "error": m.error_text,
+                "idempotency_key": m.idempotency_key,
+                "created_at": _iso(m.created_at),
+            }
+            for m in session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.incident_id == incident.id)
+                .order_by(OutboxMessage.id)
+            )
+        ]
+        return data
+
+
+def stats(
+    ctx: AppContext,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    policy: str | None = None,
+    team: str | None = None,
+    site: str | None = None,
+    category: str | None = None,
+    severity: str | None = None,
+) -> dict[str, Any]:
+    from engine import stats as stats_mod
+
+    with read_session(ctx.sessions) as session:
+        return stats_mod.compute(
+            session,
+            since=since,
+            until=until,
+            policy=policy,
+            team=team,
+            site=site,
+            category=category,
+            severity=severity,
+        )

@@ -1,0 +1,825 @@
+"""The dispatch and poll passes: outbox rows out through the channels, provider answers back in.
+
+dispatch_pass, in three steps, so no transaction is ever open while a provider is on the line:
+
+1. claim (one short write transaction): due pending rows in batches — `FOR UPDATE SKIP LOCKED` on
+   PostgreSQL, BEGIN IMMEDIATE on SQLite; honour the master switch, quiet hours and rate limits (held rows
+   get a later `next_attempt_at` and a `hold_reason`, never dropped); mark the rest `sending` with a
+   `sending_deadline` and our node id; commit.
+2. send, outside any transaction, on one thread pool per channel, so a slow provider only slows its own
+   channel. A channel whose pool is full is not claimed from until it drains.
+3. record (short write transactions, in chunks as results arrive): sent / retry with exponential backoff and
+   jitter (Retry-After honoured) / failed; a failed page message moves the person's chain on at once through
+   engine.paging.advance_page.
+
+A message still `sending` after its deadline belongs to an engine that died mid-send (or a provider that never
+answered). It is re-queued as a retry — counted as an attempt, error "deadline passed", an event on the
+timeline — or failed once its attempts are used up. Re-queueing may repeat that one message, which is better
+than a page silently lost; the provider's idempotency is not relied on.
+
+Status only moves forward (`status_rank`): a late "sent" callback never overwrites "delivered".
+
+poll_pass fetches delivery status and inbound replies from providers that support it, for sites that cannot
+receive webhooks (the default for workstations).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from engine import hours, switches
+from engine.channels import OutgoingMessage, Sender, SendError, SendResult, close_senders, senders_for
+from engine.channels.base import StatusResult
+from engine.context import AppContext
+from engine.db import write_session
+from engine.models import (
+    InboundMessage,
+    MessageStatus,
+    OutboxMessage,
+    Page,
+    PageStatus,
+    Person,
+    Template,
+)
+from engine.ratelimit import RateLimiter
+from engine.timeline import record
+
+log = logging.getLogger(__name__)
+
+# Forward-only lifecycle. Failures rank above "sent" (a provider may report failure after accepting) but
+# below "delivered" and "read" (a delivered message does not become undelivered by a late, reordered callback).
+_RANK = {
+    MessageStatus.PENDING.value: 0,
+    MessageStatus.SENDING.value: 1,
+    MessageStatus.SENT.value: 2,
+    MessageStatus.FAILED.value: 3,
+    MessageStatus.UNDELIVERED.value: 3,
+    MessageStatus.DELIVERED.value: 4,
+    MessageStatus.READ.value: 5,
+    MessageStatus.CANCELLED.value: 6,
+}
+FAILED_STATUSES = {MessageStatus.FAILED.value, MessageStatus.UNDELIVERED.value}
+MAX_BACKOFF_SECONDS = 900.0
+WHATSAPP_WINDOW = timedelta(hours=24)
+# Threads per channel: Twilio takes many parallel requests, an SMTP server a few, the console needs one.
+DEFAULT_WORKERS = {"sms": 24, "whatsapp": 16, "voice": 4, "email": 4, "webhook": 16, "console": 2}
+
+
+def status_rank(status: str) -> int:
+    return _RANK.get(status, 0)
+
+
+def can_move(current: str, new: str) -> bool:
+    """May a message go from `current` to `new`? Only forward; nothing leaves cancelled."""
+    if current == MessageStatus.CANCELLED.value:
+        return False
+    return status_rank(new) > status_rank(current)
+
+
+def backoff_seconds(attempt: int, base: float, retry_after: float | None, rng: random.Random) -> float:
+    """Exponential backoff with ±20 % jitter (so a provider outage does not end in a thundering herd), at
+    least the provider's Retry-After, at most 15 minutes."""
+    delay = min(MAX_BACKOFF_SECONDS, base * (2.0 ** max(0, attempt - 1)))
+    delay *= rng.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, MAX_BACKOFF_SECONDS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The per-context dispatcher: thread pools, in-flight bookkeeping, rate buckets
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    message_id: int
+    attempt: int
+    channel: str
+    result: SendResult | None = None
+    error: SendError | None = None
+    simulated: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Dispatcher:
+    ctx_ref: weakref.ref[AppContext]
+    limiter: RateLimiter
+    executors: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
+    inflight: dict[str, int] = field(default_factory=dict)
+    inflight_ids: set[int] = field(default_factory=set)
+    results: queue.Queue[Outcome] = field(default_factory=queue.Queue)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=random.Random)
+    workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
+
+    def capacity(self, channel: str) -> int:
+        return self.workers.get(channel, 4) * 4
+
+    def saturated(self) -> list[str]:
+        with self.lock:
+            return [ch for ch, n in self.inflight.items() if n >= self.capacity(ch)]
+
+    def free_slots(self, channel: str) -> int:
+        with self.lock:
+            return self.capacity(channel) - self.inflight.get(channel, 0)
+
+    def submit(self, sender: Sender, message: OutgoingMessage, attempt: int) -> Future[None]:
+        with self.lock:
+            pool = self.executors.get(message.channel)
+            if pool is None:
+                pool = ThreadPoolExecutor(
+                    max_workers=self.workers.get(message.channel, 4),
+                    thread_name_prefix=f"send-{message.channel}",
+                )
+                self.executors[message.channel] = pool
+            self.inflight[message.channel] = self.inflight.get(message.channel, 0) + 1
+            self.inflight_ids.add(message.id)
+        return pool.submit(self._send, sender, message, attempt)
+
+    def _send(self, sender: Sender, message: OutgoingMessage, attempt: int) -> None:
+        started = time.monotonic()
+        outcome = Outcome(message.id, attempt, message.channel, simulated=sender.simulated)
+        try:
+            outcome.result = sender.send(message)
+        except SendError as exc:
+            outcome.error = exc
+        except Exception as exc:  # a bug in a sender must not lose the message: retry it
+            outcome.error = SendError(f"{type(exc).__name__} in the {message.channel} sender", retryable=True)
+            log.exception("sender %s raised", message.channel)
+        outcome.seconds = time.monotonic() - started
+        with self.lock:
+            self.inflight[message.channel] -= 1
+            self.inflight_ids.discard(message.id)
+        self.results.put(outcome)
+
+    def shutdown(self) -> None:
+        for pool in self.executors.values():
+            pool.shutdown(wait=True)
+        self.executors.clear()
+
+
+_DISPATCHERS: dict[int, Dispatcher] = {}
+_DISPATCHERS_LOCK = threading.Lock()
+
+
+def dispatcher_for(ctx: AppContext) -> Dispatcher:
+    with _DISPATCHERS_LOCK:
+        found = _DISPATCHERS.get(id(ctx))
+        if found is not None and found.ctx_ref() is ctx:
+            return found
+        settings = ctx.settings
+        dispatcher = Dispatcher(
+            ctx_ref=weakref.ref(ctx),
+            limiter=RateLimiter(settings.rate_per_channel_per_second, settings.rate_per_recipient_per_minute),
+        )
+        _DISPATCHERS[id(ctx)] = dispatcher
+        for key, other in list(_DISPATCHERS.items()):
+            if other.ctx_ref() is None:
+                other.shutdown()
+                del _DISPATCHERS[key]
+        return dispatcher
+
+
+def shutdown(ctx: AppContext) -> None:
+    """Wait for sends in flight and stop this context's threads (service stop, test teardown)."""
+    with _DISPATCHERS_LOCK:
+        dispatcher = _DISPATCHERS.pop(id(ctx), None)
+    if dispatcher is not None:
+        dispatcher.shutdown()
+        outcomes = _drain(dispatcher)
+        if outcomes:
+            with _DISPATCHERS_LOCK:
+                _DISPATCHERS[id(ctx)] = dispatcher
+            try:
+                _record_outcomes(ctx, outcomes)
+            finally:
+                with _DISPATCHERS_LOCK:
+                    _DISPATCHERS.pop(id(ctx), None)
+    close_senders(ctx)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Paging hooks (engine.paging belongs to the escalation part)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _advance_page(session: Session, page_id: int, now: datetime, reason: str, step: int | None) -> None:
+    """The person's chain moves to its next channel at once (once: a late report for a step the page has
+    already left does nothing, see paging.advance_page's from_step)."""
+    page = session.get(Page, page_id)
+    if page is None or page.status not in (PageStatus.ACTIVE.value, PageStatus.HELD.value):
+        return
+    try:
+        from engine import paging
+    except ImportError:  # pragma: no cover - only while the escalation part is being built
+        record(
+            session,
+            "page_fallback_unavailable",
+            now,
+            incident_id=page.incident_id,
+            escalation_id=page.escalation_id,
+            message=f"page {page.id}: {reason}; engine.paging is not installed",
+        )
+        return
+    paging.advance_page(session, page, now, reason, from_step=step)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Step 1: claim
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClaimStats:
+    claimed: int = 0
+    held_quiet: int = 0
+    held_rate: int = 0
+
+
+def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bool) -> Any:
+    query = select(OutboxMessage).where(
+        OutboxMessage.status == MessageStatus.PENDING.value,
+        or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+    )
+    excluded = list(exclude)
+    if excluded:
+        query = query.where(OutboxMessage.channel.not_in(excluded))
+    if pages_only:
+        query = query.where(OutboxMessage.kind == "page")
+    return query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+
+
+def _whatsapp_last_inbound(session: Session, rows: list[OutboxMessage]) -> dict[int, datetime]:
+    """Last WhatsApp message from each person (by person id), for the 24-hour session window."""
+    person_ids = {r.person_id for r in rows if r.channel == "whatsapp" and r.person_id is not None}
+    if not person_ids:
+        return {}
+    found = session.execute(
+        select(InboundMessage.person_id, func.max(InboundMessage.received_at))
+        .where(InboundMessage.channel == "whatsapp", InboundMessage.person_id.in_(person_ids))
+        .group_by(InboundMessage.person_id)
+    ).all()
+    out: dict[int, datetime] = {}
+    for person_id, at in found:
+        if person_id is not None and at is not None:
+            out[int(person_id)] = at
+    return out
+
+
+def _content_sids(session: Session, rows: list[OutboxMessage]) -> dict[tuple[str, int | None], str]:
+    """WhatsApp content template SIDs: by the row's template, else the active one for its kind."""
+    wanted = [r for r in rows if r.channel == "whatsapp"]
+    if not wanted:
+        return {}
+    templates = session.execute(
+        select(Template.id, Template.kind, Template.whatsapp_content_sid).where(
+            Template.channel == "whatsapp",
+            Template.active.is_(True),
+            Template.whatsapp_content_sid.is_not(None),
+        )
+    ).all()
+    by_id = {tid: sid for tid, _kind, sid in templates if sid}
+    by_kind: dict[str, str] = {}
+    for _tid, kind, sid in templates:
+        if sid:
+            by_kind.setdefault(kind, sid)
+    out: dict[tuple[str, int | None], str] = {}
+    for r in wanted:
+        sid = by_id.get(r.template_id) if r.template_id else None
+        sid = sid or by_kind.get(r.kind)
+        if sid:
+            out[(r.kind, r.template_id)] = sid
+    return out
+
+
+def _claim(
+    ctx: AppContext, dispatcher: Dispatcher, now: datetime, limit: int
+) -> tuple[list[tuple[OutgoingMessage, int]], ClaimStats]:
+    settings = ctx.settings
+    stats = ClaimStats()
+    out: list[tuple[OutgoingMessage, int]] = []
+    deadline = now + timedelta(seconds=settings.send_deadline_seconds)
+    with write_session(ctx.sessions) as session:
+        pages_only = not switches.notifications_enabled(session)
+        rows = list(session.execute(_due_query(now, limit, dispatcher.saturated(), pages_only)).scalars())
+        if not rows:
+            return out, stats
+        page_ids = {r.page_id for r in rows if r.page_id is not None}
+        pages = (
+            {p.id: p for p in session.execute(select(Page).where(Page.id.in_(page_ids))).scalars()}
+            if page_ids
+            else {}
+        )
+        person_ids = {r.person_id for r in rows if r.person_id is not None}
+        persons = (
+            {p.id: p for p in session.execute(select(Person).where(Person.id.in_(person_ids))).scalars()}
+            if person_ids
+            else {}
+        )
+        last_whatsapp = _whatsapp_last_inbound(session, rows)
+        content_sids = _content_sids(session, rows)
+        free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
+        public = settings.public_base_url.rstrip("/")
+        for row in rows:
+            page = pages.get(row.page_id) if row.page_id is not None else None
+            person = persons.get(row.person_id) if row.person_id is not None else None
+            # Quiet hours: a non-critical page waits until they end; critical pages go through.
+            if row.kind == "page" and not row.critical and person is not None and person.quiet_start:
+                quiet_end = hours.quiet_hours_end(now, person.quiet_start, person.quiet_end, person.timezone)
+                if quiet_end is not None:
+                    _hold(session, row, quiet_end, "quiet_hours", now)
+                    stats.held_quiet += 1
+                    continue
+            if free.get(row.channel, 0) <= 0:
+                continue  # this channel's pool is full: leave the row due for a later pass
+            decision = dispatcher.limiter.check(row.channel, row.address, now)
+            if not decision.allowed:
+                until = now + timedelta(seconds=max(decision.wait_seconds, 0.001))
+                row.next_attempt_at = until
+                row.hold_reason = "rate_limit"
+                row.updated_at = now
+                stats.held_rate += 1
+                continue
+            free[row.channel] -= 1
+            row.status = MessageStatus.SENDING.value
+            row.attempts = (row.attempts or 0) + 1
+            row.sending_deadline = deadline
+            row.claimed_by = ctx.node_id
+            row.hold_reason = None
+            row.updated_at = now
+            reply_code = page.reply_code if page is not None else None
+            session_open = True
+            content_sid = None
+            if row.channel == "whatsapp":
+                last = last_whatsapp.get(row.person_id) if row.person_id is not None else None
+                session_open = last is not None and now - last < WHATSAPP_WINDOW
+                content_sid = content_sids.get((row.kind, row.template_id))
+            ack_url = None
+            if public and row.incident_id is not None and reply_code:
+                ack_url = f"{public}/ack?incident={row.incident_id}&code={reply_code}"
+            out.append(
+                (
+                    OutgoingMessage(
+                        id=row.id,
+                        channel=row.channel,
+                        address=row.address,
+                        body=row.body,
+                        subject=row.subject,
+                        body_html=row.body_html,
+                        kind=row.kind,
+                        idempotency_key=row.idempotency_key,
+                        incident_id=row.incident_id,
+                        escalation_id=row.escalation_id,
+                        page_id=row.page_id,
+                        person_id=row.person_id,
+                        critical=row.critical,
+                        reply_code=reply_code,
+                        content_sid=content_sid,
+                        content_variables={"1": row.body},
+                        whatsapp_session_open=session_open,
+                        ack_url=ack_url,
+                    ),
+                    row.attempts,
+                )
+            )
+            stats.claimed += 1
+    return out, stats
+
+
+def _hold(session: Session, row: OutboxMessage, until: datetime, reason: str, now: datetime) -> None:
+    """Keep a message for later (never drop it). The page's confirmation window is engine.paging's business:
+    its confirm pass sees the message unsent and waits for it."""
+    row.next_attempt_at = until
+    row.hold_reason = reason
+    row.updated_at = now
+    record(
+        session,
+        "message_held",
+        now,
+        incident_id=row.incident_id,
+        escalation_id=row.escalation_id,
+        message=f"{row.channel} to {row.address} held until {until.isoformat()} ({reason})",
+        data={"message_id": row.id, "reason": reason, "until": until.isoformat()},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Step 3: record
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    simulated: int = 0
+    late: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+def _drain(dispatcher: Dispatcher, limit: int = 1000) -> list[Outcome]:
+    out: list[Outcome] = []
+    while len(out) < limit:
+        try:
+            out.append(dispatcher.results.get_nowait())
+        except queue.Empty:
+            break
+    return out
+
+
+def _record_outcomes(
+    ctx: AppContext, outcomes: list[Outcome], stats: RecordStats | None = None
+) -> RecordStats:
+    stats = stats or RecordStats()
+    if not outcomes:
+        return stats
+    settings = ctx.settings
+    dispatcher = dispatcher_for(ctx)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        ids = [o.message_id for o in outcomes]
+        rows = {
+            r.id: r for r in session.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids))).scalars()
+        }
+        for outcome in outcomes:
+            row = rows.get(outcome.message_id)
+            if row is None:
+                continue
+            ours = (
+                row.status == MessageStatus.SENDING.value
+                and row.claimed_by == ctx.node_id
+                and row.attempts == outcome.attempt
+            )
+            result = outcome.result
+            if result is not None:
+                new_status = result.status if result.status in _RANK else MessageStatus.SENT.value
+                if not ours and not can_move(row.status, MessageStatus.SENT.value):
+                    stats.late += 1
+                    continue
+                _apply_success(session, row, result, new_status, now)
+                stats.sent += 1
+                stats.simulated += int(result.simulated)
+                stats.latencies.append(outcome.seconds)
+                continue
+            error = outcome.error or SendError("no result", retryable=True)
+            if not ours:
+                stats.late += 1
+                continue
+            row.error_code = (error.code or "")[:40] or None
+            row.error_text = error.text
+            row.updated_at = now
+            row.sending_deadline = None
+            if error.retryable and row.attempts < settings.send_max_attempts:
+                delay = backoff_seconds(
+                    row.attempts, settings.send_backoff_seconds, error.retry_after, dispatcher.rng
+                )
+                row.status = MessageStatus.PENDING.value
+                row.next_attempt_at = now + timedelta(seconds=delay)
+                row.hold_reason = None
+                record(
+                    session,
+                    "message_retry",
+                    now,
+                    incident_id=row.incident_id,
+                    escalation_id=row.escalation_id,
+                    message=f"{row.channel} to {row.address}: {error.text}; retry in {delay:.0f} s",
+                    data={"message_id": row.id, "attempt": row.attempts, "error_code": error.code},
+                )
+                stats.retried += 1
+            else:
+                why = (
+                    error.text
+                    if not error.retryable
+                    else f"{error.text} (gave up after {row.attempts} attempts)"
+                )
+                _fail(session, row, why, now)
+                stats.failed += 1
+    return stats
+
+
+def _apply_success(
+    session: Session, row: OutboxMessage, result: SendResult, status: str, now: datetime
+) -> None:
+    row.status = status
+    row.provider_id = result.provider_id
+    row.simulated = result.simulated
+    row.segments = result.segments
+    row.encoding = result.encoding
+    row.price = result.price
+    row.currency = result.currency
+    row.sent_at = now
+    if status in (MessageStatus.DELIVERED.value, MessageStatus.READ.value):
+        row.delivered_at = now
+    row.sending_deadline = None
+    row.error_code = None
+    row.error_text = None
+    row.hold_reason = None
+    row.updated_at = now
+    label = "simulated " if result.simulated else ""
+    record(
+        session,
+        "message_sent",
+        now,
+        incident_id=row.incident_id,
+        escalation_id=row.escalation_id,
+        message=f"{label}{row.channel} to {row.address}: {status}",
+        data={
+            "message_id": row.id,
+            "channel": row.channel,
+            "provider_id": result.provider_id,
+            "status": status,
+            "simulated": result.simulated,
+            "kind": row.kind,
+        },
+    )
+    if result.event_kind:
+        record(
+            session,
+            result.event_kind,
+            now,
+            incident_id=row.incident_id,
+            escalation_id=row.escalation_id,
+            message=row.subject or row.body[:200],
+            data={"message_id": row.id, "address": row.address, "body": row.body, "critical": row.critical},
+        )
+
+
+def _fail(session: Session, row: OutboxMessage, why: str, now: datetime) -> None:
+    row.status = MessageStatus.FAILED.value
+    row.error_text = why
+    row.sending_deadline = None
+    row.updated_at = now
+    record(
+        session,
+        "message_failed",
+        now,
+        incident_id=row.incident_id,
+        escalation_id=row.escalation_id,
+        message=f"{row.channel} to {row.address} failed: {why}",
+        data={"message_id": row.id, "channel": row.channel, "error_code": row.error_code},
+    )
+    if row.page_id is not None:
+        _advance_page(session, row.page_id, now, f"{row.channel} failed: {why}", row.chain_step)
+
+
+def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, now: datetime) -> int:
+    """Messages left `sending` past their deadline: re-queue (an attempt used) or fail when none are left."""
+    settings = ctx.settings
+    recovered = 0
+    with write_session(ctx.sessions) as session:
+        rows = list(
+            session.execute(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.status == MessageStatus.SENDING.value,
+                    OutboxMessage.sending_deadline < now,
+                )
+                .order_by(OutboxMessage.id)
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        with dispatcher.lock:
+            mine = set(dispatcher.inflight_ids)
+        for row in rows:
+            if row.id in mine and row.claimed_by == ctx.node_id:
+                continue  # still on the line in this process: its own result will come
+            row.error_code = "deadline"
+            row.error_text = f"deadline passed: no result from {row.claimed_by or 'an engine'} while sending"
+            row.sending_deadline = None
+            row.updated_at = now
+            if row.attempts < settings.send_max_attempts:
+                row.status = MessageStatus.PENDING.value
+                row.next_attempt_at = now
+                record(
+                    session,
+                    "message_deadline_passed",
+                    now,
+                    incident_id=row.incident_id,
+                    escalation_id=row.escalation_id,
+                    message=f"{row.channel} to {row.address}: {row.error_text}; sending again",
+                    data={"message_id": row.id, "claimed_by": row.claimed_by, "attempt": row.attempts},
+                )
+            else:
+                _fail(session, row, row.error_text, now)
+            recovered += 1
+    return recovered
+
+
+# --------------------------------------------------------------------------------------------------------
+# The passes
+# --------------------------------------------------------------------------------------------------------
+
+
+def dispatch_pass(
+    ctx: AppContext,
+    *,
+    batch_size: int = 200,
+    max_batches: int = 10,
+    wait: bool = True,
+    wait_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Send what is due. With `wait` the pass returns when its sends are recorded or after `wait_seconds`
+    (default: twice the dispatch interval, at least 2 s), whichever comes first; sends still on the line then
+    (a slow provider) are recorded by a later pass, so a slow channel never holds up the scheduler. Without
+    `wait` it records what has finished so far. Returns counts and the send latencies seen (seconds)."""
+    dispatcher = dispatcher_for(ctx)
+    senders = senders_for(ctx)
+    now = ctx.clock.now()
+    recovered = _recover_stuck(ctx, dispatcher, now)
+    claim_total = ClaimStats()
+    submitted = 0
+    recorded = RecordStats()
+    for _ in range(max(1, max_batches)):
+        claimed, stats = _claim(ctx, dispatcher, now, batch_size)
+        claim_total.claimed += stats.claimed
+        claim_total.held_quiet += stats.held_quiet
+        claim_total.held_rate += stats.held_rate
+        for message, attempt in claimed:
+            dispatcher.submit(senders.get(message.channel), message, attempt)
+        submitted += len(claimed)
+        # Record what has come back between batches: results never wait for the whole pass.
+        if dispatcher.results.qsize() >= 100:
+            _record_outcomes(ctx, _drain(dispatcher), recorded)
+        if stats.claimed + stats.held_quiet + stats.held_rate < batch_size:
+            break
+    budget = max(2.0, 2 * ctx.settings.dispatch_interval_seconds) if wait_seconds is None else wait_seconds
+    give_up = time.monotonic() + (budget if wait else 0.0)
+    while True:
+        batch = _drain(dispatcher, 500)
+        if batch:
+            _record_outcomes(ctx, batch, recorded)
+            continue
+        with dispatcher.lock:
+            busy = sum(dispatcher.inflight.values())
+        if not wait or busy == 0 or time.monotonic() >= give_up:
+            break
+        try:
+            first = dispatcher.results.get(timeout=min(0.05, max(0.0, give_up - time.monotonic())))
+        except queue.Empty:
+            continue
+        dispatcher.results.put(first)
+    dispatcher.limiter.forget_idle(now)
+    with dispatcher.lock:
+        in_flight = sum(dispatcher.inflight.values())
+    return {
+        "claimed": claim_total.claimed,
+        "sent": recorded.sent,
+        "simulated": recorded.simulated,
+        "retried": recorded.retried,
+        "failed": recorded.failed,
+        "held_quiet_hours": claim_total.held_quiet,
+        "held_rate_limit": claim_total.held_rate,
+        "recovered": recovered,
+        "late_results": recorded.late,
+        "in_flight": in_flight,
+        "latencies": recorded.latencies,
+    }
+
+
+def apply_status(session: Session, row: OutboxMessage, status: StatusResult, now: datetime, via: str) -> bool:
+    """Apply a provider's delivery status (poll or callback) if it moves the message forward."""
+    row.status_checked_at = now
+    if status.price is not None:
+        row.price = status.price
+        row.currency = status.currency or row.currency
+    if status.segments:
+        row.segments = status.segments
+    if not can_move(row.status, status.status):
+        return False
+    row.status = status.status
+    row.updated_at = now
+    if (
+        status.status in (MessageStatus.DELIVERED.value, MessageStatus.READ.value)
+        and row.delivered_at is None
+    ):
+        row.delivered_at = now
+    if status.status in FAILED_STATUSES:
+        row.error_code = (status.error_code or "")[:40] or None
+        row.error_text = status.error_text or f"provider reported {status.status}"
+        record(
+            session,
+            "message_failed",
+            now,
+            incident_id=row.incident_id,
+            escalation_id=row.escalation_id,
+            message=f"{row.channel} to {row.address} {status.status} ({via}): {row.error_text}",
+            data={"message_id": row.id, "error_code": status.error_code, "via": via},
+        )
+        if row.page_id is not None:
+            _advance_page(session, row.page_id, now, f"{row.channel} {status.status}", row.chain_step)
+    else:
+        record(
+            session,
+            "message_status",
+            now,
+            incident_id=row.incident_id,
+            escalation_id=row.escalation_id,
+            message=f"{row.channel} to {row.address}: {status.status}",
+            data={"message_id": row.id, "status": status.status, "via": via},
+        )
+    return True
+
+
+def poll_pass(ctx: AppContext, *, limit: int = 100) -> dict[str, Any]:
+    """Delivery status and inbound replies from providers, for sites without webhooks."""
+    if not ctx.settings.delivery_polling:
+        return {"polled": 0, "updated": 0, "inbound": 0, "errors": 0}
+    senders = senders_for(ctx).senders
+    pollable = [
+        name for name, s in senders.items() if s.capabilities.supports_status_poll and not s.simulated
+    ]
+    now = ctx.clock.now()
+    recheck = now - timedelta(seconds=max(ctx.settings.poll_interval_seconds, 1.0))
+    with write_session(ctx.sessions) as session:
+        due = [
+            (r.id, r.channel, r.provider_id)
+            for r in session.execute(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.status == MessageStatus.SENT.value,
+                    OutboxMessage.provider_id.is_not(None),
+                    OutboxMessage.channel.in_(pollable or ["-"]),
+                    OutboxMessage.simulated.is_(False),
+                    or_(
+                        OutboxMessage.status_checked_at.is_(None), OutboxMessage.status_checked_at <= recheck
+                    ),
+                    OutboxMessage.sent_at >= now - timedelta(days=2),
+                )
+                .order_by(OutboxMessage.status_checked_at.is_not(None), OutboxMessage.id)
+                .limit(limit)
+            ).scalars()
+        ]
+    answers: list[tuple[int, StatusResult]] = []
+    errors = 0
+    for message_id, channel, provider_id in due:
+        try:
+            answers.append((message_id, senders[channel].fetch_status(str(provider_id))))
+        except SendError as exc:
+            errors += 1
+            log.warning("status poll for message %s failed: %s", message_id, exc.text)
+    updated = 0
+    if answers:
+        with write_session(ctx.sessions) as session:
+            rows = {
+                r.id: r
+                for r in session.execute(
+                    select(OutboxMessage).where(OutboxMessage.id.in_([m for m, _ in answers]))
+                ).scalars()
+            }
+            for message_id, answer in answers:
+                row = rows.get(message_id)
+                if row is not None and apply_status(session, row, answer, now, "poll"):
+                    updated += 1
+    inbound = 0
+    from engine import replies
+
+    for name, sender in senders.items():
+        fetch = getattr(sender, "fetch_inbound", None)
+        if sender.simulated or not sender.capabilities.supports_inbound or fetch is None:
+            continue
+        try:
+            items = fetch(set(), limit)
+        except SendError as exc:
+            errors += 1
+            log.warning("inbound poll on %s failed: %s", name, exc.text)
+            continue
+        if not items:
+            continue
+        with write_session(ctx.sessions) as session:
+            known = set(
+                session.execute(
+                    select(InboundMessage.provider_id).where(
+                        InboundMessage.provider_id.in_([i.provider_id for i in items])
+                    )
+                ).scalars()
+            )
+        for item in reversed(items):  # oldest first, so "1" acknowledges in the order people answered
+            if item.provider_id in known:
+                continue
+            replies.handle_inbound(
+                ctx,
+                item.channel,
+                item.from_address,
+                item.body,
+                provider_id=item.provider_id,
+                to_address=item.to_address,
+            )
+            inbound += 1
+    return {"polled": len(due), "updated": updated, "inbound": inbound, "errors": errors}

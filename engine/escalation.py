@@ -1,0 +1,583 @@
+"""The escalation engine: a policy frozen into each escalation, a table-driven state machine, the escalate pass.
+
+An escalation starts PENDING with `next_action_at` = when level 1 is due (its delay after the start, or when
+business hours open for a business-hours policy and a non-critical incident). The escalate pass claims due rows
+(engine.claims) and moves each one on: PENDING → ACTIVE pages level 1; while ACTIVE, a level repeats every
+`repeat_interval_seconds` up to `repeat_count` times, and `delay_seconds` after a level was paged the next one
+is (ACTIVE → ESCALATING → ACTIVE at the next level). Past the last level, or once `max_escalations` level moves
+were made, the escalation is TIMED_OUT: nobody acknowledged. A level with `auto_resolve_seconds` resolves the
+incident that long after it was paged. Acknowledge, resolve, cancel, manual escalate and re-open come from
+engine.api. Every transition is checked against TRANSITIONS and writes an Event with actor and time.
+
+The policy snapshot (Escalation.policy_snapshot) is taken when the escalation starts; the engine reads only the
+snapshot afterwards, so editing or deleting a policy never changes an escalation already running. Nothing here
+keeps time in memory: each row's `next_action_at` is the whole schedule, so any engine can pick up any row.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, joinedload
+
+from engine import paging, timeline
+from engine.claims import DEFAULT_LEASE_SECONDS, claim_due_escalations, dialect_name
+from engine.db import write_session
+from engine.errors import InvalidTransition, ValidationError
+from engine.hours import next_business_open
+from engine.models import (
+    Escalation,
+    EscalationState,
+    Incident,
+    IncidentStatus,
+    Person,
+    Policy,
+    Severity,
+    Trigger,
+)
+from engine.targets import Resolution, TargetCache, describe_target, resolve_target
+
+if TYPE_CHECKING:
+    from engine.context import AppContext
+
+log = logging.getLogger(__name__)
+
+S = EscalationState
+# Every legal move. Anything else is refused with InvalidTransition (tested pair by pair).
+TRANSITIONS: dict[EscalationState, frozenset[EscalationState]] = {
+    S.PENDING: frozenset(
+        {S.ACTIVE, S.ESCALATING, S.ACKNOWLEDGED, S.RESOLVED, S.CANCELLED, S.TIMED_OUT, S.FAILED}
+    ),
+    S.ACTIVE: frozenset({S.ESCALATING, S.ACKNOWLEDGED, S.RESOLVED, S.CANCELLED, S.TIMED_OUT, S.FAILED}),
+    S.ESCALATING: frozenset({S.ACTIVE, S.ACKNOWLEDGED, S.RESOLVED, S.CANCELLED, S.TIMED_OUT, S.FAILED}),
+    # Acknowledged: someone owns it. It can still be resolved, cancelled, or escalated by hand for help.
+    S.ACKNOWLEDGED: frozenset({S.ESCALATING, S.RESOLVED, S.CANCELLED}),
+    # Nobody answered, or the engine failed: the incident is still open and an operator may escalate by hand.
+    S.TIMED_OUT: frozenset({S.ESCALATING, S.ACKNOWLEDGED, S.RESOLVED, S.CANCELLED}),
+    S.FAILED: frozenset({S.ESCALATING, S.ACKNOWLEDGED, S.RESOLVED, S.CANCELLED}),
+    # Closed for good; a re-opened incident gets a new escalation.
+    S.RESOLVED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+LIVE = frozenset({S.PENDING, S.ACTIVE, S.ESCALATING})
+# States an operator's acknowledge/resolve/cancel still applies to (the escalation has not been closed).
+OPEN = frozenset({S.PENDING, S.ACTIVE, S.ESCALATING, S.ACKNOWLEDGED, S.TIMED_OUT, S.FAILED})
+DEFAULT_BATCH = 200
+
+
+def can_transition(frm: str, to: str) -> bool:
+    return EscalationState(to) in TRANSITIONS[EscalationState(frm)]
+
+
+def transition(
+    session: Session,
+    esc: Escalation,
+    to: EscalationState,
+    now: datetime,
+    *,
+    actor: str = "system",
+    kind: str | None = None,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Move `esc` to `to` if the table allows it, and record the event; InvalidTransition otherwise."""
+    frm = EscalationState(esc.state)
+    if to not in TRANSITIONS[frm]:
+        raise InvalidTransition(f"escalation {esc.id} is {frm.value}; it cannot become {to.value}")
+    esc.state = to.value
+    esc.updated_at = now
+    if to not in LIVE:
+        esc.next_action_at = None
+    if to in (S.RESOLVED, S.CANCELLED, S.TIMED_OUT, S.FAILED):
+        esc.ended_at = now
+    timeline.record(
+        session,
+        kind or f"escalation_{to.value}",
+        now,
+        incident_id=esc.incident_id,
+        escalation_id=esc.id,
+        actor=actor,
+        message=message,
+        data={"from": frm.value, "to": to.value, **(data or {})},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# The policy snapshot
+# --------------------------------------------------------------------------------------------------------
+
+
+def snapshot_policy(policy: Policy) -> dict[str, Any]:
+    """The policy as plain JSON: everything the engine will ever read about it for this escalation."""
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "version": policy.version,
+        "severity_filter": list(policy.severity_filter or []),
+        "triggers": list(policy.triggers or []),
+        "max_escalations": policy.max_escalations,
+        "cooldown_seconds": policy.cooldown_seconds,
+        "business_hours_only": policy.business_hours_only,
+        "business_days": list(policy.business_days or []),
+        "business_start": policy.business_start,
+        "business_end": policy.business_end,
+        "timezone": policy.timezone,
+        "levels": [
+            {
+                "level": lvl.level,
+                "delay_seconds": lvl.delay_seconds,
+                "repeat_count": lvl.repeat_count,
+                "repeat_interval_seconds": lvl.repeat_interval_seconds,
+                "require_ack": lvl.require_ack,
+                "auto_resolve_seconds": lvl.auto_resolve_seconds,
+                "targets": [
+                    {"type": t.type, "identifier": t.identifier, "name": t.name} for t in lvl.targets
+                ],
+            }
+            for lvl in sorted(policy.levels, key=lambda lv: lv.level)
+        ],
+    }
+
+
+def severity_matches(snapshot: dict[str, Any], severity: str) -> bool:
+    wanted = [str(s) for s in snapshot.get("severity_filter") or []]
+    return not wanted or severity in wanted
+
+
+def _levels(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(snapshot.get("levels") or [])
+
+
+def _level(snapshot: dict[str, Any], n: int) -> dict[str, Any] | None:
+    levels = _levels(snapshot)
+    return levels[n - 1] if 1 <= n <= len(levels) else None
+
+
+def business_hours_wait(snapshot: dict[str, Any], severity: str, at: datetime) -> datetime | None:
+    """When a business-hours policy must wait for the window to open, the opening; None to go now.
+    Critical incidents never wait."""
+    if not snapshot.get("business_hours_only") or severity == Severity.CRITICAL:
+        return None
+    opens = next_business_open(
+        at,
+        [int(d) for d in snapshot.get("business_days") or []],
+        str(snapshot.get("business_start", "08:00")),
+        str(snapshot.get("business_end", "17:00")),
+        str(snapshot.get("timezone", "UTC")),
+    )
+    return opens if opens > at else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Starting
+# --------------------------------------------------------------------------------------------------------
+
+
+def new_escalation(
+    incident: Incident,
+    snapshot: dict[str, Any],
+    trigger: str,
+    now: datetime,
+) -> tuple[Escalation, datetime | None]:
+    """An unsaved PENDING escalation with its first due time; (escalation, business-hours opening or None)."""
+    first = _level(snapshot, 1)
+    due = now + timedelta(seconds=int(first["delay_seconds"]) if first else 0)
+    opens = business_hours_wait(snapshot, incident.severity, due)
+    esc = Escalation(
+        incident_id=incident.id,
+        policy_id=snapshot.get("id"),
+        policy_name=str(snapshot.get("name", "")),
+        policy_snapshot=snapshot,
+        state=S.PENDING.value,
+        trigger=str(trigger),
+        current_level=0,
+        repeat_no=0,
+        repeat_base=0,
+        level_rounds={},
+        next_action_at=opens or due,
+        escalation_count=0,
+        notification_count=0,
+        trigger_count=1,
+        started_at=now,
+        updated_at=now,
+    )
+    return esc, opens
+
+
+def started_event_data(esc: Escalation, opens: datetime | None) -> tuple[str, dict[str, Any]]:
+    assert esc.next_action_at is not None
+    msg = f"escalation started with policy {esc.policy_name}"
+    if opens is not None:
+        msg += f"; waiting for business hours ({opens.isoformat()})"
+    return msg, {
+        "policy": esc.policy_name,
+        "trigger": esc.trigger,
+        "first_action_at": esc.next_action_at.isoformat(),
+        "waiting_business_hours": opens is not None,
+    }
+
+
+def start_escalation(
+    session: Session,
+    now: datetime,
+    incident: Incident,
+    policy: Policy | dict[str, Any],
+    trigger: str = Trigger.UNACKNOWLEDGED.value,
+    *,
+    actor: str = "system",
+) -> Escalation:
+    """Freeze the policy and start a PENDING escalation for `incident` (the escalate pass pages level 1)."""
+    snapshot = policy if isinstance(policy, dict) else snapshot_policy(policy)
+    if incident.id is None:
+        session.flush()
+    esc, opens = new_escalation(incident, snapshot, trigger, now)
+    esc.incident = incident
+    session.add(esc)
+    session.flush()
+    msg, data = started_event_data(esc, opens)
+    timeline.record(
+        session,
+        "escalation_started",
+        now,
+        incident_id=incident.id,
+        escalation_id=esc.id,
+        actor=actor,
+        message=msg,
+        data=data,
+    )
+    return esc
+
+
+# --------------------------------------------------------------------------------------------------------
+# Paging a level
+# --------------------------------------------------------------------------------------------------------
+
+
+def page_round(
+    session: Session, esc: Escalation, incident: Incident, now: datetime, cache: TargetCache
+) -> dict[str, Any]:
+    """Page everyone the current level's targets mean now, for round `esc.repeat_no`."""
+    level = _level(esc.policy_snapshot, esc.current_level)
+    assert level is not None
+    critical = incident.severity == Severity.CRITICAL
+    people: dict[int, Person] = {}
+    addresses: list[tuple[int, Any]] = []
+    unresolved = 0
+    for index, target in enumerate(level.get("targets") or []):
+        try:
+            found = resolve_target(cache, target, now)
+        except Exception as exc:  # a broken schedule must not stop the other targets
+            log.exception("target %s could not be resolved", target)
+            found = Resolution(unresolved=f"could not be resolved: {exc}")
+        if found.unresolved:
+            unresolved += 1
+            timeline.record(
+                session,
+                "target_unresolved",
+                now,
+                incident_id=incident.id,
+                escalation_id=esc.id,
+                message=f"level {esc.current_level}: {describe_target(target)} reaches nobody: {found.unresolved}",
+                data={"level": esc.current_level, "target": target, "reason": found.unresolved},
+            )
+            continue
+        if found.address is not None:
+            addresses.append((index, found.address))
+        for person in found.people:
+            people.setdefault(person.id, person)
+    paged: list[int] = []
+    for person in people.values():
+        page = paging.start_page(
+            session,
+            now,
+            esc,
+            esc.current_level,
+            esc.repeat_no,
+            person,
+            incident=incident,
+            require_confirmation=bool(level.get("require_ack", True)),
+            critical=critical,
+        )
+        if page is not None:
+            paged.append(person.id)
+    written_addresses: list[str] = []
+    for index, target in addresses:
+        context = paging.incident_context(incident) | {
+            "level": esc.current_level,
+            "repeat_no": esc.repeat_no,
+            "reply_code": None,
+            "person_name": target.name,
+            "channel": target.channel,
+        }
+        subject, body, html = paging.render_message(session, "page", target.channel, "en", context)
+        if paging.write_outbox(
+            session,
+            key=f"target:{esc.id}:{esc.current_level}:{esc.repeat_no}:{index}",
+            kind="page",
+            now=now,
+            channel=target.channel,
+            address=target.address,
+            subject=subject,
+            body=body,
+            body_html=html,
+            incident_id=incident.id,
+            escalation_id=esc.id,
+            level=esc.current_level,
+            critical=critical,
+        ):
+            written_addresses.append(f"{target.channel}:{target.address}")
+    esc.notification_count += len(paged) + len(written_addresses)
+    rounds = dict(esc.level_rounds or {})
+    rounds[str(esc.current_level)] = esc.repeat_no + 1
+    esc.level_rounds = rounds
+    return {
+        "level": esc.current_level,
+        "repeat_no": esc.repeat_no,
+        "people": paged,
+        "addresses": written_addresses,
+        "unresolved": unresolved,
+    }
+
+
+def _schedule(esc: Escalation, now: datetime) -> None:
+    """Set `next_action_at` for an ACTIVE (or ACKNOWLEDGED) escalation from its level's timing."""
+    snap = esc.policy_snapshot
+    level = _level(snap, esc.current_level)
+    if level is None or esc.level_started_at is None:
+        esc.next_action_at = None
+        return
+    t0 = esc.level_started_at
+    auto = int(level.get("auto_resolve_seconds") or 0)
+    times: list[datetime] = []
+    if auto > 0:
+        times.append(t0 + timedelta(seconds=auto))
+    if esc.state == S.ACTIVE:
+        interval = int(level.get("repeat_interval_seconds") or 0)
+        done = esc.repeat_no - esc.repeat_base
+        nxt = _level(snap, esc.current_level + 1)
+        if done < int(level.get("repeat_count") or 0):
+            times.append(t0 + timedelta(seconds=(done + 1) * interval))
+        if nxt is not None:
+            times.append(t0 + timedelta(seconds=int(nxt.get("delay_seconds") or 0)))
+        else:
+            times.append(t0 + timedelta(seconds=(int(level.get("repeat_count") or 0) + 1) * interval))
+    esc.next_action_at = min(times) if times else None
+
+
+def enter_level(
+    session: Session,
+    esc: Escalation,
+    incident: Incident,
+    number: int,
+    now: datetime,
+    cache: TargetCache,
+    *,
+    actor: str = "system",
+    manual: bool = False,
+) -> None:
+    """Page level `number`: PENDING → ACTIVE for the first, X → ESCALATING → ACTIVE for any later move."""
+    snap = esc.policy_snapshot
+    if _level(snap, number) is None:
+        raise ValidationError(f"policy {esc.policy_name} has no level {number} (it has {len(_levels(snap))})")
+    if esc.state != S.PENDING or manual:
+        transition(
+            session,
+            esc,
+            S.ESCALATING,
+            now,
+            actor=actor,
+            message=f"escalating to level {number}" + (" by hand" if manual else ""),
+            data={"level": number, "from_level": esc.current_level, "manual": manual},
+        )
+        esc.escalation_count += 1
+    base = int((esc.level_rounds or {}).get(str(number), 0))
+    esc.current_level = number
+    esc.repeat_base = base
+    esc.repeat_no = base
+    esc.level_started_at = now
+    summary = page_round(session, esc, incident, now, cache)
+    transition(
+        session,
+        esc,
+        S.ACTIVE,
+        now,
+        actor=actor,
+        message=f"level {number} paged: {len(summary['people'])} people, {len(summary['addresses'])} addresses",
+        data=summary,
+    )
+    _schedule(esc, now)
+
+
+def _time_out(session: Session, esc: Escalation, now: datetime, why: str) -> None:
+    transition(session, esc, S.TIMED_OUT, now, message=why, data={"level": esc.current_level})
+    paging.cancel_pages(session, esc.id, now)
+
+
+def auto_resolve(session: Session, esc: Escalation, incident: Incident, now: datetime) -> None:
+    level = esc.current_level
+    transition(
+        session,
+        esc,
+        S.RESOLVED,
+        now,
+        kind="auto_resolved",
+        message=f"resolved automatically (level {level} auto-resolve time reached)",
+        data={"level": level},
+    )
+    esc.resolved_at = now
+    esc.resolved_by = "system"
+    paging.cancel_pages(session, esc.id, now)
+    if incident.status in (
+        IncidentStatus.OPEN,
+        IncidentStatus.ACKNOWLEDGED,
+        IncidentStatus.IN_PROGRESS,
+        IncidentStatus.ESCALATED,
+    ):
+        incident.status = IncidentStatus.RESOLVED.value
+        incident.resolved_at = now
+        incident.resolved_by = "system"
+        incident.updated_at = now
+        paging.write_notices(session, incident, now, "resolve", "system")
+
+
+def process_escalation(session: Session, esc: Escalation, now: datetime, cache: TargetCache) -> str:
+    """Do whatever is due for one claimed escalation; returns what was done."""
+    incident = esc.incident
+    state = EscalationState(esc.state)
+    if incident.status in (IncidentStatus.RESOLVED, IncidentStatus.CANCELLED) and state in LIVE:
+        transition(session, esc, S.CANCELLED, now, message=f"incident is {incident.status}")
+        paging.cancel_pages(session, esc.id, now)
+        return "cancelled"
+    snap = esc.policy_snapshot
+    if state == S.PENDING:
+        if not _levels(snap):
+            transition(session, esc, S.FAILED, now, message="the policy has no levels")
+            return "failed"
+        opens = business_hours_wait(snap, incident.severity, now)
+        if opens is not None:
+            esc.next_action_at = opens
+            timeline.record(
+                session,
+                "waiting_business_hours",
+                now,
+                incident_id=incident.id,
+                escalation_id=esc.id,
+                message=f"waiting for business hours ({opens.isoformat()})",
+                data={"until": opens.isoformat()},
+            )
+            return "waiting"
+        enter_level(session, esc, incident, 1, now, cache)
+        return "started"
+    level = _level(snap, esc.current_level)
+    if level is None or esc.level_started_at is None:
+        transition(session, esc, S.FAILED, now, message=f"level {esc.current_level} is not in the snapshot")
+        return "failed"
+    t0 = esc.level_started_at
+    auto = int(level.get("auto_resolve_seconds") or 0)
+    if auto > 0 and now >= t0 + timedelta(seconds=auto):
+        auto_resolve(session, esc, incident, now)
+        return "auto_resolved"
+    if state != S.ACTIVE:  # acknowledged: only auto-resolve is ever due
+        _schedule(esc, now)
+        return "nothing"
+    nxt = _level(snap, esc.current_level + 1)
+    interval = int(level.get("repeat_interval_seconds") or 0)
+    repeat_count = int(level.get("repeat_count") or 0)
+    if nxt is not None and now >= t0 + timedelta(seconds=int(nxt.get("delay_seconds") or 0)):
+        limit = int(snap.get("max_escalations") or 0)
+        if limit and esc.escalation_count >= limit:
+            _time_out(session, esc, now, f"nobody acknowledged; the limit of {limit} escalations was reached")
+            return "timed_out"
+        enter_level(session, esc, incident, esc.current_level + 1, now, cache)
+        return "escalated"
+    if nxt is None and now >= t0 + timedelta(seconds=(repeat_count + 1) * interval):
+        _time_out(session, esc, now, f"nobody acknowledged; level {esc.current_level} is the last level")
+        return "timed_out"
+    done = esc.repeat_no - esc.repeat_base
+    if done < repeat_count and now >= t0 + timedelta(seconds=(done + 1) * interval):
+        esc.repeat_no += 1
+        esc.updated_at = now
+        summary = page_round(session, esc, incident, now, cache)
+        timeline.record(
+            session,
+            "level_repeated",
+            now,
+            incident_id=incident.id,
+            escalation_id=esc.id,
+            message=f"level {esc.current_level} paged again (repeat {done + 1} of {repeat_count})",
+            data=summary,
+        )
+        _schedule(esc, now)
+        return "repeated"
+    _schedule(esc, now)
+    return "rescheduled"
+
+
+def notify_work(session: Session, pass_name: str) -> None:
+    """Wake other processes' engines when this transaction commits (PostgreSQL LISTEN/NOTIFY)."""
+    if dialect_name(session) == "postgresql":
+        session.execute(text("SELECT pg_notify('watchkeeper_work', :p)"), {"p": pass_name})
+
+
+def escalate_pass(
+    ctx: AppContext,
+    *,
+    limit: int = DEFAULT_BATCH,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_batches: int = 50,
+) -> int:
+    """Claim due escalations batch by batch and move each on; returns how many were processed."""
+    total = 0
+    for _ in range(max_batches):
+        now = ctx.clock.now()
+        try:
+            done = _escalate_batch(ctx, now, limit, lease_seconds)
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower():
+                raise
+            # SQLite: another engine held the write lock past the busy timeout. Its work is its own;
+            # ours is still due and is picked up at the next tick.
+            log.info("escalate pass: database busy (another engine is writing); retrying next tick")
+            break
+        total += done
+        if done < limit:
+            break
+    if total:
+        ctx.wake("dispatch")
+    return total
+
+
+def _escalate_batch(ctx: AppContext, now: datetime, limit: int, lease_seconds: float) -> int:
+    """Claim and process one batch in one transaction; how many escalations it held."""
+    with write_session(ctx.sessions) as session:
+        ids = claim_due_escalations(session, now, ctx.node_id, limit, lease_seconds)
+        if not ids:
+            return 0
+        escs = session.scalars(
+            select(Escalation)
+            .options(joinedload(Escalation.incident))
+            .where(Escalation.id.in_(ids))
+            .order_by(Escalation.next_action_at, Escalation.id)
+        ).all()
+        cache = TargetCache(session)
+        for esc in escs:
+            esc_id = esc.id
+            try:
+                with session.begin_nested():
+                    process_escalation(session, esc, now, cache)
+            except DBAPIError:
+                raise  # the database itself: the whole batch is retried next tick
+            except Exception as exc:
+                log.exception("escalation %s failed", esc_id)
+                with session.begin_nested():
+                    failed = session.get(Escalation, esc_id)
+                    if failed is not None and S.FAILED in TRANSITIONS[EscalationState(failed.state)]:
+                        transition(session, failed, S.FAILED, now, message=f"engine error: {exc}"[:2000])
+            esc.lease_owner = None
+            esc.lease_expires_at = None
+        notify_work(session, "dispatch")
+    return len(ids)

@@ -1,0 +1,597 @@
+"""Reaching one person: their channel chain, one message at a time, until they respond or it runs out.
+
+A Page is one person's share of one paging round (escalation, level, repeat). Its chain is built when the page
+starts: the person's preferred channel, then their fallback channels, skipping a channel with no contact
+address, one they disabled and one they opted out of (STOP). Each step writes one outbox row; the dispatcher
+(engine.dispatch) sends it. A failed send moves to the next step at once (the dispatcher calls `advance_page`);
+a sent message that needs confirmation waits its step's window (the person's `confirm_wait_seconds` for the
+first channel, `fallback_wait_seconds` after) and then the confirm pass moves on, unless the person responded
+— acknowledged, or sent any message after the last attempt. When no channel is left the page is EXHAUSTED and
+an event tells operators. Quiet hours: a non-critical message waits in the outbox (`next_attempt_at` = the end
+of the person's quiet hours, `hold_reason` "quiet_hours"); a critical one goes at once.
+
+Every outbox key is `page:{escalation}:{level}:{repeat}:{person}:{step}`, written with INSERT … ON CONFLICT
+DO NOTHING, so two engines advancing the same page can never send the same step twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from engine import timeline
+from engine.claims import claim_due_pages, insert_ignore
+from engine.db import write_session
+from engine.hours import quiet_hours_end
+from engine.models import (
+    Channel,
+    Escalation,
+    EscalationState,
+    InboundMessage,
+    Incident,
+    MessageStatus,
+    OutboxMessage,
+    Page,
+    PageStatus,
+    Person,
+)
+
+if TYPE_CHECKING:
+    from engine.context import AppContext
+
+log = logging.getLogger(__name__)
+
+OPEN_PAGE_STATUSES = (PageStatus.ACTIVE.value, PageStatus.HELD.value)
+# A step whose message has not gone out yet (dispatcher busy, rate limit) is looked at again after this.
+UNSENT_RECHECK_SECONDS = 30
+SENT_STATUSES = (MessageStatus.SENT.value, MessageStatus.DELIVERED.value, MessageStatus.READ.value)
+FAILED_STATUSES = (MessageStatus.FAILED.value, MessageStatus.UNDELIVERED.value, MessageStatus.CANCELLED.value)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The chain
+# --------------------------------------------------------------------------------------------------------
+
+
+def contact_for(person: Person, channel: str) -> str | None:
+    """The person's address on `channel`, or None when they have none there."""
+    if channel in (Channel.SMS, Channel.VOICE):
+        return person.phone or None
+    if channel == Channel.WHATSAPP:
+        return person.whatsapp or person.phone or None
+    if channel == Channel.EMAIL:
+        return person.email or None
+    if channel == Channel.CONSOLE:
+        return person.handle  # a pop-up on the console of whoever signs in as this person
+    return None  # webhooks are address targets, not a person's channel
+
+
+def build_chain(person: Person, critical: bool = False) -> list[dict[str, Any]]:
+    """The channels to try for `person`, in order: [{"channel", "address", "wait_seconds"}, …].
+
+    Preferred first, then fallbacks; a channel appears once; no contact, disabled or opted out: skipped.
+    `critical` does not bring back an opted-out channel (a STOP is the person's legal choice) — it only lets
+    the page through quiet hours (see start_page).
+    """
+    del critical  # part of the contract; quiet hours are applied per message, not when the chain is built
+    disabled = {str(c) for c in (person.disabled_channels or [])}
+    opted_out = {str(c) for c in (person.opted_out_channels or [])}
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for channel in [person.preferred_channel, *(person.fallback_channels or [])]:
+        channel = str(channel)
+        if channel in seen or channel in disabled or channel in opted_out:
+            continue
+        seen.add(channel)
+        address = contact_for(person, channel)
+        if not address:
+            continue
+        wait = person.confirm_wait_seconds if not chain else person.fallback_wait_seconds
+        chain.append({"channel": channel, "address": address, "wait_seconds": int(wait)})
+    return chain
+
+
+def page_key(escalation_id: int | None, level: int, repeat_no: int, person_id: int | None, step: int) -> str:
+    return f"page:{escalation_id}:{level}:{repeat_no}:{person_id}:{step}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------------------
+
+
+def incident_context(incident: Incident) -> dict[str, Any]:
+    return {
+        "incident_id": incident.id,
+        "key": incident.key,
+        "summary": incident.summary,
+        "details": incident.details,
+        "severity": incident.severity,
+        "category": incident.category,
+        "site": incident.site,
+        "status": incident.status,
+        "source": incident.source,
+    }
+
+
+def _default_text(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+    sev = str(context.get("severity", "")).upper()
+    ident = context.get("incident_id", "")
+    summary = context.get("summary", "")
+    if kind == "page":
+        code = context.get("reply_code") or ident
+        subject = f"[{sev}] Incident #{ident}: {summary}"
+        body = (
+            f"{sev} incident #{ident} (level {context.get('level', 1)}): {summary}. "
+            f"Reply '{code} ack' to acknowledge."
+        )
+        return subject, body
+    if kind in ("ack_notice", "resolve_notice"):
+        what = "acknowledged" if kind == "ack_notice" else "resolved"
+        by = context.get("by", "")
+        return f"Incident #{ident} {what}", f"Incident #{ident} ({summary}) was {what} by {by}."
+    return f"Incident #{ident}", f"Incident #{ident}: {summary}"
+
+
+def render_message(
+    session: Session, kind: str, channel: str, language: str, context: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """(subject, body, body_html) from engine.templates when it is installed, else a built-in text."""
+    try:
+        from engine import templates
+    except ImportError:  # the channels part not installed yet: still page, with a plain text
+        subject, body = _default_text(kind, context)
+        return subject, body, None
+    render: Any = templates.render
+    subject, body, html = render(session, kind, channel, language, context)
+    return str(subject), str(body), html
+
+
+def _quiet_until(person: Person | None, at: datetime, critical: bool) -> datetime | None:
+    """When a non-critical message to `person` must wait for their quiet hours to end, the end; else None."""
+    if critical or person is None or not person.quiet_start or not person.quiet_end:
+        return None
+    try:
+        return quiet_hours_end(at, person.quiet_start, person.quiet_end, person.timezone)
+    except Exception:  # a bad quiet-hours setting must not stop a page; the config check reports it
+        log.warning("ignoring unusable quiet hours for person %s", person.id)
+        return None
+
+
+def write_outbox(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    now: datetime,
+    channel: str,
+    address: str,
+    subject: str,
+    body: str,
+    body_html: str | None = None,
+    incident_id: int | None = None,
+    escalation_id: int | None = None,
+    page_id: int | None = None,
+    person_id: int | None = None,
+    level: int | None = None,
+    chain_step: int | None = None,
+    critical: bool = False,
+    send_at: datetime | None = None,
+    hold_reason: str | None = None,
+) -> int | None:
+    """One outbox row, exactly once per key: its id, or None when that key was already written."""
+    row = {
+        "idempotency_key": key,
+        "kind": kind,
+        "incident_id": incident_id,
+        "escalation_id": escalation_id,
+        "page_id": page_id,
+        "person_id": person_id,
+        "level": level,
+        "chain_step": chain_step,
+        "channel": channel,
+        "address": address,
+        "subject": subject[:500],
+        "body": body,
+        "body_html": body_html,
+        "critical": critical,
+        "status": MessageStatus.PENDING.value,
+        "next_attempt_at": send_at or now,
+        "hold_reason": hold_reason,
+        "created_at": now,
+        "updated_at": now,
+    }
+    written = insert_ignore(session, OutboxMessage, [row], ["idempotency_key"], returning=["id"])
+    return int(written[0][0]) if written else None
+
+
+def _write_step(
+    session: Session, page: Page, person: Person | None, incident: Incident, now: datetime
+) -> tuple[int | None, datetime | None]:
+    """Write the message for the page's current step; (outbox id, held-until)."""
+    entry = page.chain[page.step]
+    channel, address = str(entry["channel"]), str(entry["address"])
+    held_until = _quiet_until(person, now, page.critical)
+    context = incident_context(incident) | {
+        "level": page.level,
+        "repeat_no": page.repeat_no,
+        "reply_code": page.reply_code,
+        "person_name": person.name if person else "",
+        "channel": channel,
+    }
+    language = person.language if person else incident.reporter_language
+    subject, body, html = render_message(session, "page", channel, language, context)
+    msg_id = write_outbox(
+        session,
+        key=page_key(page.escalation_id, page.level, page.repeat_no, page.person_id, page.step),
+        kind="page",
+        now=now,
+        channel=channel,
+        address=address,
+        subject=subject,
+        body=body,
+        body_html=html,
+        incident_id=page.incident_id,
+        escalation_id=page.escalation_id,
+        page_id=page.id,
+        person_id=page.person_id,
+        level=page.level,
+        chain_step=page.step,
+        critical=page.critical,
+        send_at=held_until,
+        hold_reason="quiet_hours" if held_until else None,
+    )
+    attempt_at = held_until or now
+    page.last_attempt_at = attempt_at
+    page.status = PageStatus.HELD.value if held_until else PageStatus.ACTIVE.value
+    wait = int(entry.get("wait_seconds", 0))
+    page.next_check_at = attempt_at + timedelta(seconds=wait) if page.require_confirmation else None
+    if held_until:
+        timeline.record(
+            session,
+            "page_held",
+            now,
+            incident_id=page.incident_id,
+            escalation_id=page.escalation_id,
+            message=f"{person.name if person else 'page'}: quiet hours until {held_until.isoformat()}",
+            data={"page_id": page.id, "person_id": page.person_id, "until": held_until.isoformat()},
+        )
+    return msg_id, held_until
+
+
+def new_reply_code() -> str:
+    return f"{secrets.randbelow(900_000) + 100_000}"
+
+
+def start_page(
+    session: Session,
+    now: datetime,
+    escalation: Escalation,
+    level: int,
+    repeat_no: int,
+    person: Person,
+    *,
+    incident: Incident | None = None,
+    require_confirmation: bool = True,
+    critical: bool | None = None,
+) -> Page | None:
+    """Write the Page and its first outbox message; None when this page was already written (another engine,
+    or a retried pass). A person with no usable channel gets an EXHAUSTED page and an event."""
+    incident = incident or escalation.incident
+    if critical is None:
+        critical = incident.severity == "critical"
+    chain = build_chain(person, critical)
+    values = {
+        "escalation_id": escalation.id,
+        "incident_id": escalation.incident_id,
+        "person_id": person.id,
+        "level": level,
+        "repeat_no": repeat_no,
+        "chain": chain,
+        "step": 0,
+        "status": PageStatus.ACTIVE.value if chain else PageStatus.EXHAUSTED.value,
+        "require_confirmation": require_confirmation,
+        "critical": critical,
+        "reply_code": new_reply_code(),
+        "created_at": now,
+        "last_attempt_at": None,
+        "next_check_at": None,
+    }
+    if chain:  # the first step's timing goes in with the row, so writing its message changes nothing more
+        held_until = _quiet_until(person, now, critical)
+        attempt_at = held_until or now
+        values["status"] = PageStatus.HELD.value if held_until else PageStatus.ACTIVE.value
+        values["last_attempt_at"] = attempt_at
+        wait = timedelta(seconds=int(chain[0]["wait_seconds"]))
+        values["next_check_at"] = attempt_at + wait if require_confirmation else None
+    written = insert_ignore(
+        session, Page, [values], ["escalation_id", "level", "repeat_no", "person_id"], returning=["id"]
+    )
+    page: Page | None = None
+    if written:
+        # The row as written, joined to the session without reading it back.
+        page = Page(id=int(written[0][0]), **values)
+        make_transient_to_detached(page)
+        session.add(page)
+    if page is None:
+        return None
+    if not chain:
+        timeline.record(
+            session,
+            "page_exhausted",
+            now,
+            incident_id=page.incident_id,
+            escalation_id=page.escalation_id,
+            message=f"{person.name} has no channel that can be used (no contact, disabled or opted out)",
+            data={"page_id": page.id, "person_id": person.id, "level": level, "channels": []},
+        )
+        return page
+    _write_step(session, page, person, incident, now)
+    return page
+
+
+def advance_page(
+    session: Session, page: Page, now: datetime, reason: str, *, from_step: int | None = None
+) -> OutboxMessage | None:
+    """Move the page to its next channel and write that message; EXHAUSTED (and an event) when none is left.
+
+    `from_step` (the chain step of the message that failed or timed out) makes the move happen once: a late
+    failure report for a step the page already left does nothing. Returns the new message, or None.
+    """
+    current = page.step if from_step is None else from_step
+    moved = session.execute(
+        update(Page)
+        .where(Page.id == page.id, Page.step == current, Page.status.in_(OPEN_PAGE_STATUSES))
+        .values(step=current + 1)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(page)
+        return None
+    session.refresh(page)
+    old = page.chain[current] if current < len(page.chain) else {}
+    person = session.get(Person, page.person_id) if page.person_id is not None else None
+    who = person.name if person else "page"
+    if page.step >= len(page.chain):
+        page.status = PageStatus.EXHAUSTED.value
+        page.next_check_at = None
+        timeline.record(
+            session,
+            "page_exhausted",
+            now,
+            incident_id=page.incident_id,
+            escalation_id=page.escalation_id,
+            message=f"{who}: every channel tried, no confirmation",
+            data={
+                "page_id": page.id,
+                "person_id": page.person_id,
+                "level": page.level,
+                "reason": reason,
+                "channels": [c["channel"] for c in page.chain],
+            },
+        )
+        return None
+    incident = session.get(Incident, page.incident_id)
+    assert incident is not None
+    msg_id, _held = _write_step(session, page, person, incident, now)
+    new = page.chain[page.step]
+    timeline.record(
+        session,
+        "page_fallback",
+        now,
+        incident_id=page.incident_id,
+        escalation_id=page.escalation_id,
+        message=f"{who}: {old.get('channel', '?')} {reason}; trying {new['channel']}",
+        data={
+            "page_id": page.id,
+            "person_id": page.person_id,
+            "from": old.get("channel"),
+            "to": new["channel"],
+            "step": page.step,
+            "reason": reason,
+        },
+    )
+    return session.get(OutboxMessage, msg_id) if msg_id is not None else None
+
+
+_OUTBOX: Any = OutboxMessage.__table__
+_PAGE: Any = Page.__table__
+_CANCEL_PAGE_MESSAGES = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.page_id == bindparam("b_page_id"),
+        _OUTBOX.c.status == MessageStatus.PENDING.value,
+    )
+    .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
+)
+_CANCEL_ESCALATION_MESSAGES = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.escalation_id == bindparam("b_escalation_id"),
+        _OUTBOX.c.status == MessageStatus.PENDING.value,
+        _OUTBOX.c.kind == "page",
+    )
+    .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
+)
+_CANCEL_PAGES = (
+    update(_PAGE)
+    .where(
+        _PAGE.c.escalation_id == bindparam("b_escalation_id"),
+        _PAGE.c.status.in_(OPEN_PAGE_STATUSES),
+    )
+    .values(status=PageStatus.CANCELLED.value, next_check_at=None)
+)
+
+
+def confirm_page(session: Session, page: Page, now: datetime, method: str) -> bool:
+    """The person responded: stop their chain (messages not yet sent are cancelled). False if already closed."""
+    done = session.execute(
+        update(Page)
+        .where(Page.id == page.id, Page.status.in_(OPEN_PAGE_STATUSES))
+        .values(
+            status=PageStatus.CONFIRMED.value,
+            confirmed_at=now,
+            confirmation_method=method,
+            next_check_at=None,
+        )
+    )
+    session.refresh(page)
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.connection().execute(_CANCEL_PAGE_MESSAGES, {"b_page_id": page.id, "b_now": now})
+    timeline.record(
+        session,
+        "page_confirmed",
+        now,
+        incident_id=page.incident_id,
+        escalation_id=page.escalation_id,
+        message=f"page confirmed by {method}",
+        data={"page_id": page.id, "person_id": page.person_id, "method": method, "step": page.step},
+    )
+    return True
+
+
+def cancel_pages(session: Session, escalation_id: int, now: datetime) -> None:
+    """The escalation stopped: open pages close and their unsent page messages are withdrawn."""
+    conn = session.connection()
+    conn.execute(_CANCEL_PAGES, {"b_escalation_id": escalation_id})
+    conn.execute(_CANCEL_ESCALATION_MESSAGES, {"b_escalation_id": escalation_id, "b_now": now})
+
+
+def has_responded(session: Session, page: Page) -> bool:
+    """Any inbound message from the person since the last attempt counts as a response."""
+    if page.person_id is None or page.last_attempt_at is None:
+        return False
+    addresses = [str(c["address"]) for c in page.chain]
+    who = or_(InboundMessage.person_id == page.person_id, InboundMessage.from_address.in_(addresses))
+    found = session.scalars(
+        select(InboundMessage.id).where(who, InboundMessage.received_at >= page.last_attempt_at).limit(1)
+    ).first()
+    return found is not None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Notices: tell everyone already paged that the incident was acknowledged or resolved
+# --------------------------------------------------------------------------------------------------------
+
+
+def write_notices(session: Session, incident: Incident, now: datetime, what: str, by: str) -> int:
+    """One "notice" outbox row per person paged for the incident (any escalation), on the channel that last
+    reached them; `what` is "ack" or "resolve". The person who acted is not told what they just did."""
+    pages = session.scalars(
+        select(Page)
+        .where(Page.incident_id == incident.id, Page.person_id.is_not(None))
+        .order_by(Page.id.desc())
+    ).all()
+    latest: dict[int, Page] = {}
+    for p in pages:
+        if p.person_id is not None and p.chain and p.person_id not in latest:
+            latest[p.person_id] = p
+    if not latest:
+        return 0
+    people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(list(latest)))).all()}
+    kind = "ack_notice" if what == "ack" else "resolve_notice"
+    written = 0
+    for person_id, page in latest.items():
+        person = people.get(person_id)
+        if person is None or not person.active or by in (person.handle, person.name):
+            continue
+        # The step that reached them; a chain that ran out ends on its last channel.
+        entry = page.chain[min(page.step, len(page.chain) - 1)]
+        channel = str(entry["channel"])
+        if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
+            usable = build_chain(person)
+            if not usable:
+                continue
+            entry = usable[0]
+            channel = str(entry["channel"])
+        held = _quiet_until(person, now, incident.severity == "critical")
+        context = incident_context(incident) | {"by": by, "person_name": person.name, "channel": channel}
+        subject, body, html = render_message(session, kind, channel, person.language, context)
+        if write_outbox(
+            session,
+            key=f"notice:{what}:{incident.id}:{person_id}",
+            kind="notice",
+            now=now,
+            channel=channel,
+            address=str(entry["address"]),
+            subject=subject,
+            body=body,
+            body_html=html,
+            incident_id=incident.id,
+            escalation_id=page.escalation_id,
+            person_id=person_id,
+            critical=incident.severity == "critical",
+            send_at=held,
+            hold_reason="quiet_hours" if held else None,
+        ):
+            written += 1
+    return written
+
+
+# --------------------------------------------------------------------------------------------------------
+# The confirm pass
+# --------------------------------------------------------------------------------------------------------
+
+
+def check_page(session: Session, page: Page, now: datetime) -> str:
+    """Look at one page whose check time has come; returns what happened (for logs and tests)."""
+    esc = session.get(Escalation, page.escalation_id) if page.escalation_id is not None else None
+    if esc is not None and esc.state not in (
+        EscalationState.PENDING,
+        EscalationState.ACTIVE,
+        EscalationState.ESCALATING,
+    ):
+        page.status = PageStatus.CANCELLED.value
+        page.next_check_at = None
+        return "cancelled"
+    if not page.require_confirmation:
+        page.next_check_at = None
+        return "no_confirmation_needed"
+    key = page_key(page.escalation_id, page.level, page.repeat_no, page.person_id, page.step)
+    msg = session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one_or_none()
+    wait = timedelta(seconds=int(page.chain[page.step].get("wait_seconds", 0))) if page.chain else timedelta()
+    if msg is not None:
+        if msg.status in FAILED_STATUSES:
+            advance_page(session, page, now, f"failed ({msg.error_code or msg.status})", from_step=page.step)
+            return "advanced_after_failure"
+        if msg.status not in SENT_STATUSES:
+            # Not out yet (held for quiet hours, rate-limited, dispatcher busy): the window starts when it is.
+            later = max(msg.next_attempt_at or now, now + timedelta(seconds=UNSENT_RECHECK_SECONDS))
+            page.next_check_at = later
+            return "waiting_for_send"
+        sent_at = msg.sent_at or page.last_attempt_at or now
+        if page.last_attempt_at is None or sent_at > page.last_attempt_at:
+            page.last_attempt_at = sent_at
+        if page.status == PageStatus.HELD:
+            page.status = PageStatus.ACTIVE.value
+        if sent_at + wait > now:
+            page.next_check_at = sent_at + wait
+            return "waiting"
+    if has_responded(session, page):
+        confirm_page(session, page, now, "reply")
+        return "confirmed"
+    advance_page(session, page, now, "not confirmed in time", from_step=page.step)
+    return "advanced"
+
+
+def confirm_pass(ctx: AppContext, limit: int = 500) -> int:
+    """Pages whose confirmation window ran out: confirmed if the person responded, else the next channel."""
+    now = ctx.clock.now()
+    done = 0
+    with write_session(ctx.sessions) as session:
+        ids = claim_due_pages(session, now, limit)
+        for page in session.scalars(select(Page).where(Page.id.in_(ids)).order_by(Page.id)):
+            try:
+                with session.begin_nested():
+                    check_page(session, page, now)
+                done += 1
+            except Exception:
+                log.exception("confirm pass: page %s could not be checked; retrying next tick", page.id)
+    if done:
+        ctx.wake("dispatch")
+    return done

@@ -1,0 +1,491 @@
+"""The service's WSGI application: Events API v2 intake, REST API, Twilio webhooks, /healthz, /metrics.
+
+Every handler validates all of its input before it writes anything: a malformed, oversized, mistyped or
+unauthorised request leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from engine.context import AppContext
+from engine.db import ping, read_session
+from engine.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidTransition,
+    NotFound,
+    ValidationError,
+)
+from engine.models import Role
+from engine.service import integration
+from engine.service.health import ServiceState, health, metrics
+from engine.service.http import (
+    MAX_BODY_BYTES,
+    Environ,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    StartResponse,
+    finish,
+)
+from engine.service.intake import INVALID_ROUTING_KEY, lookup_routing_key, parse_event, process_event
+from engine.service.keys import RoutingTarget, TokenIdentity, authenticate_token, hash_secret
+from engine.service.queue import IntakeUnavailable, IntakeWriter, queue_row
+
+log = logging.getLogger("watchkeeper.service.http")
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TWIML_CONTENT_TYPE = "application/xml; charset=utf-8"
+ROUTING_KEY_CACHE_SECONDS = 5.0
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def _invalid_event(errors: list[str]) -> Response:
+    return Response.json(
+        {"status": "invalid event", "message": "Event object is invalid", "errors": errors}, status=400
+    )
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    return isinstance(exc, DatabaseUnavailable | OperationalError) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    )
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "lock timeout" in text or "deadlock detected" in text
+
+
+class ServiceApp:
+    """A WSGI callable. `ServiceApp(ctx)` in tests; `serve` passes the shared ServiceState."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        state: ServiceState | None = None,
+        *,
+        max_body: int = MAX_BODY_BYTES,
+        intake: IntakeWriter | None = None,
+    ) -> None:
+        """`intake`: queue events durably and answer at once (service mode); None applies each event before
+        answering (simpler, slower; what the in-process tests use)."""
+        self.ctx = ctx
+        self.state = state or ServiceState(started_at=ctx.clock.now())
+        self.max_body = max_body
+        self.intake = intake
+        self._keys: dict[str, tuple[float, RoutingTarget]] = {}
+        self._keys_lock = threading.Lock()
+        self.router = Router()
+        r = self.router
+        r.add("POST", "/v2/enqueue", self.enqueue)
+        r.add("GET", "/healthz", self.healthz)
+        r.add("GET", "/metrics", self.metrics)
+        r.add("GET", "/api/incidents", self.list_incidents)
+        r.add("POST", "/api/incidents", self.create_incident)
+        r.add("GET", "/api/incidents/{ref}", self.show_incident)
+        r.add("POST", "/api/incidents/{ref}/acknowledge", self.acknowledge)
+        r.add("POST", "/api/incidents/{ref}/resolve", self.resolve)
+        r.add("POST", "/api/incidents/{ref}/escalate", self.escalate)
+        r.add("POST", "/api/incidents/{ref}/cancel", self.cancel)
+        r.add("POST", "/twilio/status", self.twilio_status)
+        r.add("POST", "/twilio/inbound", self.twilio_inbound)
+        r.add("POST", "/twilio/voice/gather", self.twilio_voice_gather)
+        r.add("POST", "/twilio/voice/{message_id}", self.twilio_voice)
+
+    # -- WSGI --------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ, self.max_body)
+        route = "unmatched"
+        try:
+            handler, params, route = self.router.match(request.method, request.path)
+            request.params = params
+            response = handler(request)
+        except HttpError as exc:
+            response = self._error_response(request, exc)
+        except NotFound as exc:
+            response = Response.json({"error": "not_found", "message": str(exc)}, status=404)
+        except InvalidTransition as exc:
+            response = Response.json({"error": "conflict", "message": str(exc)}, status=409)
+        except ValidationError as exc:
+            response = Response.json(
+                {"error": "invalid", "message": str(exc), "field": exc.field}, status=422
+            )
+        except ConfigurationError as exc:
+            log.error("configuration problem answering %s %s: %s", request.method, request.path, exc)
+            response = Response.json({"error": "unavailable", "message": str(exc)}, status=503)
+        except Exception as exc:
+            if _is_db_error(exc) and not self._database_answers():
+                log.warning(
+                    "database unavailable answering %s %s: %s",
+                    request.method,
+                    request.path,
+                    type(exc).__name__,
+                )
+                self.state.set_database(False, type(exc).__name__)
+                response = Response.json(
+                    {
+                        "error": "unavailable",
+                        "message": "database unavailable; nothing was stored, try again",
+                    },
+                    status=503,
+                    headers=[("Retry-After", "5")],
+                )
+            elif _is_db_error(exc) and _is_lock_timeout(exc):
+                log.warning(
+                    "database busy answering %s %s; asked the client to retry", request.method, request.path
+                )
+                response = Response.json(
+                    {"error": "busy", "message": "database busy; nothing was stored, try again"},
+                    status=503,
+                    headers=[("Retry-After", "1")],
+                )
+            else:
+                log.exception("unexpected error answering %s %s", request.method, request.path)
+                response = Response.json(
+                    {"error": "internal", "message": "internal error; nothing was stored"}, status=500
+                )
+        self.state.counters.inc("watchkeeper_http_requests_total", route=route, code=str(response.status))
+        return finish(response, start_response, request.method)
+
+    def _database_answers(self) -> bool:
+        try:
+            ping(self.ctx.db)
+            return True
+        except Exception:
+            return False
+
+    def _error_response(self, request: Request, exc: HttpError) -> Response:
+        if exc.body is not None:
+            return Response.json(exc.body, status=exc.status, headers=exc.headers)
+        if request.path == "/v2/enqueue" and exc.status in (400, 413, 415):
+            # PagerDuty's shape, so monitoring tools show the reason.
+            return Response.json(
+                {"status": "invalid event", "message": "Event object is invalid", "errors": [exc.message]},
+                status=exc.status,
+                headers=exc.headers,
+            )
+        if request.path.startswith("/twilio/"):
+            return Response.text(exc.message + "\n", status=exc.status)
+        code = {
+            400: "bad_request",
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+            415: "unsupported_media_type",
+        }.get(exc.status, "error")
+        return Response.json({"error": code, "message": exc.message}, status=exc.status, headers=exc.headers)
+
+    # -- Events API v2 ------------------------------------------------------------------------------------
+
+    def enqueue(self, request: Request) -> Response:
+        body = request.json()
+        event, errors = parse_event(body)
+        if event is None:
+            return _invalid_event(errors)
+        target = self._routing_target(event.routing_key)
+        if target is None:
+            log.info("event refused: unknown routing key")
+            return _invalid_event([INVALID_ROUTING_KEY])
+        if self.intake is not None:
+            dedup_key = event.dedup_key or uuid.uuid4().hex
+            try:
+                self.intake.submit(queue_row(self.ctx, event, target, dedup_key))
+            except IntakeUnavailable as exc:
+                log.warning("event not queued: %s", exc)
+                return Response.json(
+                    {"status": "unavailable", "message": "event not stored; try again"},
+                    status=503,
+                    headers=[("Retry-After", "2")],
+                )
+            self.state.counters.inc("watchkeeper_events_total", action=event.event_action, outcome="queued")
+        else:
+            result = process_event(self.ctx, event, target)
+            dedup_key = result.dedup_key
+            self.state.counters.inc(
+                "watchkeeper_events_total", action=event.event_action, outcome=result.outcome
+            )
+        return Response.json(
+            {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status=202
+        )
+
+    def _routing_target(self, plain: str) -> RoutingTarget | None:
+        """The routing key's policy; known keys are remembered for ROUTING_KEY_CACHE_SECONDS (a revoked key
+        stops working within that time)."""
+        digest = hash_secret(plain)
+        now = time.monotonic()
+        with self._keys_lock:
+            cached = self._keys.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        target = lookup_routing_key(self.ctx, plain)
+        with self._keys_lock:
+            if target is None:
+                self._keys.pop(digest, None)
+            else:
+                if len(self._keys) > 1000:
+                    self._keys.clear()
+                self._keys[digest] = (now + ROUTING_KEY_CACHE_SECONDS, target)
+        return target
+
+    # -- health and metrics -------------------------------------------------------------------------------
+
+    def healthz(self, request: Request) -> Response:
+        status, report = health(self.ctx, self.state)
+        return Response.json(report, status=status, headers=[("Cache-Control", "no-store")])
+
+    def metrics(self, request: Request) -> Response:
+        return Response.text(metrics(self.ctx, self.state), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    # -- REST API -----------------------------------------------------------------------------------------
+
+    def _authorise(self, request: Request, role: Role) -> TokenIdentity:
+        header = request.header("Authorization")
+        scheme, _, token = header.partition(" ")
+        challenge = [("WWW-Authenticate", 'Bearer realm="watchkeeper"')]
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HttpError(401, "an API token is needed: Authorization: Bearer <token>", headers=challenge)
+        with read_session(self.ctx.sessions) as session:
+            identity = authenticate_token(session, token.strip())
+        if identity is None:
+            log.info(
+                "REST request refused: unknown or revoked API token on %s %s", request.method, request.path
+            )
+            raise HttpError(401, "unknown or revoked API token", headers=challenge)
+        if not identity.can(role):
+            raise HttpError(
+                403, f"token {identity.label!r} has role {identity.role}; this needs {role.value}"
+            )
+        return identity
+
+    @staticmethod
+    def _ref(request: Request) -> int | str:
+        ref = request.params["ref"]
+        return int(ref) if ref.isdigit() else ref
+
+    @staticmethod
+    def _optional_json(request: Request) -> dict[str, Any]:
+        if not request.header("Content-Length") and not request.media_type:
+            return {}
+        if request.header("Content-Length") == "0":
+            return {}
+        data = request.json()
+        if not isinstance(data, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        return data
+
+    def list_incidents(self, request: Request) -> Response:
+        self._authorise(request, Role.OPERATOR)
+        query = request.query
+        state = query.get("state") or None
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            raise HttpError(400, "limit must be a whole number") from None
+        if not 1 <= limit <= 1000:
+            raise HttpError(400, "limit must be between 1 and 1000")
+        items = integration.api().list_incidents(self.ctx, state=state, limit=limit)
+        return Response.json({"incidents": items, "count": len(items)})
+
+    def show_incident(self, request: Request) -> Response:
+        self._authorise(request, Role.OPERATOR)
+        return Response.json(integration.api().show_incident(self.ctx, self._ref(request)))
+
+    def create_incident(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.OPERATOR)
+        data = request.json()
+        if not isinstance(data, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        errors: list[str] = []
+        summary = data.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            errors.append("'summary' is missing or blank")
+        strings = (
+            "policy",
+            "key",
+            "severity",
+            "category",
+            "site",
+            "details",
+            "team",
+            "reporter_name",
+            "reporter_contact",
+            "reporter_language",
+        )
+        for name in strings:
+            if data.get(name) is not None and not isinstance(data.get(name), str):
+                errors.append(f"'{name}' must be a string")
+        if data.get("severity") is not None and data.get("severity") not in {
+            "critical",
+            "high",
+            "medium",
+            "low",
+            "info",
+        }:
+            errors.append("'severity' must be one of critical, high, medium, low, info")
+        if data.get("custom") is not None and not isinstance(data.get("custom"), dict):
+            errors.append("'custom' must be an object")
+        if data.get("sensitive") is not None and not isinstance(data.get("sensitive"), bool):
+            errors.append("'sensitive' must be true or false")
+        unknown = sorted(set(data) - {*strings, "summary", "custom", "sensitive"})
+        if unknown:
+            errors.append("unknown fields: " + ", ".join(unknown))
+        if errors:
+            return Response.json(
+                {"error": "invalid", "message": "; ".join(errors), "errors": errors}, status=400
+            )
+        kwargs: dict[str, Any] = {k: data[k] for k in strings if data.get(k) is not None and k != "policy"}
+        for name in ("custom", "sensitive"):
+            if data.get(name) is not None:
+                kwargs[name] = data[name]
+        result = integration.api().trigger(
+            self.ctx,
+            policy=data.get("policy"),
+            summary=str(summary).strip(),
+            source="api",
+            actor=f"api:{identity.label}",
+            **kwargs,
+        )
+        return Response.json(
+            {
+                "incident_id": result.incident_id,
+                "escalation_id": result.escalation_id,
+                "deduplicated": result.deduplicated,
+            },
+            status=200 if result.deduplicated else 201,
+        )
+
+    def acknowledge(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.OPERATOR)
+        self._optional_json(request)
+        done = integration.api().acknowledge(
+            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api"
+        )
+        return Response.json(done)
+
+    def resolve(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.OPERATOR)
+        data = self._optional_json(request)
+        note = data.get("note", "")
+        if not isinstance(note, str):
+            raise HttpError(400, "'note' must be a string")
+        done = integration.api().resolve(
+            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api", note=note
+        )
+        return Response.json(done)
+
+    def escalate(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.OPERATOR)
+        data = self._optional_json(request)
+        level = data.get("level")
+        if level is not None and (not isinstance(level, int) or isinstance(level, bool) or level < 1):
+            raise HttpError(400, "'level' must be a positive whole number")
+        done = integration.api().escalate(
+            self.ctx, self._ref(request), by=f"api:{identity.label}", level=level
+        )
+        return Response.json(done)
+
+    def cancel(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.SUPERVISOR)
+        data = self._optional_json(request)
+        reason = data.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise HttpError(400, "'reason' is missing or blank")
+        done = integration.api().cancel(
+            self.ctx, self._ref(request), reason=reason, by=f"api:{identity.label}"
+        )
+        return Response.json(done)
+
+    # -- Twilio webhooks ----------------------------------------------------------------------------------
+
+    def _public_url(self, request: Request) -> str:
+        """The URL Twilio requested (and signed): public_base_url when set (behind a proxy), else the Host."""
+        env = request.environ
+        path = str(env.get("SCRIPT_NAME", "")) + request.path
+        qs = ("?" + request.query_string) if request.query_string else ""
+        base = (self.ctx.settings.public_base_url or "").rstrip("/")
+        if not base:
+            scheme = env.get("wsgi.url_scheme", "http")
+            host = str(
+                env.get("HTTP_HOST")
+                or f"{env.get('SERVER_NAME', 'localhost')}:{env.get('SERVER_PORT', '80')}"
+            )
+            base = f"{scheme}://{host}"
+        return base + path + qs
+
+    def _twilio_params(self, request: Request) -> dict[str, str]:
+        """Form parameters of a Twilio webhook whose X-Twilio-Signature is valid; 403 otherwise."""
+        params = request.form()
+        signature = request.header("X-Twilio-Signature")
+        token = integration.get_secret("twilio_auth_token")
+        url = self._public_url(request)
+        if not token:
+            log.warning("Twilio webhook %s refused: no Twilio auth token is configured", request.path)
+            self.state.counters.inc("watchkeeper_twilio_signature_rejected_total", reason="no_token")
+            raise HttpError(403, "Twilio webhooks are not configured on this node")
+        if not signature or not _validate_signature(url, params, signature, token):
+            # Never the token, never the signature: the URL and the sender are enough to investigate.
+            log.warning(
+                "Twilio webhook refused: bad X-Twilio-Signature for %s from %s",
+                url,
+                request.environ.get("REMOTE_ADDR", "?"),
+            )
+            self.state.counters.inc("watchkeeper_twilio_signature_rejected_total", reason="bad_signature")
+            raise HttpError(403, "invalid Twilio signature")
+        return params
+
+    def twilio_status(self, request: Request) -> Response:
+        params = self._twilio_params(request)
+        integration.replies().handle_status_callback(self.ctx, params)
+        return Response(status=204, content_type="text/plain")
+
+    def twilio_inbound(self, request: Request) -> Response:
+        params = self._twilio_params(request)
+        answer = integration.replies().handle_inbound_webhook(self.ctx, params)
+        return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
+
+    def twilio_voice(self, request: Request) -> Response:
+        self._twilio_params(request)
+        message_id = request.params["message_id"]
+        if not message_id.isdigit():
+            raise HttpError(404, "no such message")
+        answer = integration.replies().voice_twiml(self.ctx, int(message_id))
+        return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
+
+    def twilio_voice_gather(self, request: Request) -> Response:
+        params = self._twilio_params(request)
+        answer = integration.replies().handle_voice_gather(self.ctx, params)
+        return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
+
+
+def _twiml(answer: Any) -> str:
+    if isinstance(answer, str) and answer.strip():
+        return answer
+    if isinstance(answer, bytes) and answer.strip():
+        return answer.decode("utf-8")
+    return EMPTY_TWIML
+
+
+def _validate_signature(url: str, params: dict[str, str], signature: str, token: str) -> bool:
+    try:
+        replies = integration.replies()
+        validate = getattr(replies, "validate_twilio_signature", None)
+    except ConfigurationError:
+        validate = None
+    if validate is not None:
+        return bool(validate(url, params, signature, token))
+    from twilio.request_validator import RequestValidator
+
+    return bool(RequestValidator(token).validate(url, params, signature))

@@ -1,0 +1,138 @@
+"""Who a policy target means at a given moment: people to page, or an address to write to directly.
+
+A level's targets are resolved when the level is paged, not when the policy is written: a team means its
+members (or its manager) as they are now, an on-call schedule means whoever is on call at that instant. People
+are paged through their own channel chain (engine.paging); an e-mail address, phone number, webhook or console
+target gets one message with no chain. A target that resolves to nobody (unknown handle, empty team, nobody on
+call, inactive person) is reported to the caller so the escalation can record a `target_unresolved` event that
+operators see, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.models import Channel, Person, Schedule, TargetType, Team
+
+
+@dataclass(frozen=True)
+class AddressTarget:
+    """A message straight to an address, with no person and no channel chain."""
+
+    channel: str
+    address: str
+    name: str = ""
+
+
+@dataclass
+class Resolution:
+    """What one target means now: people, an address, or nothing (with the reason)."""
+
+    people: list[Person] = field(default_factory=list)
+    address: AddressTarget | None = None
+    unresolved: str = ""  # why nobody was found; empty when resolved
+
+
+class TargetCache:
+    """People, teams and schedules looked up once per pass instead of once per escalation."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._people: dict[str, Person | None] = {}
+        self._people_by_id: dict[int, Person | None] = {}
+        self._teams: dict[str, Team | None] = {}
+        self._schedules: dict[str, int | None] = {}
+
+    def person(self, handle: str) -> Person | None:
+        if handle not in self._people:
+            person = self.session.scalars(select(Person).where(Person.handle == handle)).one_or_none()
+            self._people[handle] = person
+            if person is not None:
+                self._people_by_id[person.id] = person
+        return self._people[handle]
+
+    def person_by_id(self, person_id: int) -> Person | None:
+        if person_id not in self._people_by_id:
+            self._people_by_id[person_id] = self.session.get(Person, person_id)
+        return self._people_by_id[person_id]
+
+    def team(self, handle: str) -> Team | None:
+        if handle not in self._teams:
+            self._teams[handle] = self.session.scalars(
+                select(Team).where(Team.handle == handle)
+            ).one_or_none()
+        return self._teams[handle]
+
+    def schedule_id(self, handle: str) -> int | None:
+        if handle not in self._schedules:
+            self._schedules[handle] = self.session.scalars(
+                select(Schedule.id).where(Schedule.handle == handle)
+            ).one_or_none()
+        return self._schedules[handle]
+
+
+# Address targets: the channel their message goes out on. A phone target is texted; "voice:+27…" calls.
+_ADDRESS_CHANNELS: dict[str, Channel] = {
+    TargetType.EMAIL.value: Channel.EMAIL,
+    TargetType.PHONE.value: Channel.SMS,
+    TargetType.WEBHOOK.value: Channel.WEBHOOK,
+    TargetType.CONSOLE.value: Channel.CONSOLE,
+}
+
+
+def _active(people: list[Person | None]) -> list[Person]:
+    return [p for p in people if p is not None and p.active]
+
+
+def resolve_target(cache: TargetCache, target: dict[str, Any], at: datetime) -> Resolution:
+    """Resolve one snapshot target ({"type", "identifier", "name"}) at `at`."""
+    kind = str(target.get("type", ""))
+    ident = str(target.get("identifier", "")).strip()
+    name = str(target.get("name", ""))
+    if kind == TargetType.PERSON:
+        person = cache.person(ident)
+        if person is None:
+            return Resolution(unresolved=f"no person with handle {ident!r}")
+        if not person.active:
+            return Resolution(unresolved=f"{person.name} is inactive")
+        return Resolution(people=[person])
+    if kind in (TargetType.TEAM, TargetType.TEAM_MANAGER):
+        team = cache.team(ident)
+        if team is None:
+            return Resolution(unresolved=f"no team with handle {ident!r}")
+        if kind == TargetType.TEAM_MANAGER:
+            manager = cache.person_by_id(team.manager_id) if team.manager_id is not None else None
+            people = _active([manager])
+            return Resolution(
+                people=people, unresolved="" if people else f"team {team.name} has no active manager"
+            )
+        people = _active([cache.person_by_id(m.person_id) for m in team.members])
+        return Resolution(
+            people=people, unresolved="" if people else f"team {team.name} has no active members"
+        )
+    if kind == TargetType.SCHEDULE:
+        schedule_id = cache.schedule_id(ident)
+        if schedule_id is None:
+            return Resolution(unresolved=f"no on-call schedule with handle {ident!r}")
+        from engine.oncall import on_call_at
+
+        people = _active([cache.person_by_id(pid) for pid in on_call_at(cache.session, schedule_id, at)])
+        return Resolution(people=people, unresolved="" if people else f"nobody is on call for {ident!r}")
+    channel = _ADDRESS_CHANNELS.get(kind)
+    if channel is None:
+        return Resolution(unresolved=f"unknown target type {kind!r}")
+    if kind == TargetType.PHONE and ident.lower().startswith("voice:"):
+        channel, ident = Channel.VOICE, ident[6:].strip()
+    if not ident and kind != TargetType.CONSOLE:
+        return Resolution(unresolved=f"{kind} target has no address")
+    return Resolution(address=AddressTarget(channel=channel.value, address=ident or "all", name=name))
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    name = target.get("name") or target.get("identifier", "")
+    return f"{target.get('type', '?')} {name}".strip()

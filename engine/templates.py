@@ -1,0 +1,370 @@
+"""Message templates: Jinja2 in a sandbox, per (kind, channel, language), versioned, one active version each.
+
+Operators edit templates, so templates are untrusted: they render in a `SandboxedEnvironment` with
+`StrictUndefined`, so `{{ ''.__class__.__mro__ }}` is refused (a ValidationError, never Python internals) and a
+misspelt variable is an error at save time, not an empty gap in a page at 3 a.m. Each kind documents the
+variables it gets (`KIND_VARIABLES`); `validate_template` checks syntax (with the line) and variables.
+
+`render` looks for the active template in the person's language, then English, then the shipped template
+(resources/templates/<lang>.yaml), then a built-in one-liner, so a message always goes out. A user template
+that fails at send time is skipped for the next candidate and an event says so.
+
+`sms_info` counts SMS segments the way networks do: GSM-7 (basic table 1 septet, extension table 2 septets,
+160 per single message, 153 per part) or UCS-2 as soon as one character is outside GSM-7 (UTF-16 units, 70 /
+67) — an isiZulu text with one curly quote or an emoji costs more than twice as much.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from datetime import datetime
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.errors import ValidationError
+from engine.models import Channel, Template
+from engine.timeline import record
+
+SHIPPED_LANGUAGES = ("en", "zu", "af")
+CHANNELS = tuple(c.value for c in Channel)
+STATUSES = ("open", "acknowledged", "in_progress", "escalated", "resolved")
+
+_INCIDENT_VARS = {
+    "incident_id",
+    "incident_key",
+    "summary",
+    "details",
+    "severity",
+    "category",
+    "site",
+    "critical",
+    "team",
+    "person_name",
+    "reply_code",
+    "ack_url",
+    "console_url",
+}
+KIND_VARIABLES: dict[str, set[str]] = {
+    "page": _INCIDENT_VARS | {"level", "policy", "repeat_no", "created_at"},
+    "ack_notice": _INCIDENT_VARS | {"by", "via", "at"},
+    "resolve_notice": _INCIDENT_VARS | {"by", "via", "at", "note"},
+    "status_update": {"tracking_number", "status", "status_text", "reporter_name", "summary", "incident_id"},
+    "reminder": {"title", "due_at", "person_name", "incident_id", "summary", "item_id"},
+    "overdue_escalation": {
+        "title",
+        "due_at",
+        "overdue_by",
+        "assignee_name",
+        "person_name",
+        "incident_id",
+        "item_id",
+    },
+    "sla_warning": _INCIDENT_VARS | {"deadline_kind", "due_at", "percent"},
+    "sla_breach": _INCIDENT_VARS | {"deadline_kind", "due_at", "overdue_by"},
+    "test": {"text", "person_name", "sent_at"},
+}
+KINDS = tuple(KIND_VARIABLES)
+
+# A message must always go out, even with no template anywhere: the last resort per kind.
+BUILTIN_BODIES: dict[str, str] = {
+    "page": "Watchkeeper {{ severity|upper }} #{{ incident_id }}: {{ summary }}."
+    "{% if reply_code %} Reply 1 to acknowledge or {{ reply_code }} ack.{% endif %}",
+    "ack_notice": "Watchkeeper #{{ incident_id }} acknowledged by {{ by }}: {{ summary }}",
+    "resolve_notice": "Watchkeeper #{{ incident_id }} resolved by {{ by }}: {{ summary }}",
+    "status_update": "Update for {{ tracking_number }}: your report is now {{ status_text }}.",
+    "reminder": "Reminder: {{ title }} is due {{ due_at }}.",
+    "overdue_escalation": "Overdue: {{ title }} (due {{ due_at }}).",
+    "sla_warning": "SLA warning #{{ incident_id }}: {{ deadline_kind }} due {{ due_at }}.",
+    "sla_breach": "SLA breached #{{ incident_id }}: {{ deadline_kind }} was due {{ due_at }}.",
+    "test": "Watchkeeper test message: {{ text }}",
+}
+
+_SAMPLE: dict[str, Any] = {
+    "incident_id": 1042,
+    "incident_key": "pump-station-7",
+    "summary": "Pump station 7 offline",
+    "details": "Telemetry lost at 02:14; backup pump not started.",
+    "severity": "high",
+    "category": "water",
+    "site": "Durban North",
+    "critical": False,
+    "team": "Water operations",
+    "person_name": "Thandi Nkosi",
+    "reply_code": "K7Q2",
+    "ack_url": "https://watchkeeper.example.org/ack?incident=1042&code=K7Q2",
+    "console_url": "https://watchkeeper.example.org/incidents/1042",
+    "level": 1,
+    "policy": "Water standby",
+    "repeat_no": 0,
+    "created_at": "2026-03-02 10:00",
+    "by": "Sipho Dlamini",
+    "via": "sms",
+    "at": "2026-03-02 10:05",
+    "note": "Pump restarted",
+    "tracking_number": "WK-1042",
+    "status": "in_progress",
+    "status_text": "being worked on",
+    "reporter_name": "Mrs Naidoo",
+    "title": "Confirm water quality sample",
+    "due_at": "2026-03-02 12:00",
+    "overdue_by": "2 hours",
+    "assignee_name": "Sipho Dlamini",
+    "item_id": 77,
+    "deadline_kind": "response",
+    "percent": 80,
+    "text": "Hello from Watchkeeper",
+    "sent_at": "2026-03-02 10:00",
+}
+
+_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# SMS segments
+# --------------------------------------------------------------------------------------------------------
+
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = set("^{}\\[~]|€\f")
+
+
+def _pack(units: list[int], single: int, part: int) -> int:
+    """Segments for a list of per-character unit costs; a character never splits across two parts."""
+    total = sum(units)
+    if total <= single:
+        return 1
+    segments, used = 1, 0
+    for cost in units:
+        if used + cost > part:
+            segments += 1
+            used = 0
+        used += cost
+    return segments
+
+
+def sms_info(text: str) -> tuple[str, int, int]:
+    """(encoding, segments, chars): "GSM-7" or "UCS-2", SMS parts, and length in septets / UTF-16 units."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+        units = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        return "GSM-7", _pack(units, 160, 153), sum(units)
+    units = [len(ch.encode("utf-16-le")) // 2 for ch in text]
+    return "UCS-2", _pack(units, 70, 67), sum(units)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shipped templates
+# --------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def shipped(language: str) -> dict[str, Any]:
+    """The shipped template file for a language ({} when there is none)."""
+    if language not in SHIPPED_LANGUAGES:
+        return {}
+    resource = importlib.resources.files("resources").joinpath("templates", f"{language}.yaml")
+    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+    return data if isinstance(data, dict) else {}
+
+
+def _shipped_entry(kind: str, channel: str, language: str) -> dict[str, Any] | None:
+    per_kind = (shipped(language).get("templates") or {}).get(kind) or {}
+    entry = per_kind.get(channel) or per_kind.get("default")
+    return entry if isinstance(entry, dict) else None
+
+
+def status_text(status: str, language: str) -> str:
+    for lang in (language, "en"):
+        words = shipped(lang).get("status_words") or {}
+        if status in words:
+            return str(words[status])
+    return status.replace("_", " ")
+
+
+def install_default_templates(session: Session, now: datetime, *, by: str = "system") -> int:
+    """Install the shipped templates (every kind × channel × shipped language) that are not there yet.
+
+    An existing (kind, channel, language) is left alone, whatever its version: an operator's edit wins.
+    Returns the number of rows written.
+    """
+    existing = {
+        (t.kind, t.channel, t.language)
+        for t in session.execute(select(Template.kind, Template.channel, Template.language)).all()
+    }
+    written = 0
+    for language in SHIPPED_LANGUAGES:
+        for kind in KINDS:
+            for channel in CHANNELS:
+                if (kind, channel, language) in existing:
+                    continue
+                entry = _shipped_entry(kind, channel, language)
+                if entry is None:
+                    continue
+                session.add(
+                    Template(
+                        kind=kind,
+                        channel=channel,
+                        language=language,
+                        version=1,
+                        active=True,
+                        subject=str(entry.get("subject") or ""),
+                        body=str(entry.get("body") or ""),
+                        body_html=entry.get("body_html") if channel == "email" else None,
+                        created_at=now,
+                        created_by=by,
+                    )
+                )
+                written += 1
+    if written:
+        record(session, "templates_installed", now, actor=by, data={"count": written})
+    return written
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation and rendering
+# --------------------------------------------------------------------------------------------------------
+
+
+def validate_template(kind: str, body: str, subject: str = "", body_html: str | None = None) -> list[str]:
+    """Problems with a template, for the editor at save time: syntax (with line), unknown variables, sandbox."""
+    if kind not in KIND_VARIABLES:
+        return [f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}"]
+    problems: list[str] = []
+    known = KIND_VARIABLES[kind]
+    parts = [("subject", subject, _text_env), ("body", body, _text_env)]
+    if body_html is not None:
+        parts.append(("body_html", body_html, _html_env))
+    if not body.strip():
+        problems.append("body: the body is empty")
+    for name, source, env in parts:
+        if not source:
+            continue
+        try:
+            parsed = env.parse(source)
+        except TemplateSyntaxError as exc:
+            problems.append(f"{name}: line {exc.lineno}: {exc.message}")
+            continue
+        unknown = sorted(meta.find_undeclared_variables(parsed) - known)
+        for var in unknown:
+            problems.append(
+                f"{name}: unknown variable {var!r} for {kind} (known: {', '.join(sorted(known))})"
+            )
+        if unknown:
+            continue
+        try:
+            env.from_string(source).render(sample_context(kind))
+        except SecurityError as exc:
+            problems.append(f"{name}: not allowed in a template: {exc}")
+        except TemplateError as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    """Realistic values for every variable of a kind, for previews and validation."""
+    return {name: _SAMPLE.get(name, f"<{name}>") for name in sorted(KIND_VARIABLES.get(kind, set()))}
+
+
+def render_string(
+    source: str, context: dict[str, Any], *, html: bool = False, where: str = "template"
+) -> str:
+    """Render one template text in the sandbox; anything wrong is a ValidationError naming the line."""
+    env = _html_env if html else _text_env
+    try:
+        return env.from_string(source).render(context).strip()
+    except SecurityError as exc:
+        raise ValidationError(f"not allowed in a template: {exc}", where=where) from None
+    except TemplateSyntaxError as exc:
+        raise ValidationError(f"line {exc.lineno}: {exc.message}", where=where) from None
+    except UndefinedError as exc:
+        raise ValidationError(f"missing value: {exc.message}", where=where) from None
+    except TemplateError as exc:
+        raise ValidationError(str(exc), where=where) from None
+
+
+def _candidates(
+    session: Session, kind: str, channel: str, language: str
+) -> list[tuple[str, int | None, dict[str, Any]]]:
+    found: list[tuple[str, int | None, dict[str, Any]]] = []
+    for lang in dict.fromkeys((language, "en")):
+        row = session.execute(
+            select(Template)
+            .where(
+                Template.kind == kind,
+                Template.channel == channel,
+                Template.language == lang,
+                Template.active.is_(True),
+            )
+            .order_by(Template.version.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row is not None:
+            found.append(
+                (
+                    f"template {kind}/{channel}/{lang} v{row.version}",
+                    row.id,
+                    {"subject": row.subject, "body": row.body, "body_html": row.body_html},
+                )
+            )
+    for lang in dict.fromkeys((language, "en")):
+        entry = _shipped_entry(kind, channel, lang)
+        if entry is not None:
+            found.append((f"shipped {kind}/{channel}/{lang}", None, entry))
+    found.append(("built-in", None, {"subject": "", "body": BUILTIN_BODIES.get(kind, "{{ summary }}")}))
+    return found
+
+
+def render_template(
+    session: Session,
+    kind: str,
+    channel: str,
+    language: str,
+    context: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> tuple[str, str, str | None, int | None]:
+    """Like `render`, and also the id of the Template row used (None for shipped/built-in texts)."""
+    ctx = dict(context)
+    if kind == "status_update" and "status_text" not in ctx and "status" in ctx:
+        ctx["status_text"] = status_text(str(ctx["status"]), language)
+    # A documented variable the caller did not give is empty, so `{% if site %}` works; an undocumented name
+    # is still an error (StrictUndefined), caught at save time by validate_template.
+    full: dict[str, Any] = {name: "" for name in KIND_VARIABLES.get(kind, set())}
+    full.update(ctx)
+    last_error: ValidationError | None = None
+    for where, template_id, entry in _candidates(session, kind, channel, language or "en"):
+        try:
+            subject = render_string(str(entry.get("subject") or ""), full, where=where)
+            body = render_string(str(entry.get("body") or ""), full, where=where)
+            html_source = entry.get("body_html")
+            body_html = (
+                render_string(str(html_source), full, html=True, where=where)
+                if html_source and channel == "email"
+                else None
+            )
+        except ValidationError as exc:
+            last_error = exc
+            if now is not None:
+                record(
+                    session, "template_error", now, message=str(exc), data={"kind": kind, "channel": channel}
+                )
+            continue
+        return subject, body, body_html, template_id
+    raise last_error or ValidationError(f"no template for {kind}")
+
+
+def render(
+    session: Session, kind: str, channel: str, language: str, context: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """(subject, body, body_html) for one message: the person's language, then English, then built in."""
+    subject, body, body_html, _ = render_template(session, kind, channel, language, context)
+    return subject, body, body_html

@@ -1,0 +1,1 @@
+"""Fakes that speak real protocols on loopback, for tests and benchmarks (never mocks of our own code)."""

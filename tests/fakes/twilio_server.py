@@ -1,0 +1,324 @@
+"""A fake Twilio REST API on 127.0.0.1 (http.server in a thread), for the real `twilio` client.
+
+It speaks the 2010-04-01 Messages and Calls resources as JSON, as Twilio does: POST
+/2010-04-01/Accounts/{sid}/Messages.json (form body) answers 201 with sid "SM…", status "queued",
+num_segments, price, price_unit; GET …/Messages/{sid}.json; GET …/Messages.json?To=… lists; Calls.json
+likewise. Errors use Twilio's body: {"code": 21211, "message": …, "more_info": …, "status": 400}.
+
+Scriptable: `fail_next(status, code, count, retry_after)` for the next requests, `invalid_numbers` (21211),
+`unsubscribed` (21610), `landlines` (21614), per-sender-type `delay` (slow responses), `set_status` for
+delivery reports, `add_inbound` for replies people send.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>AC\w+)/(?P<kind>Messages|Calls)(?:/(?P<sid>\w+))?\.json$"
+)
+
+
+@dataclass
+class ScriptedFailure:
+    status: int
+    code: int
+    message: str
+    retry_after: float | None = None
+    kind: str | None = None  # "Messages", "Calls" or None for both
+
+
+@dataclass
+class FakeTwilio:
+    account_sid: str = "AC" + "0" * 32
+    auth_token: str = "fake-token-5e3c"
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    failures: list[ScriptedFailure] = field(default_factory=list)
+    invalid_numbers: set[str] = field(default_factory=set)
+    unsubscribed: set[str] = field(default_factory=set)
+    landlines: set[str] = field(default_factory=set)
+    delay: dict[str, float] = field(default_factory=dict)  # "sms" / "whatsapp" / "voice" -> seconds
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+    thread: threading.Thread | None = None
+
+    # -- scripting -----------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 500,
+        code: int = 20500,
+        count: int = 1,
+        retry_after: float | None = None,
+        message: str = "scripted failure",
+        kind: str | None = None,
+    ) -> None:
+        with self.lock:
+            self.failures.extend(
+                ScriptedFailure(status, code, message, retry_after, kind) for _ in range(count)
+            )
+
+    def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
+        with self.lock:
+            store = self.messages if sid.startswith("SM") or sid.startswith("MM") else self.calls
+            store[sid]["status"] = status
+            if error_code is not None:
+                store[sid]["error_code"] = error_code
+
+    def add_inbound(self, from_: str, to: str, body: str) -> str:
+        sid = "SM" + uuid.uuid4().hex
+        with self.lock:
+            self.messages[sid] = self._message(
+                sid, to=to, from_=from_, body=body, direction="inbound", status="received"
+            )
+        return sid
+
+    def sent(self, kind: str = "Messages") -> list[dict[str, Any]]:
+        with self.lock:
+            store = self.messages if kind == "Messages" else self.calls
+            return [m for m in store.values() if m.get("direction") != "inbound"]
+
+    # -- serving -------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeTwilio:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = (
+                True  # headers and body go in separate writes: no 40 ms delayed-ACK stall
+            )
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 256
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-twilio", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    # -- the API -------------------------------------------------------------------------------------
+
+    def _message(
+        self, sid: str, *, to: str, from_: str, body: str, direction: str, status: str
+    ) -> dict[str, Any]:
+        from engine.templates import sms_info  # the same counting a network does
+
+        _enc, segments, _ = sms_info(body)
+        now = format_datetime(datetime.now(UTC))
+        return {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": from_,
+            "body": body,
+            "status": status,
+            "direction": direction,
+            "num_segments": str(segments),
+            "num_media": "0",
+            "price": f"-{0.0075 * segments:.5f}" if direction != "inbound" else None,
+            "price_unit": "USD",
+            "error_code": None,
+            "error_message": None,
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": now,
+            "api_version": "2010-04-01",
+            "messaging_service_sid": None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            "subresource_uris": {},
+        }
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlparse(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length).decode() if length else ""
+        form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        with self.lock:
+            self.requests.append((method, url.path, form))
+        match = PATH.match(url.path)
+        if not match or match["account"] != self.account_sid:
+            return self._error(h, 404, 20404, "The requested resource was not found")
+        if not self._authorised(h):
+            return self._error(h, 401, 20003, "Authenticate")
+        kind = match["kind"]
+        channel = (
+            "voice"
+            if kind == "Calls"
+            else ("whatsapp" if form.get("To", "").startswith("whatsapp:") else "sms")
+        )
+        if method == "POST" and self.delay.get(channel):
+            time.sleep(self.delay[channel])
+        with self.lock:
+            failure = (
+                next((f for f in self.failures if f.kind in (None, kind)), None) if method == "POST" else None
+            )
+            if failure is not None:
+                self.failures.remove(failure)
+        if failure is not None:
+            headers = (
+                {"Retry-After": str(int(failure.retry_after))} if failure.retry_after is not None else {}
+            )
+            return self._error(h, failure.status, failure.code, failure.message, headers)
+        if method == "POST" and match["sid"] is None:
+            return self._create(h, kind, form)
+        if method == "GET" and match["sid"]:
+            store = self.messages if kind == "Messages" else self.calls
+            with self.lock:
+                found = dict(store.get(match["sid"]) or {})
+            if not found:
+                return self._error(h, 404, 20404, f"The requested resource {url.path} was not found")
+            return self._json(h, 200, found)
+        if method == "GET":
+            return self._list(h, kind, url.path, query)
+        return self._error(h, 405, 20004, "Method not allowed")
+
+    def _authorised(self, h: BaseHTTPRequestHandler) -> bool:
+        header = h.headers.get("Authorization") or ""
+        if not header.startswith("Basic "):
+            return False
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user == self.account_sid and password == self.auth_token
+
+    def _create(self, h: BaseHTTPRequestHandler, kind: str, form: dict[str, str]) -> None:
+        to = form.get("To", "")
+        number = to.removeprefix("whatsapp:")
+        if not E164.match(number) or number in self.invalid_numbers:
+            return self._error(h, 400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if number in self.unsubscribed:
+            return self._error(h, 400, 21610, "Attempt to send to unsubscribed recipient")
+        if number in self.landlines:
+            return self._error(h, 400, 21614, f"'To' number {to} is not a valid mobile number")
+        if kind == "Messages":
+            if not (form.get("Body") or form.get("ContentSid")):
+                return self._error(h, 400, 21619, "A text message body or media urls must be specified.")
+            if not (form.get("From") or form.get("MessagingServiceSid")):
+                return self._error(h, 400, 21603, "The 'From' phone number is required.")
+            sid = "SM" + uuid.uuid4().hex
+            body = (
+                form.get("Body") or f"[content {form.get('ContentSid')}] {form.get('ContentVariables', '')}"
+            )
+            message = self._message(
+                sid, to=to, from_=form.get("From", ""), body=body, direction="outbound-api", status="queued"
+            )
+            message["content_sid"] = form.get("ContentSid")
+            message["content_variables"] = form.get("ContentVariables")
+            message["status_callback"] = form.get("StatusCallback")
+            with self.lock:
+                self.messages[sid] = message
+            return self._json(h, 201, message)
+        if not (form.get("Twiml") or form.get("Url")):
+            return self._error(h, 400, 21205, "Url or Twiml parameter is required.")
+        sid = "CA" + uuid.uuid4().hex
+        call = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": form.get("From", ""),
+            "status": "queued",
+            "direction": "outbound-api",
+            "price": None,
+            "price_unit": "USD",
+            "twiml": form.get("Twiml"),
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+        }
+        with self.lock:
+            self.calls[sid] = call
+        return self._json(h, 201, call)
+
+    def _list(self, h: BaseHTTPRequestHandler, kind: str, path: str, query: dict[str, str]) -> None:
+        store = self.messages if kind == "Messages" else self.calls
+        with self.lock:
+            items = [dict(m) for m in store.values()]
+        if "To" in query:
+            items = [m for m in items if m["to"] == query["To"]]
+        if "From" in query:
+            items = [m for m in items if m["from"] == query["From"]]
+        size = int(query.get("PageSize", 50))
+        items = list(reversed(items))[:size]  # newest first, like Twilio
+        key = "messages" if kind == "Messages" else "calls"
+        return self._json(
+            h,
+            200,
+            {
+                key: items,
+                "first_page_uri": path,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "start": 0,
+                "end": max(0, len(items) - 1),
+                "uri": path,
+            },
+        )
+
+    def _json(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _error(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        code: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._json(
+            h,
+            status,
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+            headers,
+        )
