@@ -18,7 +18,7 @@ system-deps:
 	@scripts/install-system-deps.sh
 
 run: system-deps venv
-	$(BIN)/python main.py
+	WATCHKEEPER_DEMO=1 $(BIN)/python main.py
 
 demo: venv
 	$(BIN)/python main.py demo
