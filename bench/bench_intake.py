@@ -6,6 +6,9 @@ The node is a real `serve` process (its engine passes running, simulated channel
 in this process with threads on persistent HTTP/1.1 connections over loopback, bounded by --events and
 --seconds. Target: >= 1,000 events/s sustained with p99 response <= 50 ms on 2 cores.
 
+BENCH_SERVE_SCRIPT=path runs that script instead of main.py as the node (e.g. one that stubs out the engine
+process, to measure the HTTP intake alone).
+
 Prints the database, N, cores, throughput, latency percentiles, and how far the node's intake workers got
 applying the queued events (incidents opened) during and shortly after the run. Not a timed test.
 """

@@ -84,6 +84,9 @@ def _positive_int(text: str) -> int:
 
 
 def _port(text: str) -> int:
+    # 0 lets the operating system choose a free port (the service logs the one it got).
+    if text.strip() == "0":
+        return 0
     value = _positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
@@ -223,6 +226,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", required=True, metavar="ADDRESS", help="phone number (E.164), e-mail address or URL"
     )
     p.add_argument("--text", default="Watchkeeper test message", metavar="TEXT")
+
+    p = add("keys", "Events API routing keys: each maps monitoring events to an escalation policy")
+    k_sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kp = k_sub.add_parser(
+        "create",
+        help="create a routing key for a policy (shown once, stored only as a hash)",
+        parents=[common, json_flag],
+    )
+    kp.add_argument("--policy", required=True, metavar="NAME", help="escalation policy name")
+    kp.add_argument("--label", required=True, metavar="TEXT", help="where it is used, e.g. alertmanager-prod")
+    k_sub.add_parser(
+        "list", help="list routing keys (never the keys themselves)", parents=[common, json_flag]
+    )
+    kp = k_sub.add_parser("revoke", help="revoke a routing key by id or label", parents=[common])
+    kp.add_argument("id", metavar="ID")
+
+    p = add("tokens", "REST API bearer tokens with a role")
+    t_sub = p.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    tp = t_sub.add_parser(
+        "create", help="create an API token (shown once, stored only as a hash)", parents=[common, json_flag]
+    )
+    tp.add_argument("--label", required=True, metavar="TEXT", help="who or what uses it")
+    tp.add_argument("--role", choices=["operator", "supervisor", "admin"], default="operator")
+    t_sub.add_parser(
+        "list", help="list API tokens (never the tokens themselves)", parents=[common, json_flag]
+    )
+    tp = t_sub.add_parser("revoke", help="revoke an API token by id or label", parents=[common])
+    tp.add_argument("id", metavar="ID")
     return parser
 
 
@@ -534,7 +565,7 @@ class Runner:
 
     def cmd_serve(self) -> int:
         host = self.args.host or self.settings.http_host
-        port = self.args.port or self.settings.http_port
+        port = self.settings.http_port if self.args.port is None else self.args.port
         return self.with_context("serve", "engine.service", "serve", lambda fn, ctx: int(fn(ctx, host, port)))
 
     def cmd_check(self) -> int:
@@ -714,6 +745,52 @@ class Runner:
             show,
         )
 
+    # -- service credentials -------------------------------------------------------------------------------
+
+    def _credentials(self, verb: str, kind: str) -> int:
+        action = getattr(self.args, f"{verb}_command")
+        by = _whoami()
+
+        def run(ctx: Any) -> int:
+            from engine.service import keys as mod
+
+            if action == "create":
+                if kind == "routing key":
+                    created = mod.create_routing_key(
+                        ctx, policy=self.args.policy, label=self.args.label, by=by
+                    )
+                else:
+                    created = mod.create_api_token(ctx, label=self.args.label, role=self.args.role, by=by)
+                if self.args.json:
+                    _print_json(created, self.out)
+                else:
+                    self.out.write(
+                        f"{kind} {created.id} ({created.label}) created. It is shown only this once:\n"
+                        f"  {created.secret}\n"
+                    )
+                return 0
+            if action == "list":
+                rows = mod.list_routing_keys(ctx) if kind == "routing key" else mod.list_api_tokens(ctx)
+                if self.args.json:
+                    _print_json(rows, self.out)
+                elif not rows:
+                    self.out.write(f"no {kind}s\n")
+                else:
+                    self.out.write(format_table(rows, [(k, k.upper()) for k in rows[0]]) + "\n")
+                return 0
+            revoke = mod.revoke_routing_key if kind == "routing key" else mod.revoke_api_token
+            revoke(ctx, _ref(self.args.id), by=by)
+            self.out.write(f"{kind} {self.args.id} revoked\n")
+            return 0
+
+        return self.with_context(verb, "engine.service.keys", "create_api_token", lambda _fn, ctx: run(ctx))
+
+    def cmd_keys(self) -> int:
+        return self._credentials("keys", "routing key")
+
+    def cmd_tokens(self) -> int:
+        return self._credentials("tokens", "API token")
+
 
 COMMANDS: dict[str, Callable[[Runner], int]] = {
     "serve": Runner.cmd_serve,
@@ -732,6 +809,8 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "show": Runner.cmd_show,
     "stats": Runner.cmd_stats,
     "test-send": Runner.cmd_test_send,
+    "keys": Runner.cmd_keys,
+    "tokens": Runner.cmd_tokens,
 }
 
 

@@ -92,7 +92,7 @@ class _Node:
 
 
 class _Runner:
-    """The escalation engineer's EngineRunner, started and stopped; absent runner: HTTP only, said loudly."""
+    """The engine's EngineRunner, started and stopped; absent runner: HTTP only, said loudly."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx

@@ -328,7 +328,7 @@ def migrated_url(db_url: str) -> str:
     """An empty database with the full schema, stamped at the head revision, as `db upgrade` leaves it.
 
     The schema comes from the models and is stamped (not upgraded through the migration scripts), so these
-    tests follow the models while the lead regenerates the initial migration."""
+    tests follow the models; tests/engine/test_migrations.py proves the migrations match them."""
     from engine.db import make_engine
     from engine.migrate import stamp
 
