@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,8 @@ from console.services import ConsoleServices
 from console.theme import apply_theme
 
 log = logging.getLogger(__name__)
+
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 KEYS_HELP = """<b>Board keys</b> (while the table has the focus)<br>
 A acknowledge · R resolve · E escalate to the next level · Shift+E escalate to a chosen level ·
@@ -77,6 +80,10 @@ class MainWindow(QMainWindow):
         start_feed: bool = True,
     ) -> None:
         super().__init__()
+        # The database worker is a Python thread: every call from Qt back into Python (each painted cell)
+        # must take the GIL from it, waiting up to the switch interval (5 ms by default) each time, which
+        # turns a repaint during a load into hundreds of milliseconds. A short interval bounds that wait.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.services = services
         self.runner = runner
         self.setWindowTitle(f"Watchkeeper — {services.operator.display_name} ({services.operator.role})")
@@ -345,7 +352,8 @@ class MainWindow(QMainWindow):
         now = self.services.ctx.clock.now()
         self.clock_label.setText(now.astimezone().strftime("%a %d %b  %H:%M:%S"))
         if self.board.feed.is_loaded:
-            self.alerts.check_deadlines(self.board.model.rows(), now)
+            # Only open incidents have live deadlines: the model keeps them apart, so this stays cheap.
+            self.alerts.check_deadlines(self.board.model.open_rows(), now)
             self._update_counter()
 
     def _follow_selection(self, incident_id: int) -> None:

@@ -10,12 +10,16 @@ wait; the poll alone keeps commit-to-visible well under a second, so it is not u
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from sqlalchemy.orm import Session
 
+from console.board import format as fmt
 from console.board.model import BoardModel
 from console.services import ConsoleServices
 from engine import board
@@ -26,6 +30,10 @@ FEED_INTERVAL_MS = 300
 HEALTH_INTERVAL_MS = 5_000
 LOAD_BATCH = 2_000
 PAGE_SIZE = 500
+# Rows reach the model in slices, one slice or more per event-loop turn until a turn has used its budget, so
+# a page of 500 older incidents or a burst of changes never holds the GUI thread for long.
+SLICE_ROWS = 100
+TURN_BUDGET_S = 0.012
 
 
 class BoardFeed(QObject):
@@ -49,6 +57,10 @@ class BoardFeed(QObject):
         self._health_timer.setInterval(HEALTH_INTERVAL_MS)
         self._health_timer.timeout.connect(self.check_health)
         model.fetch_more_requested.connect(self._fetch_older)
+        # Slices of rows (rows, from_feed) and follow-ups (callables) waiting for the GUI thread, in order.
+        self._queue: deque[tuple[list[dict[str, Any]], bool] | Callable[[], None]] = deque()
+        self._drain_scheduled = False
+        self._draining = False
 
     # -- first load -----------------------------------------------------------------------------------------
 
@@ -63,7 +75,7 @@ class BoardFeed(QObject):
             last = board.latest_event_id(session)
             ids = board.open_incident_ids(session, filters, now)
             more = bool(board.closed_ids_before(session, min(ids) if ids else None, limit=1))
-            return last, ids, board.board_rows(session, ids[:LOAD_BATCH]), more
+            return last, ids, _board_rows(session, ids[:LOAD_BATCH]), more
 
         self.services.worker.submit(first, self._on_first, self._on_error, what="loading the board")
 
@@ -76,13 +88,15 @@ class BoardFeed(QObject):
         for start in range(0, len(rest), LOAD_BATCH):
             batch = rest[start : start + LOAD_BATCH]
             self.services.worker.submit(
-                lambda s, b=batch: board.board_rows(s, b),
+                lambda s, b=batch: _board_rows(s, b),
                 lambda r: self._apply(r, from_feed=False),
                 self._on_error,
                 what="loading the board",
             )
-        # Runs after the batches on the serial worker: the board is complete.
-        self.services.worker.submit(lambda _s: None, lambda _r: self._finish_load(), self._on_error)
+        # Runs after the batches on the serial worker, and after their slices reached the model.
+        self.services.worker.submit(
+            lambda _s: None, lambda _r: self._after(self._finish_load), self._on_error
+        )
 
     def _finish_load(self) -> None:
         self.is_loaded = True
@@ -94,7 +108,47 @@ class BoardFeed(QObject):
     def _apply(self, rows: list[dict[str, Any]], *, from_feed: bool) -> None:
         # Order by id so a batch of new incidents lands in a stable order.
         rows.sort(key=lambda r: r["id"], reverse=True)
-        self.model.apply_rows(rows, from_feed=from_feed)
+        if not self._queue and self.model.rowCount() == 0:
+            # An empty board (first load, reload): the rows go in as one block and one repaint; slicing pays
+            # for a repaint per slice and made the first load several times slower.
+            self.model.apply_rows(rows, from_feed=from_feed)
+            return
+        for start in range(0, len(rows), SLICE_ROWS):
+            self._queue.append((rows[start : start + SLICE_ROWS], from_feed))
+        self._drain()
+
+    def _after(self, follow_up: Callable[[], None]) -> None:
+        """Run `follow_up` once every slice queued before it has reached the model."""
+        self._queue.append(follow_up)
+        self._drain()
+
+    @property
+    def pending_slices(self) -> int:
+        return len(self._queue)
+
+    def _drain(self) -> None:
+        """Apply queued slices until this turn's budget is used, then yield to the event loop (paints, input)
+        and carry on in the next turn. A small update is applied at once, within the call."""
+        if self._draining:  # a follow-up queued more work: the loop below picks it up in order
+            return
+        self._drain_scheduled = False
+        self._draining = True
+        try:
+            deadline = time.perf_counter() + TURN_BUDGET_S
+            while self._queue:
+                item = self._queue.popleft()
+                if callable(item):
+                    item()
+                else:
+                    self.model.apply_rows(item[0], from_feed=item[1])
+                if time.perf_counter() >= deadline:
+                    break
+        finally:
+            self._draining = False
+            # Also after an exception in one item: the rest of the queue must still reach the model.
+            if self._queue and not self._drain_scheduled:
+                self._drain_scheduled = True
+                QTimer.singleShot(0, self, self._drain)
 
     # -- change feed ----------------------------------------------------------------------------------------
 
@@ -107,7 +161,7 @@ class BoardFeed(QObject):
 
         def job(session: Session) -> tuple[int, list[int], list[dict[str, Any]]]:
             last, ids = board.changes_since(session, since)
-            return last, ids, board.board_rows(session, ids) if ids else []
+            return last, ids, _board_rows(session, ids) if ids else []
 
         self.services.worker.submit(job, self._on_changes, self._on_poll_error, what="following changes")
 
@@ -118,12 +172,17 @@ class BoardFeed(QObject):
         self.last_event_id = last
         if rows:
             self._apply(rows, from_feed=True)
+        if not ids:
+            return
         found = {r["id"] for r in rows}
-        gone = [i for i in ids if i not in found and self.model.position_of(i) is not None]
-        if gone:
-            self.model.remove_ids(gone)
-        if ids:
+
+        def settle() -> None:
+            gone = [i for i in ids if i not in found and self.model.position_of(i) is not None]
+            if gone:
+                self.model.remove_ids(gone)
             self.services.incidents_changed.emit(ids)
+
+        self._after(settle)
 
     def _on_poll_error(self, exc: Exception) -> None:
         self._polling = False
@@ -143,7 +202,7 @@ class BoardFeed(QObject):
         if not ids:
             return
         self.services.worker.submit(
-            lambda s: board.board_rows(s, ids), lambda r: self._apply(r, from_feed=True), self._on_error
+            lambda s: _board_rows(s, ids), lambda r: self._apply(r, from_feed=True), self._on_error
         )
 
     # -- older closed incidents -----------------------------------------------------------------------------
@@ -154,13 +213,17 @@ class BoardFeed(QObject):
         def job(session: Session) -> tuple[list[dict[str, Any]], bool]:
             ids = board.closed_ids_before(session, before, limit=PAGE_SIZE + 1)
             more = len(ids) > PAGE_SIZE
-            return board.board_rows(session, ids[:PAGE_SIZE]), more
+            return _board_rows(session, ids[:PAGE_SIZE]), more
 
         def done(result: tuple[list[dict[str, Any]], bool]) -> None:
             rows, more = result
-            self.model.fetching = False
-            self.model.more_available = more
             self._apply(rows, from_feed=False)
+
+            def finished() -> None:  # only once the page is in: min_closed_id must see all of it
+                self.model.fetching = False
+                self.model.more_available = more
+
+            self._after(finished)
 
         def failed(exc: Exception) -> None:
             self.model.fetching = False
@@ -183,6 +246,18 @@ class BoardFeed(QObject):
     def stop(self) -> None:
         self._timer.stop()
         self._health_timer.stop()
+        if self._queue:  # a reload: what was queued belongs to the old board (a page's follow-up included)
+            self._queue.clear()
+            self.model.fetching = False
+
+
+def _board_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
+    """board.board_rows, plus each row's search text, built here on the worker rather than on the GUI thread
+    when the row reaches the model."""
+    rows = board.board_rows(session, ids)
+    for row in rows:
+        row["search_text"] = fmt.search_blob(row)
+    return rows
 
 
 def _short(exc: Exception) -> str:

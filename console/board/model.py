@@ -57,7 +57,8 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 COLUMN_KEYS = [c[0] for c in COLUMNS]
 COL = {key: i for i, key in enumerate(COLUMN_KEYS)}
-_LIVE_COLUMNS = frozenset({"age", "response", "resolution"})  # text changes with the clock
+_COLUMN_COUNT = len(COLUMNS)
+_LIVE_COLUMNS = frozenset(COL[k] for k in ("age", "response", "resolution"))  # change with the clock
 
 _R = Qt.ItemDataRole
 _DISPLAY, _DECORATION, _TOOLTIP = (
@@ -109,9 +110,17 @@ class BoardModel(QAbstractTableModel):
         self._ids: list[int] = []
         self._rows: dict[int, dict[str, Any]] = {}
         self._position: dict[int, int] = {}
-        self._blob: dict[int, str] = {}
+        # Per-row facts the proxy filters on, built when a row arrives, so filterAcceptsRow is one tuple
+        # lookup: (is open, status, severity, site, team handle, acknowledged by, assignee, search blob).
+        self._facts: dict[int, tuple[bool, str, str, str, str, str, str, str]] = {}
+        self._open: set[int] = set()  # ids of open incidents: the per-second deadline checks walk only these
         self._keys: dict[int, Any] = {}
-        self._text: dict[int, list[str]] = {}  # display text of the static columns
+        # Every role of every column of a row, ready for data() (one dict lookup per cell and role): the
+        # static columns built once per change of the row, the clock-driven ones (age, SLA countdowns, the
+        # tint) once per row and second of the clock.
+        self._cells: dict[int, list[dict[int, Any]]] = {}
+        self._live: dict[int, tuple[QBrush | None, dict[int, dict[int, Any]]]] = {}
+        self._live_second = -1
         self._brushes: dict[tuple[str, int], QBrush] = {}
         self.sort_column = COL["severity"]
         self.sort_order = Qt.SortOrder.AscendingOrder
@@ -140,18 +149,45 @@ class BoardModel(QAbstractTableModel):
     def rows(self) -> Iterable[dict[str, Any]]:
         return self._rows.values()
 
+    def open_rows(self) -> list[dict[str, Any]]:
+        rows = self._rows
+        return [rows[i] for i in self._open]
+
     def unacknowledged_count(self) -> int:
-        return sum(1 for r in self._rows.values() if fmt.is_unacknowledged(r))
+        rows = self._rows
+        return sum(1 for i in self._open if fmt.is_unacknowledged(rows[i]))
 
     def open_count(self) -> int:
-        return sum(1 for r in self._rows.values() if fmt.is_open(r))
+        return len(self._open)
 
     def min_closed_id(self) -> int | None:
-        closed = [i for i, r in self._rows.items() if not fmt.is_open(r)]
+        open_ids = self._open
+        closed = [i for i in self._rows if i not in open_ids]
         return min(closed) if closed else None
 
     def search_blob(self, row: int) -> str:
-        return self._blob[self._ids[row]]
+        return self._facts[self._ids[row]][7]
+
+    def facts_at(self, row: int) -> tuple[bool, str, str, str, str, str, str, str]:
+        return self._facts[self._ids[row]]
+
+    def _remember(self, incident_id: int, row: dict[str, Any]) -> None:
+        """Cache what filtering needs for this row (called whenever a row arrives or changes)."""
+        is_open = fmt.is_open(row)
+        self._facts[incident_id] = (
+            is_open,
+            str(row["status"]),
+            str(row["severity"]),
+            str(row.get("site") or ""),
+            str(row.get("team_handle") or ""),
+            str(row.get("acknowledged_by") or ""),
+            str(row.get("assignee") or ""),
+            str(row.get("search_text") or fmt.search_blob(row)),  # made on the worker (feed.py)
+        )
+        if is_open:
+            self._open.add(incident_id)
+        else:
+            self._open.discard(incident_id)
 
     def _key_of(self, row: dict[str, Any]) -> Any:
         return (self._sort_key(row, COLUMN_KEYS[self.sort_column]), row["id"])
@@ -188,8 +224,8 @@ class BoardModel(QAbstractTableModel):
             if previous == row:
                 continue
             self._rows[incident_id] = row
-            self._text.pop(incident_id, None)
-            self._blob[incident_id] = fmt.search_blob(row)
+            self._forget_cells(incident_id)
+            self._remember(incident_id, row)
             key = self._key_of(row)
             if key != self._keys[incident_id]:
                 self._keys[incident_id] = key
@@ -211,7 +247,9 @@ class BoardModel(QAbstractTableModel):
         """Insert new rows at their places in the order, one beginInsertRows per contiguous run.
 
         Runs, not a layout change: a proxy then filters only the new rows instead of every row, which keeps
-        a page of 500 older incidents cheap on a board of thousands."""
+        a page of older incidents cheap on a board of thousands (tried: one block plus one layout change
+        made the proxy re-filter every row and measured no better). The feed hands rows over in slices
+        (feed.py), which bounds the runs per event-loop turn."""
         descending = self.sort_order == Qt.SortOrder.DescendingOrder
         keyed = sorted(((self._key_of(r), r) for r in fresh), key=lambda kr: kr[0], reverse=descending)
         runs: list[tuple[int, list[tuple[Any, dict[str, Any]]]]] = []
@@ -225,16 +263,18 @@ class BoardModel(QAbstractTableModel):
         for at, members in runs:
             start = at + offset
             self.beginInsertRows(QModelIndex(), start, start + len(members) - 1)
-            for n, (key, row) in enumerate(members):
+            for key, row in members:
                 incident_id = int(row["id"])
                 self._rows[incident_id] = row
-                self._text.pop(incident_id, None)
-                self._blob[incident_id] = fmt.search_blob(row)
+                self._forget_cells(incident_id)
+                self._remember(incident_id, row)
                 self._keys[incident_id] = key
-                self._ids.insert(start + n, incident_id)
-            self._position = {i: n for n, i in enumerate(self._ids)}
+            self._ids[start:start] = [int(row["id"]) for _key, row in members]
             self.endInsertRows()
             offset += len(members)
+        # Positions are only read by our own code (never by Qt during an insert): rebuild once per batch,
+        # not once per run, which made a page of older incidents quadratic.
+        self._position = {i: n for n, i in enumerate(self._ids)}
 
     def _resort(self) -> None:
         """Reorder rows by the cached keys as one layout change: persistent indexes (selection, current
@@ -243,8 +283,8 @@ class BoardModel(QAbstractTableModel):
         new_ids = sorted(self._ids, key=self._keys.__getitem__, reverse=descending)
         if new_ids == self._ids:
             return
-        hint = QAbstractItemModel.LayoutChangeHint.VerticalSortHint
-        self.layoutAboutToBeChanged.emit([], hint)
+        # Emitted without arguments: PySide6 6.10 refuses the (parents, hint) form of these signals.
+        self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         remembered = [(self._ids[i.row()], i.column()) for i in persistent]
         self._ids = new_ids
@@ -252,7 +292,7 @@ class BoardModel(QAbstractTableModel):
         self.changePersistentIndexList(
             persistent, [self.index(self._position[i], col) for i, col in remembered]
         )
-        self.layoutChanged.emit([], hint)
+        self.layoutChanged.emit()
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(COLUMNS):
@@ -270,23 +310,26 @@ class BoardModel(QAbstractTableModel):
             self.beginRemoveRows(QModelIndex(), position, position)
             del self._ids[position]
             del self._rows[incident_id]
-            self._blob.pop(incident_id, None)
+            self._facts.pop(incident_id, None)
+            self._open.discard(incident_id)
             self._keys.pop(incident_id, None)
-            self._text.pop(incident_id, None)
+            self._forget_cells(incident_id)
             self._position = {i: n for n, i in enumerate(self._ids)}
             self.endRemoveRows()
         self.counts_changed.emit()
 
     def clear(self) -> None:
         self.beginResetModel()
-        self._ids, self._rows, self._position, self._blob, self._keys = [], {}, {}, {}, {}
-        self._text = {}
+        self._ids, self._rows, self._position, self._facts, self._keys = [], {}, {}, {}, {}
+        self._open = set()
+        self._cells, self._live = {}, {}
         self.endResetModel()
         self.counts_changed.emit()
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
         self._brushes = {}
+        self._cells, self._live = {}, {}
         if self._ids:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._ids) - 1, len(COLUMNS) - 1))
 
@@ -323,47 +366,92 @@ class BoardModel(QAbstractTableModel):
             self.fetch_more_requested.emit()
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        # Called for every visible cell and role on each repaint (once a second for the countdowns), so the
-        # roles the board does not use return at once and everything static comes from per-row caches.
+        # Called for every visible cell and role on each repaint (once a second for the countdowns): one
+        # lookup in the row's prepared tables.
         role = int(role)
-        if role not in _ROLES or not index.isValid():
+        if role not in _ROLES:
             return None
         r, c = index.row(), index.column()
-        if r >= len(self._ids) or c >= len(COLUMNS):
+        ids = self._ids
+        if not (0 <= r < len(ids) and 0 <= c < _COLUMN_COUNT):
             return None
-        incident_id = self._ids[r]
-        row = self._rows[incident_id]
-        key = COLUMN_KEYS[c]
-        if role == _DISPLAY:
-            if key in _LIVE_COLUMNS:
-                return self._display(row, key)
-            cached = self._text.get(incident_id)
-            if cached is None:
-                cached = self._text[incident_id] = [self._display(row, k) for k in COLUMN_KEYS]
-            return cached[c]
-        if role == _BACKGROUND:
-            return self._background(row)
-        if role == _FOREGROUND:
-            return self._foreground(row, key)
-        if role == ID_ROLE:
-            return incident_id
-        if role == SORT_ROLE:
-            return self._sort_key(row, key)
-        if role == STATE_ROLE:
-            return fmt.sla_state(row, key, self._now())[0] if key in ("response", "resolution") else None
-        if role == _DECORATION:
-            return (
-                self._brush(self.palette.severity.get(row["severity"], "#888888")).color() if c == 0 else None
-            )
-        if role == _FONT:
-            return _bold() if c == 0 and row["severity"] == "critical" and fmt.is_open(row) else None
-        if role == _TOOLTIP:
-            return self._tooltip(row, key)
-        if role == _ALIGN:
-            return _RIGHT if key in ("id", "age") else None
-        if role == _ACCESSIBLE:
-            return f"{COLUMNS[c][1]}: {self._display(row, key)}"
-        return None
+        incident_id = ids[r]
+        if role == _TOOLTIP:  # only on hover: not worth preparing for every painted row
+            return self._tooltip(self._rows[incident_id], COLUMN_KEYS[c])
+        if role == _BACKGROUND or c in _LIVE_COLUMNS:
+            now = self._now()
+            second = int(now.timestamp())
+            if second != self._live_second:  # the clock moved on: ages, countdowns and tints may change
+                self._live = {}
+                self._live_second = second
+            live = self._live.get(incident_id)
+            if live is None:
+                live = self._live[incident_id] = self._live_table(self._rows[incident_id], now)
+            return live[0] if role == _BACKGROUND else live[1][c].get(role)
+        cells = self._cells.get(incident_id)
+        if cells is None:
+            cells = self._cells[incident_id] = self._static_table(self._rows[incident_id])
+        return cells[c].get(role)
+
+    def _forget_cells(self, incident_id: int) -> None:
+        self._cells.pop(incident_id, None)
+        self._live.pop(incident_id, None)
+
+    def _static_table(self, row: dict[str, Any]) -> list[dict[int, Any]]:
+        """Each column's value for each role the board answers (None values left out); the clock-driven
+        columns are left empty here (see _live_table)."""
+        incident_id = int(row["id"])
+        is_open = fmt.is_open(row)
+        table: list[dict[int, Any]] = []
+        for c, key in enumerate(COLUMN_KEYS):
+            if c in _LIVE_COLUMNS:
+                table.append({})
+                continue
+            display = self._display(row, key)
+            roles: dict[int, Any] = {
+                _DISPLAY: display,
+                ID_ROLE: incident_id,
+                SORT_ROLE: self._sort_key(row, key),
+                _ACCESSIBLE: f"{COLUMNS[c][1]}: {display}",
+            }
+            foreground = self._foreground(row, key, None)
+            if foreground is not None:
+                roles[_FOREGROUND] = foreground
+            if c == 0:
+                roles[_DECORATION] = self._brush(
+                    self.palette.severity.get(row["severity"], "#888888")
+                ).color()
+                if row["severity"] == "critical" and is_open:
+                    roles[_FONT] = _bold()
+            if key == "id":
+                roles[_ALIGN] = _RIGHT
+            table.append(roles)
+        return table
+
+    def _live_table(
+        self, row: dict[str, Any], now: datetime
+    ) -> tuple[QBrush | None, dict[int, dict[int, Any]]]:
+        """(row tint, {column: roles}) for the columns that change with the clock, at `now`."""
+        incident_id = int(row["id"])
+        columns: dict[int, dict[int, Any]] = {}
+        for c in _LIVE_COLUMNS:
+            key = COLUMN_KEYS[c]
+            display = self._display(row, key, now)
+            roles: dict[int, Any] = {
+                _DISPLAY: display,
+                ID_ROLE: incident_id,
+                SORT_ROLE: self._sort_key(row, key),
+                _ACCESSIBLE: f"{COLUMNS[c][1]}: {display}",
+            }
+            foreground = self._foreground(row, key, now)
+            if foreground is not None:
+                roles[_FOREGROUND] = foreground
+            if key == "age":
+                roles[_ALIGN] = _RIGHT
+            else:
+                roles[STATE_ROLE] = fmt.sla_state(row, key, now)[0]
+            columns[c] = roles
+        return self._background(row, now), columns
 
     def _brush(self, color: str, alpha: int = 255) -> QBrush:
         brush = self._brushes.get((color, alpha))
@@ -373,7 +461,7 @@ class BoardModel(QAbstractTableModel):
             brush = self._brushes[(color, alpha)] = QBrush(qcolor)
         return brush
 
-    def _display(self, row: dict[str, Any], key: str) -> str:
+    def _display(self, row: dict[str, Any], key: str, now: datetime | None = None) -> str:
         if key == "severity":
             return str(row["severity"]).upper()
         if key == "id":
@@ -381,9 +469,9 @@ class BoardModel(QAbstractTableModel):
         if key == "status":
             return fmt.STATUS_LABEL.get(row["status"], row["status"])
         if key == "age":
-            return fmt.duration(fmt.age_seconds(row, self._now()))
+            return fmt.duration(fmt.age_seconds(row, now or self._now()))
         if key in ("response", "resolution"):
-            return fmt.sla_state(row, key, self._now())[1]
+            return fmt.sla_state(row, key, now or self._now())[1]
         if key == "level":
             return fmt.level_text(row)
         if key == "paged":
@@ -407,20 +495,20 @@ class BoardModel(QAbstractTableModel):
             return int(row.get("current_level") or 0)
         return self._display(row, key).lower()
 
-    def _background(self, row: dict[str, Any]) -> QBrush | None:
+    def _background(self, row: dict[str, Any], now: datetime) -> QBrush | None:
         base = self.palette.status.get(row["status"])
         if base is None:
             return None
         # Ten steps of depth are plenty for the eye and keep the brush cache small.
-        depth = round(fmt.tint_depth(row, self._now()) * 10) / 10
+        depth = round(fmt.tint_depth(row, now) * 10) / 10
         alpha = self.palette.tint_alpha + depth * (self.palette.tint_alpha_max - self.palette.tint_alpha)
         return self._brush(base, int(alpha))
 
-    def _foreground(self, row: dict[str, Any], key: str) -> QBrush | None:
+    def _foreground(self, row: dict[str, Any], key: str, now: datetime | None) -> QBrush | None:
         if key == "severity":
             return self._brush(self.palette.severity_text.get(row["severity"], self.palette.text))
         if key in ("response", "resolution"):
-            state = fmt.sla_state(row, key, self._now())[0]
+            state = fmt.sla_state(row, key, now or self._now())[0]
             if state == fmt.BREACHED:
                 return self._brush(self.palette.breached)
             if state == fmt.WARNING:
@@ -460,6 +548,23 @@ class BoardProxy(QSortFilterProxyModel):
         self.text = ""
         self.show_closed = True
         self.mine_of: tuple[str, ...] = ()  # names that count as "me" (user name, display name)
+        self._words: tuple[str, ...] = ()
+        self._active = False  # any filter set; when not, every row is accepted without a lookup
+        self._facts_at: Callable[[int], tuple[bool, str, str, str, str, str, str, str]] = lambda _r: (
+            True,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        )
+
+    def setSourceModel(self, model: QAbstractItemModel) -> None:
+        if isinstance(model, BoardModel):
+            self._facts_at = model.facts_at
+        super().setSourceModel(model)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self.board().sort(column, order)
@@ -478,6 +583,16 @@ class BoardProxy(QSortFilterProxyModel):
                 value = frozenset(value)
             setattr(self, name, value)
         self.board().fetch_enabled = self.show_closed
+        self._words = tuple(self.text.lower().split())
+        self._active = bool(
+            not self.show_closed
+            or self.statuses
+            or self.severities
+            or self.sites
+            or self.teams
+            or self.mine_of
+            or self._words
+        )
         self._end_change()
 
     def filter_state(self) -> dict[str, Any]:
@@ -503,27 +618,23 @@ class BoardProxy(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: ModelIndex) -> bool:
-        row = self.board().row_at(source_row)
-        if not self.show_closed and not fmt.is_open(row):
+        # Called from C++ once per source row on every filter change: one tuple lookup, no row formatting.
+        if not self._active:
+            return True
+        is_open, status, severity, site, team, acked_by, assignee, blob = self._facts_at(source_row)
+        if not self.show_closed and not is_open:
             return False
-        if self.statuses and row["status"] not in self.statuses:
+        if self.statuses and status not in self.statuses:
             return False
-        if self.severities and row["severity"] not in self.severities:
+        if self.severities and severity not in self.severities:
             return False
-        if self.sites and row["site"] not in self.sites:
+        if self.sites and site not in self.sites:
             return False
-        if self.teams and row.get("team_handle") not in self.teams:
+        if self.teams and team not in self.teams:
             return False
-        if (
-            self.mine_of
-            and row.get("acknowledged_by") not in self.mine_of
-            and row.get("assignee") not in self.mine_of
-        ):
+        if self.mine_of and acked_by not in self.mine_of and assignee not in self.mine_of:
             return False
-        if self.text:
-            blob = self.board().search_blob(source_row)
-            return all(word in blob for word in self.text.lower().split())
-        return True
+        return all(word in blob for word in self._words)
 
     def incident_id(self, index: ModelIndex) -> int | None:
         if not index.isValid():

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
@@ -34,7 +35,6 @@ from console.board.actions import IncidentActions
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
 from console.board.model import COL, BoardModel, BoardProxy
-from console.dialogs import AssignDialog, EscalateDialog, NewIncidentDialog, TextPrompt, ask
 from console.services import ConsoleServices
 from engine import board
 
@@ -47,6 +47,18 @@ STATUS_PRESETS: list[tuple[str, dict[str, Any]]] = [
     ("Closed", {"statuses": ("resolved", "cancelled"), "show_closed": True}),
 ]
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
+
+
+def _dialogs() -> Any:
+    """console.dialogs, imported on first use: it pulls in phonenumbers (~0.1 s), which the board does not
+    need to show itself."""
+    import console.dialogs
+
+    return console.dialogs
+
+
+def _ask(dialog: Any) -> bool:
+    return bool(_dialogs().ask(dialog))
 
 
 class BoardView(QTableView):
@@ -78,7 +90,7 @@ class BoardWidget(QWidget):
         self.actions_ = IncidentActions(services, self)
         self.choices: dict[str, list[str]] = {}
         # Tests replace these to answer dialogs without showing them.
-        self.ask: Callable[[Any], bool] = ask
+        self.ask: Callable[[Any], bool] = _ask
 
         self._build()
         self.actions_.done.connect(self._on_done)
@@ -211,7 +223,12 @@ class BoardWidget(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setWordWrap(False)
         self.view.verticalHeader().hide()
+        # Fixed row heights and per-pixel scrolling: the view never measures rows (or asks the model for
+        # size hints), so thousands of rows cost nothing until they are painted.
+        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 10)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         header = self.view.horizontalHeader()
         header.setSectionsMovable(True)
         header.setHighlightSections(False)
@@ -356,7 +373,7 @@ class BoardWidget(QWidget):
         level = None
         if choose and ids:
             row = self.model.row_for_id(ids[0]) or {}
-            dialog = EscalateDialog(int(row.get("current_level") or 0), self)
+            dialog = _dialogs().EscalateDialog(int(row.get("current_level") or 0), self)
             if not self.ask(dialog):
                 return
             level = dialog.chosen()
@@ -367,7 +384,7 @@ class BoardWidget(QWidget):
         if not ids:
             self.message.emit("Add note: select an incident first", True)
             return
-        dialog = TextPrompt("Add note", f"Note for {', '.join(f'#{i}' for i in ids)}:", self)
+        dialog = _dialogs().TextPrompt("Add note", f"Note for {', '.join(f'#{i}' for i in ids)}:", self)
         if self.ask(dialog):
             self.actions_.add_note(ids, dialog.value())
 
@@ -376,7 +393,9 @@ class BoardWidget(QWidget):
         if not ids:
             self.message.emit("Cancel: select an incident first", True)
             return
-        dialog = TextPrompt("Cancel incident", f"Why cancel {', '.join(f'#{i}' for i in ids)}?", self)
+        dialog = _dialogs().TextPrompt(
+            "Cancel incident", f"Why cancel {', '.join(f'#{i}' for i in ids)}?", self
+        )
         if self.ask(dialog):
             self.actions_.cancel(ids, dialog.value())
 
@@ -385,7 +404,7 @@ class BoardWidget(QWidget):
         if not ids:
             self.message.emit("Re-assign: select an incident first", True)
             return
-        dialog = AssignDialog(self.choices, self)
+        dialog = _dialogs().AssignDialog(self.choices, self)
         if self.ask(dialog):
             values = dialog.values()
             if not values["team"] and not values["person"]:
@@ -394,7 +413,7 @@ class BoardWidget(QWidget):
             self.actions_.assign(ids, **values)
 
     def new_incident(self, summary: str = "") -> None:
-        dialog = NewIncidentDialog(self.choices, self, summary=summary)
+        dialog = _dialogs().NewIncidentDialog(self.choices, self, summary=summary)
         if self.ask(dialog):
             self.actions_.trigger(dialog.values())
 

@@ -216,3 +216,41 @@ def test_new_critical_incident_raises_an_alert_once_and_mute_keeps_it_quiet(
     alerts.set_muted(True)
     alerts.check_deadlines(widget.model.rows(), now + timedelta(hours=1))
     assert any("Response SLA breached" in title for title in seen)  # still reported, just silent
+
+
+def test_resorting_by_a_header_click_and_a_changed_row_keeps_the_operators_selection(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    now = ctx.clock.now()
+    ids = [
+        add_incident(ctx.sessions, now, summary=f"Incident {n}", severity=sev, age=timedelta(minutes=n))
+        for n, sev in enumerate(["low", "critical", "medium", "high"])
+    ]
+    widget = _board(qtbot, services)
+    picked = ids[2]
+    row = widget.model.position_of(picked)
+    assert row is not None
+    widget.view.selectRow(widget.proxy.mapFromSource(widget.model.index(row, 0)).row())
+
+    def selected_summary() -> str:
+        [index] = widget.view.selectionModel().selectedRows(COL["summary"])
+        return str(index.data())
+
+    assert selected_summary() == "Incident 2"
+    # A header click re-sorts the whole table (this raised TypeError in the layout signals once).
+    widget.view.horizontalHeader().sectionClicked.emit(COL["summary"])
+    widget.view.sortByColumn(COL["summary"], Qt.SortOrder.DescendingOrder)
+    assert [widget.proxy.index(r, COL["summary"]).data() for r in range(4)] == [
+        "Incident 3",
+        "Incident 2",
+        "Incident 1",
+        "Incident 0",
+    ]
+    assert selected_summary() == "Incident 2"
+    # A change from the feed that moves a row in the sort order keeps the selection too.
+    widget.view.sortByColumn(COL["severity"], Qt.SortOrder.AscendingOrder)
+    change_incident(ctx.sessions, now, ids[0], severity="critical", summary="Incident 0 (upgraded)")
+    qtbot.waitUntil(
+        lambda: widget.proxy.index(1, COL["summary"]).data() == "Incident 0 (upgraded)", timeout=2000
+    )
+    assert selected_summary() == "Incident 2"
