@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts check venv system-deps demo dist bench screenshots clean
+.PHONY: migration run test lint typecheck contracts check venv system-deps demo dist bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ check: lint typecheck contracts
 test: system-deps venv check
 	PG_URL=$$(scripts/ensure-postgres.sh) && \
 	WATCHKEEPER_TEST_PG_URL="$$PG_URL" QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+migration: venv
+	$(BIN)/python -c "import sys; from engine.migrate import new_revision; print(new_revision(sys.argv[1]))" "$(m)"
 
 bench: venv
 	$(BIN)/python -m bench

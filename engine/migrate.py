@@ -116,3 +116,34 @@ def stamp(engine: Engine, revision: str = "head") -> None:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def new_revision(message: str) -> Path:
+    """Write a new revision for what changed in engine/models.py (for developers: `make migration`).
+
+    Autogenerates against a scratch SQLite database at head, and writes the column types in plain SQLAlchemy
+    terms so the revision never imports engine.models (a later model change must not rewrite history).
+    """
+    import re
+    import tempfile
+
+    from engine.db import make_engine
+
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/scratch.db")
+        upgrade(engine)
+        cfg = _config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            script = command.revision(cfg, message=message, autogenerate=True)
+        engine.dispose()
+    if script is None or isinstance(script, list):
+        raise RuntimeError("alembic wrote no single revision")
+    path = Path(script.path)
+    source = path.read_text(encoding="utf-8")
+    source = source.replace("engine.models.UTCDateTime(timezone=True)", "sa.DateTime(timezone=True)")
+    source = re.sub(r"^import engine\.models\n", "", source, flags=re.MULTILINE)
+    if "engine.models" in source:
+        raise RuntimeError(f"{path}: the revision still refers to engine.models; edit it by hand")
+    path.write_text(source, encoding="utf-8")
+    return path
