@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
 from engine import escalation as esc_mod
 from engine import paging, timeline
+from engine.claims import insert_ignore
 from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.errors import InvalidTransition, NotFound, ValidationError
@@ -34,7 +36,9 @@ from engine.models import (
     Event,
     Incident,
     IncidentStatus,
+    MessageStatus,
     OutboxMessage,
+    Page,
     Person,
     Policy,
     PolicyLevel,
@@ -78,25 +82,53 @@ def _text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
 
 
 # SLA settings looked up by `trigger` are reused for a moment: under a burst of triggers one lookup serves
-# them all, and an edited SLA configuration applies to new incidents within SLA_CACHE_SECONDS.
+# them all, and an edited SLA configuration applies to new incidents within SLA_CACHE_SECONDS. Kept per
+# database engine (weakly, so a new engine never inherits another database's configuration).
 SLA_CACHE_SECONDS = 2.0
-_sla_caches: dict[int, tuple[float, Any]] = {}
+_sla_caches: weakref.WeakKeyDictionary[Any, tuple[float, Any]] = weakref.WeakKeyDictionary()
+
+
+def _sla_cache(ctx: AppContext | None) -> Any:
+    if ctx is None:
+        return None
+    try:
+        from engine.sla import SlaCache
+    except ImportError:
+        return None
+    born, cache = _sla_caches.get(ctx.db, (0.0, None))
+    if cache is None or time.monotonic() - born > SLA_CACHE_SECONDS:
+        cache = SlaCache()
+        _sla_caches[ctx.db] = (time.monotonic(), cache)
+    return cache
 
 
 def _sla_deadlines(
     session: Session, incident: Incident, now: datetime, ctx: AppContext | None = None
 ) -> None:
     try:
-        from engine.sla import SlaCache, compute_deadlines
+        from engine.sla import compute_deadlines
     except ImportError:  # the SLA part not installed: the sla pass computes deadlines it finds missing
         return
-    cache = None
-    if ctx is not None:
-        born, cache = _sla_caches.get(id(ctx.db), (0.0, None))
-        if cache is None or time.monotonic() - born > SLA_CACHE_SECONDS:
-            cache = SlaCache()
-            _sla_caches[id(ctx.db)] = (time.monotonic(), cache)
-    compute_deadlines(session, incident, now, cache)
+    compute_deadlines(session, incident, now, _sla_cache(ctx))
+
+
+def _sla_values(
+    session: Session, ctx: AppContext, *, site: str, category: str, sensitive: bool, now: datetime
+) -> dict[str, Any]:
+    """The new incident's SLA columns (deadlines run from its creation, `now`); {} without the SLA part."""
+    try:
+        from engine.sla import deadline_values
+    except ImportError:  # the sla pass computes deadlines it finds missing
+        return {}
+    return deadline_values(
+        session,
+        site=site,
+        category=category,
+        sensitive=sensitive,
+        start=now,
+        now=now,
+        cache=_sla_cache(ctx),
+    )
 
 
 def _reporter_update(session: Session, incident: Incident, now: datetime, status: str) -> None:
@@ -229,9 +261,10 @@ _INSERT_ESCALATION = _ESCALATION_T.insert().returning(_ESCALATION_T.c.id)
 _INSERT_EVENTS = _EVENT_T.insert()
 
 
-def _load_snapshot(session: Session, name: str) -> tuple[dict[str, Any], bool]:
+def _load_snapshot(session: Session | Connection, name: str) -> tuple[dict[str, Any], bool]:
     """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets)."""
-    rows = session.connection().execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
     if not rows:
         raise NotFound(f"no escalation policy named {name!r}")
     first = rows[0]
@@ -270,10 +303,18 @@ def _load_snapshot(session: Session, name: str) -> tuple[dict[str, Any], bool]:
     return snapshot, bool(first.enabled)
 
 
-def _insert_row(session: Session, stmt: Any, obj: Any) -> int:
+def _insert_row(conn: Connection, stmt: Any, obj: Any) -> int:
     """INSERT one new ORM object with a prebuilt Core statement (no unit-of-work bookkeeping); its new id."""
     values = {k: v for k, v in obj.__dict__.items() if not k.startswith("_sa_") and k != "id"}
-    return int(session.connection().execute(stmt, values).scalar_one())
+    return int(conn.execute(stmt, values).scalar_one())
+
+
+@dataclass(frozen=True)
+class _NewIncident:
+    """What `escalation.new_escalation` reads of a just-inserted incident (no ORM object is built)."""
+
+    id: int
+    severity: str
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -319,10 +360,11 @@ def trigger(
         raise ValidationError("must be a mapping", field="custom")
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        conn = session.connection()  # the session's one connection, fetched once (this path is hot)
         snapshot: dict[str, Any] | None = None
         enabled = False
         if policy:
-            snapshot, enabled = _load_snapshot(session, policy)
+            snapshot, enabled = _load_snapshot(conn, policy)
         team_id: int | None = None
         if team:
             team_id = session.scalars(select(Team.id).where(Team.handle == team)).one_or_none()
@@ -333,34 +375,38 @@ def trigger(
             if joined is not None:
                 esc_mod.notify_work(session, "escalate")
                 return joined
-        incident = Incident(
-            key=key_t or uuid.uuid4().hex,
-            source=source_t,
-            summary=summary_t,
-            details=str(details or ""),
-            severity=severity_t,
-            category=category_t,
-            site=site_t,
-            status=IncidentStatus.OPEN.value,
-            sensitive=bool(sensitive),
-            reporter_name=_text(reporter_name, "reporter_name", limit=200) or None,
-            reporter_contact=contact,
-            reporter_language=language,
-            team_id=team_id,
-            policy_id=snapshot["id"] if snapshot else None,
-            custom=dict(custom or {}),
-            trigger_count=1,
-            created_at=now,
-            updated_at=now,
-            last_triggered_at=now,
+        sensitive_b = bool(sensitive)
+        row: dict[str, Any] = {
+            "key": key_t or uuid.uuid4().hex,
+            "source": source_t,
+            "summary": summary_t,
+            "details": str(details or ""),
+            "severity": severity_t,
+            "category": category_t,
+            "site": site_t,
+            "status": IncidentStatus.OPEN.value,
+            "sensitive": sensitive_b,
+            "reporter_name": _text(reporter_name, "reporter_name", limit=200) or None,
+            "reporter_contact": contact,
+            "reporter_language": language,
+            "team_id": team_id,
+            "policy_id": snapshot["id"] if snapshot else None,
+            "custom": dict(custom or {}),
+            "trigger_count": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_triggered_at": now,
+        }
+        row.update(
+            _sla_values(session, ctx, site=site_t, category=category_t, sensitive=sensitive_b, now=now)
         )
-        _sla_deadlines(session, incident, now, ctx)
-        incident.id = _insert_row(session, _INSERT_INCIDENT, incident)
+        incident_id = int(conn.execute(_INSERT_INCIDENT, row).scalar_one())
+        incident = _NewIncident(incident_id, severity_t)
         events = [
             {
                 "kind": "triggered",
                 "at": now,
-                "incident_id": incident.id,
+                "incident_id": incident_id,
                 "escalation_id": None,
                 "actor": actor_t,
                 "message": summary_t,
@@ -384,8 +430,10 @@ def trigger(
                     }
                 )
             else:
-                esc, opens = esc_mod.new_escalation(incident, snapshot, Trigger.UNACKNOWLEDGED.value, now)
-                esc.id = escalation_id = _insert_row(session, _INSERT_ESCALATION, esc)
+                esc, opens = esc_mod.new_escalation(
+                    cast(Incident, incident), snapshot, Trigger.UNACKNOWLEDGED.value, now
+                )
+                esc.id = escalation_id = _insert_row(conn, _INSERT_ESCALATION, esc)
                 message, data = esc_mod.started_event_data(esc, opens)
                 events.append(
                     {
@@ -399,10 +447,9 @@ def trigger(
                     }
                 )
                 due_now = esc.next_action_at is not None and esc.next_action_at <= now
-        session.connection().execute(_INSERT_EVENTS, events)
+        conn.execute(_INSERT_EVENTS, events)
         if due_now:
             esc_mod.notify_work(session, "escalate")
-        incident_id = incident.id
     if due_now:
         ctx.wake("escalate")
     return TriggerResult(incident_id=incident_id, escalation_id=escalation_id, deduplicated=False)
@@ -462,6 +509,78 @@ def _join_existing(
 
 
 # --------------------------------------------------------------------------------------------------------
+# Notices to everyone paged, set-based
+# --------------------------------------------------------------------------------------------------------
+
+_PG, _PS = Page.__table__.c, Person.__table__.c
+# Every page of the incident with its person, newest first, in one query (the latest page per person wins).
+_NOTICE_QUERY = (
+    select(_PG.person_id, _PG.escalation_id, _PG.chain, _PG.step, Person)
+    .join(Person, Person.id == _PG.person_id)
+    .where(_PG.incident_id == bindparam("incident_id"), _PG.person_id.is_not(None))
+    .order_by(_PG.id.desc())
+)
+
+
+def _write_notices(session: Session, incident: Incident, now: datetime, what: str, by: str) -> int:
+    """`paging.write_notices`, set-based: one query for the pages and their people, one INSERT … ON CONFLICT
+    DO NOTHING for all the notices (the same rows, keys `notice:{what}:{incident}:{person}`, channels, quiet
+    hours and exclusions). Returns the number of notices offered (a key already written is skipped)."""
+    latest: dict[int, Any] = {}
+    for r in session.execute(_NOTICE_QUERY, {"incident_id": incident.id}):
+        if r.chain and r.person_id not in latest:
+            latest[r.person_id] = r
+    if not latest:
+        return 0
+    kind = "ack_notice" if what == "ack" else "resolve_notice"
+    critical = incident.severity == "critical"
+    base = paging.incident_context(incident)
+    rows: list[dict[str, Any]] = []
+    for person_id, r in latest.items():
+        person: Person = r.Person
+        if not person.active or by in (person.handle, person.name):
+            continue
+        # The step that reached them; a chain that ran out ends on its last channel.
+        entry = r.chain[min(r.step, len(r.chain) - 1)]
+        channel = str(entry["channel"])
+        if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
+            usable = paging.build_chain(person)
+            if not usable:
+                continue
+            entry = usable[0]
+            channel = str(entry["channel"])
+        held = paging._quiet_until(person, now, critical)
+        context = base | {"by": by, "person_name": person.name, "channel": channel}
+        subject, body, html = paging.render_message(session, kind, channel, person.language, context)
+        rows.append(
+            {
+                "idempotency_key": f"notice:{what}:{incident.id}:{person_id}",
+                "kind": "notice",
+                "incident_id": incident.id,
+                "escalation_id": r.escalation_id,
+                "page_id": None,
+                "person_id": person_id,
+                "level": None,
+                "chain_step": None,
+                "channel": channel,
+                "address": str(entry["address"]),
+                "subject": subject[:500],
+                "body": body,
+                "body_html": html,
+                "critical": critical,
+                "status": MessageStatus.PENDING.value,
+                "next_attempt_at": held or now,
+                "hold_reason": "quiet_hours" if held else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if rows:
+        insert_ignore(session, OutboxMessage, rows, ["idempotency_key"])
+    return len(rows)
+
+
+# --------------------------------------------------------------------------------------------------------
 # Acknowledge, resolve, cancel, escalate, re-open
 # --------------------------------------------------------------------------------------------------------
 
@@ -497,7 +616,7 @@ def acknowledge(ctx: AppContext, ref: int | str, *, by: str, via: str = "console
             timeline.record(
                 session, "acknowledged", now, incident_id=incident.id, actor=by, message=message, data=data
             )
-        paging.write_notices(session, incident, now, "ack", by)
+        _write_notices(session, incident, now, "ack", by)
         _reporter_update(session, incident, now, IncidentStatus.ACKNOWLEDGED.value)
         esc_mod.notify_work(session, "dispatch")
         result = _summary(incident, esc)
@@ -533,7 +652,7 @@ def resolve(
             timeline.record(
                 session, "resolved", now, incident_id=incident.id, actor=by, message=message, data=data
             )
-        paging.write_notices(session, incident, now, "resolve", by)
+        _write_notices(session, incident, now, "resolve", by)
         _reporter_update(session, incident, now, IncidentStatus.RESOLVED.value)
         esc_mod.notify_work(session, "dispatch")
         result = _summary(incident, esc)

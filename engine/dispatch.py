@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import hours, switches
@@ -46,6 +46,7 @@ from engine.channels.base import StatusResult
 from engine.context import AppContext
 from engine.db import write_session
 from engine.models import (
+    Event,
     InboundMessage,
     MessageStatus,
     OutboxMessage,
@@ -334,6 +335,7 @@ def _claim(
         last_whatsapp = _whatsapp_last_inbound(session, rows)
         content_sids = _content_sids(session, rows)
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
+        sending_ids: list[int] = []
         public = settings.public_base_url.rstrip("/")
         for row in rows:
             page = pages.get(row.page_id) if row.page_id is not None else None
@@ -356,12 +358,9 @@ def _claim(
                 stats.held_rate += 1
                 continue
             free[row.channel] -= 1
-            row.status = MessageStatus.SENDING.value
-            row.attempts = (row.attempts or 0) + 1
-            row.sending_deadline = deadline
-            row.claimed_by = ctx.node_id
-            row.hold_reason = None
-            row.updated_at = now
+            # Marked `sending` below in one UPDATE for the whole batch; the row object is not changed.
+            attempts = (row.attempts or 0) + 1
+            sending_ids.append(row.id)
             reply_code = page.reply_code if page is not None else None
             session_open = True
             content_sid = None
@@ -394,10 +393,23 @@ def _claim(
                         whatsapp_session_open=session_open,
                         ack_url=ack_url,
                     ),
-                    row.attempts,
+                    attempts,
                 )
             )
             stats.claimed += 1
+        if sending_ids:
+            session.connection().execute(
+                update(_OUTBOX_T)
+                .where(_OUTBOX_T.c.id.in_(sending_ids))
+                .values(
+                    status=MessageStatus.SENDING.value,
+                    attempts=func.coalesce(_OUTBOX_T.c.attempts, 0) + 1,
+                    sending_deadline=deadline,
+                    claimed_by=ctx.node_id,
+                    hold_reason=None,
+                    updated_at=now,
+                )
+            )
     return out, stats
 
 
@@ -457,9 +469,15 @@ def _record_outcomes(
         rows = {
             r.id: r for r in session.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids))).scalars()
         }
+        sent_updates: list[dict[str, Any]] = []
+        sent_events: list[dict[str, Any]] = []
+        bulk_ids: set[int] = set()
         for outcome in outcomes:
             row = rows.get(outcome.message_id)
             if row is None:
+                continue
+            if row.id in bulk_ids:  # a second answer for a message recorded as sent just now
+                stats.late += 1
                 continue
             ours = (
                 row.status == MessageStatus.SENDING.value
@@ -472,7 +490,12 @@ def _record_outcomes(
                 if not ours and not can_move(row.status, MessageStatus.SENT.value):
                     stats.late += 1
                     continue
-                _apply_success(session, row, result, new_status, now)
+                if result.event_kind:
+                    _apply_success(session, row, result, new_status, now)
+                else:  # the common case: written in bulk with the rest of the chunk below
+                    bulk_ids.add(row.id)
+                    sent_updates.append(_success_params(row, result, new_status, now))
+                    sent_events.append(_sent_event(row, result, new_status, now))
                 stats.sent += 1
                 stats.simulated += int(result.simulated)
                 stats.latencies.append(outcome.seconds)
@@ -510,7 +533,75 @@ def _record_outcomes(
                 )
                 _fail(session, row, why, now)
                 stats.failed += 1
+        if sent_updates:
+            # One UPDATE and one INSERT for the whole chunk (executemany), not two ORM writes per message.
+            # These rows are not touched through the ORM in this transaction, so the two never disagree.
+            conn = session.connection()
+            conn.execute(_MARK_SENT, sent_updates)
+            conn.execute(_INSERT_EVENT, sent_events)
     return stats
+
+
+_OUTBOX_T: Any = OutboxMessage.__table__
+_MARK_SENT = (
+    update(_OUTBOX_T)
+    .where(_OUTBOX_T.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        provider_id=bindparam("b_provider_id"),
+        simulated=bindparam("b_simulated"),
+        segments=bindparam("b_segments"),
+        encoding=bindparam("b_encoding"),
+        price=bindparam("b_price"),
+        currency=bindparam("b_currency"),
+        sent_at=bindparam("b_now"),
+        delivered_at=bindparam("b_delivered_at"),
+        sending_deadline=None,
+        error_code=None,
+        error_text=None,
+        hold_reason=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_INSERT_EVENT = insert(Event)
+
+
+def _success_params(row: OutboxMessage, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
+    """_apply_success's changes as parameters of _MARK_SENT (the row object itself is left as loaded)."""
+    delivered = status in (MessageStatus.DELIVERED.value, MessageStatus.READ.value)
+    return {
+        "b_id": row.id,
+        "b_status": status,
+        "b_provider_id": result.provider_id,
+        "b_simulated": result.simulated,
+        "b_segments": result.segments,
+        "b_encoding": result.encoding,
+        "b_price": result.price,
+        "b_currency": result.currency,
+        "b_now": now,
+        "b_delivered_at": now if delivered else row.delivered_at,
+    }
+
+
+def _sent_event(row: OutboxMessage, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
+    """The "message_sent" timeline event of _apply_success, as a row for _INSERT_EVENT."""
+    label = "simulated " if result.simulated else ""
+    return {
+        "kind": "message_sent",
+        "at": now,
+        "incident_id": row.incident_id,
+        "escalation_id": row.escalation_id,
+        "actor": "system",
+        "message": f"{label}{row.channel} to {row.address}: {status}",
+        "data": {
+            "message_id": row.id,
+            "channel": row.channel,
+            "provider_id": result.provider_id,
+            "status": status,
+            "simulated": result.simulated,
+            "kind": row.kind,
+        },
+    }
 
 
 def _apply_success(

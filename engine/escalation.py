@@ -17,6 +17,7 @@ keeps time in memory: each row's `next_action_at` is the whole schedule, so any 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -258,7 +259,12 @@ def start_escalation(
 
 
 def page_round(
-    session: Session, esc: Escalation, incident: Incident, now: datetime, cache: TargetCache
+    session: Session,
+    esc: Escalation,
+    incident: Incident,
+    now: datetime,
+    cache: TargetCache,
+    buffer: paging.PageBuffer | None = None,
 ) -> dict[str, Any]:
     """Page everyone the current level's targets mean now, for round `esc.repeat_no`."""
     level = _level(esc.policy_snapshot, esc.current_level)
@@ -301,6 +307,7 @@ def page_round(
             incident=incident,
             require_confirmation=bool(level.get("require_ack", True)),
             critical=critical,
+            buffer=buffer,
         )
         if page is not None:
             paged.append(person.id)
@@ -378,6 +385,7 @@ def enter_level(
     *,
     actor: str = "system",
     manual: bool = False,
+    buffer: paging.PageBuffer | None = None,
 ) -> None:
     """Page level `number`: PENDING → ACTIVE for the first, X → ESCALATING → ACTIVE for any later move."""
     snap = esc.policy_snapshot
@@ -399,7 +407,7 @@ def enter_level(
     esc.repeat_base = base
     esc.repeat_no = base
     esc.level_started_at = now
-    summary = page_round(session, esc, incident, now, cache)
+    summary = page_round(session, esc, incident, now, cache, buffer)
     transition(
         session,
         esc,
@@ -444,7 +452,13 @@ def auto_resolve(session: Session, esc: Escalation, incident: Incident, now: dat
         paging.write_notices(session, incident, now, "resolve", "system")
 
 
-def process_escalation(session: Session, esc: Escalation, now: datetime, cache: TargetCache) -> str:
+def process_escalation(
+    session: Session,
+    esc: Escalation,
+    now: datetime,
+    cache: TargetCache,
+    buffer: paging.PageBuffer | None = None,
+) -> str:
     """Do whatever is due for one claimed escalation; returns what was done."""
     incident = esc.incident
     state = EscalationState(esc.state)
@@ -470,7 +484,7 @@ def process_escalation(session: Session, esc: Escalation, now: datetime, cache: 
                 data={"until": opens.isoformat()},
             )
             return "waiting"
-        enter_level(session, esc, incident, 1, now, cache)
+        enter_level(session, esc, incident, 1, now, cache, buffer=buffer)
         return "started"
     level = _level(snap, esc.current_level)
     if level is None or esc.level_started_at is None:
@@ -492,7 +506,7 @@ def process_escalation(session: Session, esc: Escalation, now: datetime, cache: 
         if limit and esc.escalation_count >= limit:
             _time_out(session, esc, now, f"nobody acknowledged; the limit of {limit} escalations was reached")
             return "timed_out"
-        enter_level(session, esc, incident, esc.current_level + 1, now, cache)
+        enter_level(session, esc, incident, esc.current_level + 1, now, cache, buffer=buffer)
         return "escalated"
     if nxt is None and now >= t0 + timedelta(seconds=(repeat_count + 1) * interval):
         _time_out(session, esc, now, f"nobody acknowledged; level {esc.current_level} is the last level")
@@ -501,7 +515,7 @@ def process_escalation(session: Session, esc: Escalation, now: datetime, cache: 
     if done < repeat_count and now >= t0 + timedelta(seconds=(done + 1) * interval):
         esc.repeat_no += 1
         esc.updated_at = now
-        summary = page_round(session, esc, incident, now, cache)
+        summary = page_round(session, esc, incident, now, cache, buffer)
         timeline.record(
             session,
             "level_repeated",
@@ -552,7 +566,13 @@ def escalate_pass(
 
 
 def _escalate_batch(ctx: AppContext, now: datetime, limit: int, lease_seconds: float) -> int:
-    """Claim and process one batch in one transaction; how many escalations it held."""
+    """Claim and process one batch in one transaction; how many escalations it held.
+
+    The batch is processed as a whole first: pages and their first messages are buffered and written with a
+    few multi-row INSERT … ON CONFLICT DO NOTHING statements, the escalations' changes go out in one flush.
+    If anything in the batch fails (a broken snapshot, a page another engine already wrote), the batch is
+    rolled back to its savepoint and processed again row by row, each escalation in its own savepoint, so one
+    bad escalation only ever fails itself."""
     with write_session(ctx.sessions) as session:
         ids = claim_due_escalations(session, now, ctx.node_id, limit, lease_seconds)
         if not ids:
@@ -564,20 +584,47 @@ def _escalate_batch(ctx: AppContext, now: datetime, limit: int, lease_seconds: f
             .order_by(Escalation.next_action_at, Escalation.id)
         ).all()
         cache = TargetCache(session)
-        for esc in escs:
-            esc_id = esc.id
-            try:
-                with session.begin_nested():
-                    process_escalation(session, esc, now, cache)
-            except DBAPIError:
-                raise  # the database itself: the whole batch is retried next tick
-            except Exception as exc:
-                log.exception("escalation %s failed", esc_id)
-                with session.begin_nested():
-                    failed = session.get(Escalation, esc_id)
-                    if failed is not None and S.FAILED in TRANSITIONS[EscalationState(failed.state)]:
-                        transition(session, failed, S.FAILED, now, message=f"engine error: {exc}"[:2000])
-            esc.lease_owner = None
-            esc.lease_expires_at = None
+        if not _process_batch(session, escs, now, cache):
+            _process_rows(session, escs, now, cache)
         notify_work(session, "dispatch")
     return len(ids)
+
+
+def _process_batch(session: Session, escs: Sequence[Escalation], now: datetime, cache: TargetCache) -> bool:
+    """Every escalation of the batch at once; False (and nothing written) when the batch must go row by row."""
+    try:
+        with session.begin_nested(), session.no_autoflush:
+            buffer = paging.PageBuffer()
+            for esc in escs:
+                process_escalation(session, esc, now, cache, buffer)
+                esc.lease_owner = None
+                esc.lease_expires_at = None
+            buffer.flush(session, now)
+            session.flush()
+        return True
+    except OperationalError as exc:
+        if "locked" in str(exc).lower():
+            raise  # SQLite busy: the whole batch is retried next tick
+        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(escs), exc)
+    except Exception as exc:
+        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(escs), exc)
+    return False
+
+
+def _process_rows(session: Session, escs: Sequence[Escalation], now: datetime, cache: TargetCache) -> None:
+    """Each escalation in its own savepoint: one that fails is marked FAILED, the others go on."""
+    for esc in escs:
+        esc_id = esc.id
+        try:
+            with session.begin_nested():
+                process_escalation(session, esc, now, cache)
+        except DBAPIError:
+            raise  # the database itself: the whole batch is retried next tick
+        except Exception as exc:
+            log.exception("escalation %s failed", esc_id)
+            with session.begin_nested():
+                failed = session.get(Escalation, esc_id)
+                if failed is not None and S.FAILED in TRANSITIONS[EscalationState(failed.state)]:
+                    transition(session, failed, S.FAILED, now, message=f"engine error: {exc}"[:2000])
+        esc.lease_owner = None
+        esc.lease_expires_at = None

@@ -150,6 +150,42 @@ def _calendar(session: Session, calendar_id: int, cache: SlaCache | None) -> Wor
     return calendar
 
 
+def deadline_values(
+    session: Session,
+    *,
+    site: str,
+    category: str,
+    sensitive: bool,
+    start: datetime,
+    now: datetime,
+    cache: SlaCache | None = None,
+) -> dict[str, datetime | None]:
+    """The SLA deadline and warning columns of an incident created at `start` (a plain dict, for Core inserts)."""
+    if sensitive:
+        return {
+            "sla_computed_at": now,
+            "response_due_at": None,
+            "resolution_due_at": None,
+            "response_warn_at": None,
+            "resolution_warn_at": None,
+        }
+    sla = resolve_config(session, site, category, cache)
+    response = sla.response_minutes * 60
+    resolution = sla.resolution_minutes * 60
+    warn = 0 < sla.warning_percent < 100
+    return {
+        "sla_computed_at": now,
+        "response_due_at": add_working_time(start, response, sla.calendar),
+        "resolution_due_at": add_working_time(start, resolution, sla.calendar),
+        "response_warn_at": (
+            add_working_time(start, response * sla.warning_percent / 100, sla.calendar) if warn else None
+        ),
+        "resolution_warn_at": (
+            add_working_time(start, resolution * sla.warning_percent / 100, sla.calendar) if warn else None
+        ),
+    }
+
+
 def compute_deadlines(
     session: Session, incident: Incident, now: datetime, cache: SlaCache | None = None
 ) -> None:
@@ -158,24 +194,19 @@ def compute_deadlines(
     Called on create and on a category change. A warning already given stays given unless the new warning
     time lies in the future; a breach already recorded is never undone (it has been escalated).
     """
-    incident.sla_computed_at = now
+    values = deadline_values(
+        session,
+        site=incident.site,
+        category=incident.category,
+        sensitive=bool(incident.sensitive),
+        start=incident.created_at or now,  # not yet flushed: the ORM default would be now
+        now=now,
+        cache=cache,
+    )
+    for name, value in values.items():
+        setattr(incident, name, value)
     if incident.sensitive:
-        incident.response_due_at = incident.resolution_due_at = None
-        incident.response_warn_at = incident.resolution_warn_at = None
         return
-    sla = resolve_config(session, incident.site, incident.category, cache)
-    start = incident.created_at or now  # not yet flushed: the ORM default would be now
-    response = sla.response_minutes * 60
-    resolution = sla.resolution_minutes * 60
-    incident.response_due_at = add_working_time(start, response, sla.calendar)
-    incident.resolution_due_at = add_working_time(start, resolution, sla.calendar)
-    warn = 0 < sla.warning_percent < 100
-    incident.response_warn_at = (
-        add_working_time(start, response * sla.warning_percent / 100, sla.calendar) if warn else None
-    )
-    incident.resolution_warn_at = (
-        add_working_time(start, resolution * sla.warning_percent / 100, sla.calendar) if warn else None
-    )
     if incident.response_warned_at is not None and (
         incident.response_warn_at is None or incident.response_warn_at > now
     ):

@@ -7,7 +7,9 @@ variables it gets (`KIND_VARIABLES`); `validate_template` checks syntax (with th
 
 `render` looks for the active template in the person's language, then English, then the shipped template
 (resources/templates/<lang>.yaml), then a built-in one-liner, so a message always goes out. A user template
-that fails at send time is skipped for the next candidate and an event says so.
+that fails at send time is skipped for the next candidate and an event says so. Compiled templates are cached by
+their text; the active rows for the languages tried come from one query, cached for ACTIVE_CACHE_SECONDS and
+emptied whenever this process writes a Template (another process's edit applies within that time).
 
 `sms_info` counts SMS segments the way networks do: GSM-7 (basic table 1 septet, extension table 2 septets,
 160 per single message, 153 per part) or UCS-2 as soon as one character is outside GSM-7 (UTF-16 units, 70 /
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import threading
+import time
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +30,8 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, bindparam, event, select
+from sqlalchemy.orm import Session, object_session
 
 from engine.errors import ValidationError
 from engine.models import Channel, Template
@@ -274,13 +279,20 @@ def sample_context(kind: str) -> dict[str, Any]:
     return {name: _SAMPLE.get(name, f"<{name}>") for name in sorted(KIND_VARIABLES.get(kind, set()))}
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str, html: bool) -> Any:
+    """A template text compiled once (in the sandbox) and reused: compiling costs far more than rendering.
+
+    Keyed by the text itself, so an edited template (a new text) is simply a new entry."""
+    return (_html_env if html else _text_env).from_string(source)
+
+
 def render_string(
     source: str, context: dict[str, Any], *, html: bool = False, where: str = "template"
 ) -> str:
     """Render one template text in the sandbox; anything wrong is a ValidationError naming the line."""
-    env = _html_env if html else _text_env
     try:
-        return env.from_string(source).render(context).strip()
+        return str(_compiled(source, html).render(context)).strip()
     except SecurityError as exc:
         raise ValidationError(f"not allowed in a template: {exc}", where=where) from None
     except TemplateSyntaxError as exc:
@@ -291,31 +303,106 @@ def render_string(
         raise ValidationError(str(exc), where=where) from None
 
 
+# The active template rows per (kind, channel, language), cached per database for ACTIVE_CACHE_SECONDS.
+# In this process every ORM write to a Template (insert, update, delete: the editor, config import,
+# install_default_templates) empties the cache when it is flushed and again when its transaction ends, so an
+# edit applies to the very next message; an edit made by another process applies within ACTIVE_CACHE_SECONDS.
+ACTIVE_CACHE_SECONDS = 2.0
+_Row = tuple[int, int, str, str, str | None]  # id, version, subject, body, body_html
+_active_cache: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str, str], tuple[float, _Row | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+_cache_lock = threading.Lock()
+_ACTIVE_QUERY = (
+    select(
+        Template.id, Template.language, Template.version, Template.subject, Template.body, Template.body_html
+    )
+    .where(
+        Template.kind == bindparam("kind"),
+        Template.channel == bindparam("channel"),
+        Template.language.in_(bindparam("languages", expanding=True)),
+        Template.active.is_(True),
+    )
+    .order_by(Template.version.desc())
+)
+
+
+def invalidate_template_cache() -> None:
+    """Forget every cached active template (called on any template write in this process)."""
+    with _cache_lock:
+        _active_cache.clear()
+
+
+@event.listens_for(Template, "after_insert")
+@event.listens_for(Template, "after_update")
+@event.listens_for(Template, "after_delete")
+def _template_written(_mapper: Any, _connection: Any, target: Any) -> None:
+    invalidate_template_cache()
+    # Again when the transaction ends: a render in another session may have re-read the old rows meanwhile.
+    session = object_session(target)
+    if session is not None:
+        session.info["watchkeeper_templates_written"] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _transaction_ended(session: Session) -> None:
+    if session.info.pop("watchkeeper_templates_written", False):
+        invalidate_template_cache()
+
+
+def _active_rows(session: Session, kind: str, channel: str, languages: tuple[str, ...]) -> list[_Row | None]:
+    """The active template (highest version) for each language, in one query, cached briefly."""
+    bind: Any = session.get_bind()
+    engine: Engine | None = getattr(bind, "engine", None)
+    # Uncommitted template changes of this session must be seen by it alone: no cache then.
+    use_cache = engine is not None and not any(
+        isinstance(o, Template) for o in (*session.new, *session.dirty, *session.deleted)
+    )
+    now = time.monotonic()
+    out: dict[str, _Row | None] = {}
+    if use_cache and engine is not None:
+        with _cache_lock:
+            per_db = _active_cache.get(engine)
+            if per_db is not None:
+                for lang in languages:
+                    hit = per_db.get((kind, channel, lang))
+                    if hit is not None and now - hit[0] <= ACTIVE_CACHE_SECONDS:
+                        out[lang] = hit[1]
+    missing = [lang for lang in languages if lang not in out]
+    if missing:
+        found: dict[str, _Row] = {}
+        for r in session.execute(
+            _ACTIVE_QUERY, {"kind": kind, "channel": channel, "languages": missing}
+        ).all():
+            if r.language not in found:  # highest version first
+                found[r.language] = (r.id, r.version, r.subject, r.body, r.body_html)
+        for lang in missing:
+            out[lang] = found.get(lang)
+        if use_cache and engine is not None:
+            with _cache_lock:
+                per_db = _active_cache.setdefault(engine, {})
+                for lang in missing:
+                    per_db[(kind, channel, lang)] = (now, out[lang])
+    return [out[lang] for lang in languages]
+
+
 def _candidates(
     session: Session, kind: str, channel: str, language: str
 ) -> list[tuple[str, int | None, dict[str, Any]]]:
     found: list[tuple[str, int | None, dict[str, Any]]] = []
-    for lang in dict.fromkeys((language, "en")):
-        row = session.execute(
-            select(Template)
-            .where(
-                Template.kind == kind,
-                Template.channel == channel,
-                Template.language == lang,
-                Template.active.is_(True),
-            )
-            .order_by(Template.version.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+    languages = tuple(dict.fromkeys((language, "en")))
+    for lang, row in zip(languages, _active_rows(session, kind, channel, languages), strict=True):
         if row is not None:
+            template_id, version, subject, body, body_html = row
             found.append(
                 (
-                    f"template {kind}/{channel}/{lang} v{row.version}",
-                    row.id,
-                    {"subject": row.subject, "body": row.body, "body_html": row.body_html},
+                    f"template {kind}/{channel}/{lang} v{version}",
+                    template_id,
+                    {"subject": subject, "body": body, "body_html": body_html},
                 )
             )
-    for lang in dict.fromkeys((language, "en")):
+    for lang in languages:
         entry = _shipped_entry(kind, channel, lang)
         if entry is not None:
             found.append((f"shipped {kind}/{channel}/{lang}", None, entry))

@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.fakes.burst_server import BurstServer
+
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account>AC\w+)/(?P<kind>Messages|Calls)(?:/(?P<sid>\w+))?\.json$"
@@ -118,9 +120,8 @@ class FakeTwilio:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = BurstServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.server.request_queue_size = 256
         self.thread = threading.Thread(target=self.server.serve_forever, name="fake-twilio", daemon=True)
         self.thread.start()
         return self
