@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from engine import escalation as esc_mod
 from engine import paging, timeline
-from engine.claims import insert_ignore
 from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.errors import InvalidTransition, NotFound, ValidationError
@@ -36,9 +35,7 @@ from engine.models import (
     Event,
     Incident,
     IncidentStatus,
-    MessageStatus,
     OutboxMessage,
-    Page,
     Person,
     Policy,
     PolicyLevel,
@@ -509,78 +506,6 @@ def _join_existing(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Notices to everyone paged, set-based
-# --------------------------------------------------------------------------------------------------------
-
-_PG, _PS = Page.__table__.c, Person.__table__.c
-# Every page of the incident with its person, newest first, in one query (the latest page per person wins).
-_NOTICE_QUERY = (
-    select(_PG.person_id, _PG.escalation_id, _PG.chain, _PG.step, Person)
-    .join(Person, Person.id == _PG.person_id)
-    .where(_PG.incident_id == bindparam("incident_id"), _PG.person_id.is_not(None))
-    .order_by(_PG.id.desc())
-)
-
-
-def _write_notices(session: Session, incident: Incident, now: datetime, what: str, by: str) -> int:
-    """`paging.write_notices`, set-based: one query for the pages and their people, one INSERT … ON CONFLICT
-    DO NOTHING for all the notices (the same rows, keys `notice:{what}:{incident}:{person}`, channels, quiet
-    hours and exclusions). Returns the number of notices offered (a key already written is skipped)."""
-    latest: dict[int, Any] = {}
-    for r in session.execute(_NOTICE_QUERY, {"incident_id": incident.id}):
-        if r.chain and r.person_id not in latest:
-            latest[r.person_id] = r
-    if not latest:
-        return 0
-    kind = "ack_notice" if what == "ack" else "resolve_notice"
-    critical = incident.severity == "critical"
-    base = paging.incident_context(incident)
-    rows: list[dict[str, Any]] = []
-    for person_id, r in latest.items():
-        person: Person = r.Person
-        if not person.active or by in (person.handle, person.name):
-            continue
-        # The step that reached them; a chain that ran out ends on its last channel.
-        entry = r.chain[min(r.step, len(r.chain) - 1)]
-        channel = str(entry["channel"])
-        if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
-            usable = paging.build_chain(person)
-            if not usable:
-                continue
-            entry = usable[0]
-            channel = str(entry["channel"])
-        held = paging._quiet_until(person, now, critical)
-        context = base | {"by": by, "person_name": person.name, "channel": channel}
-        subject, body, html = paging.render_message(session, kind, channel, person.language, context)
-        rows.append(
-            {
-                "idempotency_key": f"notice:{what}:{incident.id}:{person_id}",
-                "kind": "notice",
-                "incident_id": incident.id,
-                "escalation_id": r.escalation_id,
-                "page_id": None,
-                "person_id": person_id,
-                "level": None,
-                "chain_step": None,
-                "channel": channel,
-                "address": str(entry["address"]),
-                "subject": subject[:500],
-                "body": body,
-                "body_html": html,
-                "critical": critical,
-                "status": MessageStatus.PENDING.value,
-                "next_attempt_at": held or now,
-                "hold_reason": "quiet_hours" if held else None,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    if rows:
-        insert_ignore(session, OutboxMessage, rows, ["idempotency_key"])
-    return len(rows)
-
-
-# --------------------------------------------------------------------------------------------------------
 # Acknowledge, resolve, cancel, escalate, re-open
 # --------------------------------------------------------------------------------------------------------
 
@@ -616,7 +541,7 @@ def acknowledge(ctx: AppContext, ref: int | str, *, by: str, via: str = "console
             timeline.record(
                 session, "acknowledged", now, incident_id=incident.id, actor=by, message=message, data=data
             )
-        _write_notices(session, incident, now, "ack", by)
+        paging.write_notices(session, incident, now, "ack", by)
         _reporter_update(session, incident, now, IncidentStatus.ACKNOWLEDGED.value)
         esc_mod.notify_work(session, "dispatch")
         result = _summary(incident, esc)
@@ -652,7 +577,7 @@ def resolve(
             timeline.record(
                 session, "resolved", now, incident_id=incident.id, actor=by, message=message, data=data
             )
-        _write_notices(session, incident, now, "resolve", by)
+        paging.write_notices(session, incident, now, "resolve", by)
         _reporter_update(session, incident, now, IncidentStatus.RESOLVED.value)
         esc_mod.notify_work(session, "dispatch")
         result = _summary(incident, esc)

@@ -674,29 +674,37 @@ def has_responded(session: Session, page: Page) -> bool:
 # --------------------------------------------------------------------------------------------------------
 
 
+_PG, _PS = Page.__table__.c, Person.__table__.c
+# Every page of the incident with its person, newest first, in one query (the latest page per person wins).
+_NOTICE_QUERY = (
+    select(_PG.person_id, _PG.escalation_id, _PG.chain, _PG.step, Person)
+    .join(Person, Person.id == _PG.person_id)
+    .where(_PG.incident_id == bindparam("incident_id"), _PG.person_id.is_not(None))
+    .order_by(_PG.id.desc())
+)
+
+
 def write_notices(session: Session, incident: Incident, now: datetime, what: str, by: str) -> int:
-    """One "notice" outbox row per person paged for the incident (any escalation), on the channel that last
-    reached them; `what` is "ack" or "resolve". The person who acted is not told what they just did."""
-    pages = session.scalars(
-        select(Page)
-        .where(Page.incident_id == incident.id, Page.person_id.is_not(None))
-        .order_by(Page.id.desc())
-    ).all()
-    latest: dict[int, Page] = {}
-    for p in pages:
-        if p.person_id is not None and p.chain and p.person_id not in latest:
-            latest[p.person_id] = p
+    """Tell everyone already paged that the incident was acknowledged (`what` "ack") or resolved, on the
+    channel that last reached them; the person who acted is not told what they just did. One query for the
+    pages and their people, one INSERT … ON CONFLICT DO NOTHING for all notices (keys
+    `notice:{what}:{incident}:{person}`), quiet hours respected. Returns the number of notices offered (a key already written is skipped)."""
+    latest: dict[int, Any] = {}
+    for r in session.execute(_NOTICE_QUERY, {"incident_id": incident.id}):
+        if r.chain and r.person_id not in latest:
+            latest[r.person_id] = r
     if not latest:
         return 0
-    people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(list(latest)))).all()}
     kind = "ack_notice" if what == "ack" else "resolve_notice"
-    written = 0
-    for person_id, page in latest.items():
-        person = people.get(person_id)
-        if person is None or not person.active or by in (person.handle, person.name):
+    critical = incident.severity == "critical"
+    base = incident_context(incident)
+    rows: list[dict[str, Any]] = []
+    for person_id, r in latest.items():
+        person: Person = r.Person
+        if not person.active or by in (person.handle, person.name):
             continue
         # The step that reached them; a chain that ran out ends on its last channel.
-        entry = page.chain[min(page.step, len(page.chain) - 1)]
+        entry = r.chain[min(r.step, len(r.chain) - 1)]
         channel = str(entry["channel"])
         if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
             usable = build_chain(person)
@@ -704,28 +712,35 @@ def write_notices(session: Session, incident: Incident, now: datetime, what: str
                 continue
             entry = usable[0]
             channel = str(entry["channel"])
-        held = _quiet_until(person, now, incident.severity == "critical")
-        context = incident_context(incident) | {"by": by, "person_name": person.name, "channel": channel}
+        held = _quiet_until(person, now, critical)
+        context = base | {"by": by, "person_name": person.name, "channel": channel}
         subject, body, html = render_message(session, kind, channel, person.language, context)
-        if write_outbox(
-            session,
-            key=f"notice:{what}:{incident.id}:{person_id}",
-            kind="notice",
-            now=now,
-            channel=channel,
-            address=str(entry["address"]),
-            subject=subject,
-            body=body,
-            body_html=html,
-            incident_id=incident.id,
-            escalation_id=page.escalation_id,
-            person_id=person_id,
-            critical=incident.severity == "critical",
-            send_at=held,
-            hold_reason="quiet_hours" if held else None,
-        ):
-            written += 1
-    return written
+        rows.append(
+            {
+                "idempotency_key": f"notice:{what}:{incident.id}:{person_id}",
+                "kind": "notice",
+                "incident_id": incident.id,
+                "escalation_id": r.escalation_id,
+                "page_id": None,
+                "person_id": person_id,
+                "level": None,
+                "chain_step": None,
+                "channel": channel,
+                "address": str(entry["address"]),
+                "subject": subject[:500],
+                "body": body,
+                "body_html": html,
+                "critical": critical,
+                "status": MessageStatus.PENDING.value,
+                "next_attempt_at": held or now,
+                "hold_reason": "quiet_hours" if held else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if rows:
+        insert_ignore(session, OutboxMessage, rows, ["idempotency_key"])
+    return len(rows)
 
 
 # --------------------------------------------------------------------------------------------------------
