@@ -18,14 +18,13 @@ from typing import Any
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 
 from engine.cli import VerbUnavailable, _need, main
 from engine.db import make_engine
 from engine.migrate import head_revision, stamp
 from engine.models import Base
 from engine.settings import Settings
+from tests.fakes.memory_keyring import MemoryKeyring
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -56,28 +55,6 @@ COMMAND_PATHS = [
     ["stats"],
     ["test-send"],
 ]
-
-
-class MemoryKeyring(KeyringBackend):
-    """A real keyring backend that keeps passwords in a dict."""
-
-    priority = 100  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.entries[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError("no such password") from None
 
 
 @pytest.fixture(autouse=True)
@@ -301,7 +278,7 @@ def test_secrets_set_reads_one_line_from_stdin_and_never_prints_it(
     assert code == 0
     assert out.startswith("stored twilio_auth_token in the keyring")
     assert "AC-token-0123456789" not in out + err
-    assert memory_keyring.entries[("watchkeeper", "twilio_auth_token")] == "AC-token-0123456789"
+    assert memory_keyring.store[("watchkeeper", "twilio_auth_token")] == "AC-token-0123456789"
 
     code, out, _ = run(["secrets", "list"], capsys)
     assert code == 0
@@ -335,10 +312,10 @@ def test_secrets_set_on_a_terminal_asks_twice_and_refuses_a_mismatch(
     code, _, err = run(["secrets", "set", "smtp_password"], capsys)
     assert code == 1
     assert err == "error: secret: the two entries differ; nothing stored\n"
-    assert memory_keyring.entries == {}
+    assert memory_keyring.store == {}
     code, _, _ = run(["secrets", "set", "smtp_password"], capsys)
     assert code == 0
-    assert memory_keyring.entries[("watchkeeper", "smtp_password")] == "smtp-pass-ok"
+    assert memory_keyring.store[("watchkeeper", "smtp_password")] == "smtp-pass-ok"
     assert prompts == ["smtp_password: ", "smtp_password (again): "] * 2
 
 

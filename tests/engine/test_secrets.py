@@ -14,39 +14,17 @@ from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail, null
-from keyring.errors import KeyringLocked, PasswordDeleteError
+from keyring.errors import KeyringLocked
 
 from engine.errors import ConfigurationError, NotFound, ValidationError
 from engine.logs import SecretRedactor, configure_logging
 from engine.secrets import INDEX_ENTRY, SERVICE, SecretStore, env_var_name
 from engine.settings import Settings
+from tests.fakes.memory_keyring import MemoryKeyring
 
 TOKEN = "tw-auth-9f8e7d6c5b4a"
 SMTP = "correct horse battery staple"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A real keyring backend that keeps passwords in a dict."""
-
-    priority = 100  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.entries[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError("no such password") from None
 
 
 class LockedKeyring(MemoryKeyring):
@@ -92,7 +70,7 @@ def test_a_secret_round_trips_through_the_keyring(memory_keyring: MemoryKeyring)
     store.set("webhook_signing_key:ops-chat", "whsec-1234567890")
 
     assert store.get("twilio_auth_token") == TOKEN
-    assert memory_keyring.entries[(SERVICE, "twilio_auth_token")] == TOKEN
+    assert memory_keyring.store[(SERVICE, "twilio_auth_token")] == TOKEN
     assert store.list_names() == ["twilio_auth_token", "webhook_signing_key:ops-chat"]
     assert store.source("twilio_auth_token") == "keyring"
 
@@ -106,10 +84,10 @@ def test_a_secret_round_trips_through_the_keyring(memory_keyring: MemoryKeyring)
 def test_the_index_of_names_is_kept_in_the_keyring_itself(memory_keyring: MemoryKeyring) -> None:
     SecretStore(env={}).set("smtp_password", SMTP)
     SecretStore(env={}).set("api_signing_key", "api-key-abcdef")
-    assert json.loads(memory_keyring.entries[(SERVICE, INDEX_ENTRY)]) == ["api_signing_key", "smtp_password"]
+    assert json.loads(memory_keyring.store[(SERVICE, INDEX_ENTRY)]) == ["api_signing_key", "smtp_password"]
     # A new process (a new store) sees the same names; the values are not in the index.
     assert SecretStore(env={}).list_names() == ["api_signing_key", "smtp_password"]
-    assert SMTP not in memory_keyring.entries[(SERVICE, INDEX_ENTRY)]
+    assert SMTP not in memory_keyring.store[(SERVICE, INDEX_ENTRY)]
 
 
 def test_unknown_names_are_refused_with_the_list_of_known_ones(memory_keyring: MemoryKeyring) -> None:
@@ -120,7 +98,7 @@ def test_unknown_names_are_refused_with_the_list_of_known_ones(memory_keyring: M
         store.set("webhook_signing_key:", "x" * 10)
     with pytest.raises(ValidationError, match="empty value"):
         store.set("smtp_password", "")
-    assert memory_keyring.entries == {}
+    assert memory_keyring.store == {}
 
 
 def test_environment_names_map_colons_and_dashes() -> None:
