@@ -34,7 +34,7 @@ from engine.channels.twilio_voice import call_twiml
 from engine.context import AppContext
 from engine.db import write_session
 from engine.errors import InvalidTransition, NotFound, WatchkeeperError
-from engine.models import InboundMessage, MessageStatus, OutboxMessage, Page, Person
+from engine.models import InboundMessage, Incident, MessageStatus, OutboxMessage, Page, Person
 from engine.timeline import record
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,57 @@ def handle_inbound(
     else:
         result["done"] = action in ("stop", "start") and result["person"] is not None
     return result
+
+
+def ack_link(ctx: AppContext, incident_id: int, code: str, *, act: bool) -> dict[str, Any] | None:
+    """The acknowledge link in a page e-mail (`/ack?incident=…&code=…`): None when no page of that incident
+    has that reply code. With act=False it only describes the incident (a mail scanner that follows the
+    link must not acknowledge anything); with act=True it acknowledges as the paged person and confirms
+    the page, like an SMS reply would."""
+    if not code.isdigit() or len(code) > 12:
+        return None
+    with ctx.sessions() as session:
+        page = session.execute(
+            select(Page)
+            .where(Page.reply_code == code, Page.incident_id == incident_id)
+            .order_by(Page.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if page is None:
+            return None
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            return None
+        person = session.get(Person, page.person_id) if page.person_id is not None else None
+        info: dict[str, Any] = {
+            "incident_id": incident.id,
+            "summary": incident.summary,
+            "severity": incident.severity,
+            "status": incident.status,
+            "acknowledged_by": incident.acknowledged_by,
+            "person": person.name if person is not None else None,
+            "page_id": page.id,
+            "done": False,
+        }
+    if not act:
+        return info
+    by = info["person"] or "e-mail link"
+    done, what = _act_on_incident(ctx, "ack", incident_id, by, "email link")
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        page_row = session.get(Page, info["page_id"])
+        if page_row is not None and done:
+            _confirm(session, page_row, now, "email link")
+        record(
+            session,
+            "reply_handled" if done else "reply_not_applied",
+            now,
+            incident_id=incident_id,
+            actor=by,
+            message=f"e-mail acknowledge link from {by}: {what}",
+            data={"action": "ack", "page_id": info["page_id"], "done": done, "via": "email link"},
+        )
+    return info | {"done": done, "outcome": what}
 
 
 def _confirm(session: Session, page: Page, now: datetime, method: str) -> None:

@@ -100,6 +100,28 @@ class SmtpEmailSender:
                 retryable=retryable,
                 code=str(exc.smtp_code),
             ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise SendError(
+                self._text(
+                    f"the mail server {self.host}:{self.port} has a certificate this machine does not trust "
+                    f"({exc.verify_message}); add its CA to the system trust store"
+                ),
+                retryable=True,
+                code="tls_certificate",
+            ) from None
+        except ssl.SSLError as exc:
+            raise SendError(
+                self._text(f"TLS with the mail server {self.host}:{self.port} failed ({exc.reason})"),
+                retryable=True,
+                code="tls",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            # e.g. AUTH offered only after STARTTLS while smtp_security is "none": a setting to fix.
+            raise SendError(
+                self._text(f"the mail server refused: {exc}; check smtp_security (starttls, ssl or none)"),
+                retryable=False,
+                code="not_supported",
+            ) from None
         except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
             raise SendError(
                 self._text(f"cannot reach the mail server {self.host}:{self.port}: {type(exc).__name__}"),

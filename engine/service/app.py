@@ -23,7 +23,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.models import Role
-from engine.service import integration
+from engine.service import ack_link, integration
 from engine.service.health import ServiceState, health, metrics
 from engine.service.http import (
     MAX_BODY_BYTES,
@@ -101,6 +101,9 @@ class ServiceApp:
         r.add("POST", "/twilio/inbound", self.twilio_inbound)
         r.add("POST", "/twilio/voice/gather", self.twilio_voice_gather)
         r.add("POST", "/twilio/voice/{message_id}", self.twilio_voice)
+        r.add("GET", "/ack", self.ack_link_form)
+        r.add("POST", "/ack", self.ack_link_submit)
+        self._ack_failures = ack_link.FailureLimiter()
 
     # -- WSGI --------------------------------------------------------------------------------------------
 
@@ -454,7 +457,9 @@ class ServiceApp:
     def twilio_inbound(self, request: Request) -> Response:
         params = self._twilio_params(request)
         answer = integration.replies().handle_inbound_webhook(self.ctx, params)
-        return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
+        # The reply ("Watchkeeper: acknowledged #42. Thank you.") goes back to the sender as TwiML.
+        twiml = answer.get("twiml") if isinstance(answer, dict) else answer
+        return Response.text(_twiml(twiml), content_type=TWIML_CONTENT_TYPE)
 
     def twilio_voice(self, request: Request) -> Response:
         self._twilio_params(request)
@@ -468,6 +473,39 @@ class ServiceApp:
         params = self._twilio_params(request)
         answer = integration.replies().handle_voice_gather(self.ctx, params)
         return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
+
+    # -- The acknowledge link in page e-mails ------------------------------------------------------------
+
+    def _ack_link(self, request: Request, values: dict[str, str], *, act: bool) -> Response:
+        client = str(request.environ.get("REMOTE_ADDR", "?"))
+        incident, code = values.get("incident", "").strip(), values.get("code", "").strip()
+        valid = incident.isdigit() and len(incident) < 19 and bool(code)
+        # Guesses are counted per incident (a guesser may use many addresses), malformed links per address.
+        subject = f"incident {incident}" if valid else f"address {client}"
+        if self._ack_failures.blocked(subject):
+            return _html(ack_link.TOO_MANY, 429, [("Retry-After", "600")])
+        info = integration.replies().ack_link(self.ctx, int(incident), code, act=act) if valid else None
+        if info is None:
+            self._ack_failures.failed(subject)
+            log.info("acknowledge link refused: no page matches (%s, from %s)", subject, client)
+            return _html(ack_link.INVALID, 404)
+        if not act:
+            return _html(ack_link.confirm_form(info, code), 200)
+        if info.get("done"):
+            log.info("incident %s acknowledged by e-mail link (%s)", info["incident_id"], info["person"])
+        return _html(ack_link.outcome(info), 200 if info.get("done") else 409)
+
+    def ack_link_form(self, request: Request) -> Response:
+        return self._ack_link(request, request.query, act=False)
+
+    def ack_link_submit(self, request: Request) -> Response:
+        return self._ack_link(request, request.form(), act=True)
+
+
+def _html(text: str, status: int, headers: list[tuple[str, str]] | None = None) -> Response:
+    response = Response.text(text, status=status, content_type=ack_link.HTML_CONTENT_TYPE)
+    response.headers = [*ack_link.HEADERS, *(headers or [])]
+    return response
 
 
 def _twiml(answer: Any) -> str:

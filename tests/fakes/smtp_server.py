@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -25,6 +26,7 @@ class ReceivedMail:
     recipients: list[str]
     message: EmailMessage
     login: str | None
+    tls: bool = False  # the message travelled over TLS (STARTTLS or implicit)
 
 
 @dataclass
@@ -35,6 +37,10 @@ class FakeSmtp:
     mails: list[ReceivedMail] = field(default_factory=list)
     controller: Controller | None = None
     port: int = 0
+    # With a context: STARTTLS is offered and required before MAIL (or, with implicit_tls, TLS from the
+    # first byte, as on port 465).
+    tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -49,7 +55,8 @@ class FakeSmtp:
         assert isinstance(parsed, EmailMessage)
         data = session.auth_data if session.authenticated else None
         login = data.decode() if isinstance(data, bytes) else data
-        self.mails.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed, login))
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        self.mails.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed, login, tls))
         return "250 Message accepted for delivery"
 
     def _authenticate(
@@ -64,7 +71,16 @@ class FakeSmtp:
         self.port = free_port()
         kwargs: dict[str, Any] = {}
         if self.username:
-            kwargs.update(authenticator=self._authenticate, auth_require_tls=False, auth_required=False)
+            kwargs.update(
+                authenticator=self._authenticate,
+                # aiosmtpd only knows about TLS it negotiated itself (STARTTLS), not implicit TLS.
+                auth_require_tls=self.tls_context is not None and not self.implicit_tls,
+                auth_required=False,
+            )
+        if self.tls_context is not None and self.implicit_tls:
+            kwargs["ssl_context"] = self.tls_context
+        elif self.tls_context is not None:
+            kwargs.update(tls_context=self.tls_context, require_starttls=True)
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
         return self
