@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from engine.settings import Settings
 
 
-def start_console(settings: Settings) -> int:
+def start_console(settings: Settings, *, smoke: bool = False) -> int:
     """Open the console window. Imported lazily: the CLI and the service never load Qt."""
     try:
         from console.app import run
@@ -29,7 +29,7 @@ def start_console(settings: Settings) -> int:
         # Qt present but a system library missing (libEGL, libxkbcommon...): say which, without a traceback.
         print(f"error: the console cannot start: {exc}", file=sys.stderr)
         return 1
-    return int(run(settings))
+    return int(run(settings, smoke=smoke))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,24 @@
-"""Console benchmark: the board over a SQLite file of 100,000 incidents. Prints figures; not a timed test.
+"""Console benchmark: the board over a database of 100,000 incidents. Prints figures; not a timed test.
 
     .venv/bin/python bench/bench_console.py [--incidents 100000] [--open 1500] [--samples 20]
+        [--db postgresql://postgres@127.0.0.1:5432/postgres]
 
 Figures (targets in brackets):
-- cold start: from starting a fresh Python process to an interactive board with every open incident loaded
-  and painted (<= 2 s); the database is opened with engine.bootstrap.open_context, as the console does;
-- commit-to-visible: another connection commits a change (new incident or an update) and the board shows it
-  (<= 1 s), as a distribution over --samples commits;
+- cold start: from starting a fresh Python process to an interactive board — the first rows painted and a key
+  pressed on the board answered (<= 2 s); the database is opened with engine.bootstrap.open_context, as the
+  console does. When the whole working set (every open incident, those closed today) is in is shown too;
+- commit-to-visible: another connection commits a change (new incident or an update, with the NOTIFY that
+  engine.api sends on PostgreSQL) and the board shows it (<= 1 s; <= 300 ms on PostgreSQL), as a
+  distribution over --samples commits;
 - GUI-thread stalls: a 5 ms timer on the GUI thread records every gap while the board loads, follows the
-  change feed, reloads (F5) and pages older incidents; the longest gap is how long a query could have blocked
-  the operator (<= 50 ms);
+  change feed, takes a burst of changes in one commit, sorts, reloads (F5), scrolls and pages older
+  incidents, searches and opens incidents in the detail; the longest gap per phase is how long the operator
+  waited (<= 50 ms). Beside each wall-clock gap, the GUI thread's own CPU time in its longest gap: on a shared
+  machine the wall figure includes time other processes took;
 - RSS of the console process at the end, and its peak (<= 400 MB).
 
-The database is generated once (cached in the temp directory) with the schema from engine.models.
+The database is generated once with the schema from engine.models: a SQLite file cached in the temp
+directory, copied for each run; on PostgreSQL (--db, a server URL) a template database, cloned for each run.
 """
 
 from __future__ import annotations
@@ -42,18 +48,25 @@ SEVERITIES = ["critical", "high", "high", "medium", "medium", "medium", "low", "
 
 
 def build_database(path: Path, incidents: int, open_count: int) -> None:
-    from sqlalchemy import insert
-
-    from engine import migrate
-    from engine.db import make_engine
-    from engine.models import Base, Escalation, Event, Incident
-
     if path.exists():
         return
     tmp = path.with_suffix(".building")
     for suffix in ("", "-wal", "-shm"):
         Path(str(tmp) + suffix).unlink(missing_ok=True)
-    engine = make_engine(f"sqlite:///{tmp}")
+    fill_database(f"sqlite:///{tmp}", incidents, open_count)
+    for suffix in ("-wal", "-shm"):
+        Path(str(tmp) + suffix).unlink(missing_ok=True)
+    tmp.rename(path)
+
+
+def fill_database(url: str, incidents: int, open_count: int) -> None:
+    from sqlalchemy import insert, text
+
+    from engine import migrate
+    from engine.db import make_engine
+    from engine.models import Base, Escalation, Event, Incident
+
+    engine = make_engine(url)
     Base.metadata.create_all(engine)
     migrate.stamp(engine)
     rng = random.Random(7)
@@ -140,10 +153,50 @@ def build_database(path: Path, incidents: int, open_count: int) -> None:
             conn.execute(insert(Incident), batch_i)
             conn.execute(insert(Event), batch_e)
             conn.execute(insert(Escalation), batch_x)
+        if engine.dialect.name == "postgresql":  # explicit ids: move the sequence past them
+            conn.execute(
+                text("SELECT setval(pg_get_serial_sequence('incident', 'id'), max(id)) FROM incident")
+            )
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()
-    for suffix in ("-wal", "-shm"):
-        Path(str(tmp) + suffix).unlink(missing_ok=True)
-    tmp.rename(path)
+
+
+def postgres_database(server_url: str, incidents: int, open_count: int) -> tuple[str, Any]:
+    """A fresh PostgreSQL database for one run, cloned from a template filled once; (url, drop it)."""
+    from sqlalchemy import make_url, text
+
+    from engine.db import make_engine
+
+    template = f"wk_bench_console_{incidents}_{open_count}_v1"
+    run = f"wk_bench_console_run_{os.getpid()}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    base = make_url(server_url)
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": template})
+        if not exists:
+            t = time.perf_counter()
+            conn.execute(text(f'CREATE DATABASE "{template}_building"'))
+            fill_database(
+                base.set(database=f"{template}_building").render_as_string(hide_password=False),
+                incidents,
+                open_count,
+            )
+            conn.execute(text(f'ALTER DATABASE "{template}_building" RENAME TO "{template}"'))
+            print(f"built {template} ({incidents} incidents) in {time.perf_counter() - t:.1f} s")
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{run}"'))
+        conn.execute(text(f'CREATE DATABASE "{run}" TEMPLATE "{template}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": run}
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{run}"'))
+        admin.dispose()
+
+    return base.set(database=run).render_as_string(hide_password=False), drop
 
 
 def rss_mb() -> tuple[float, float]:
@@ -156,13 +209,15 @@ def rss_mb() -> tuple[float, float]:
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
-def child(db_path: str, samples: int) -> int:
+def child(db_url: str, samples: int) -> int:
     """The console side, in a fresh process: prints one JSON line of figures."""
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QObject, Qt, QTimer
+    from PySide6.QtGui import QKeyEvent
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
     app.setOrganizationName("watchkeeper-bench")
+    from console.heap import keep_collector_quiet
     from console.mainwindow import MainWindow
     from console.services import ConsoleServices, SignedIn
     from engine.bootstrap import open_context
@@ -189,121 +244,228 @@ def child(db_path: str, samples: int) -> int:
     monitor.setInterval(5)
     monitor.timeout.connect(tick)
 
+    def spin(seconds: float, until: Any = None) -> None:
+        """Serve events for `seconds` or until `until()` is true. The GUI thread sleeps in the event loop when
+        there is nothing to do (a busy loop of processEvents would count as GUI-thread CPU in the gaps)."""
+        end = time.perf_counter() + seconds
+
+        def done() -> bool:
+            return time.perf_counter() >= end or (until is not None and bool(until()))
+
+        if done():
+            return
+        loop = QEventLoop()
+        check = QTimer()
+        check.setInterval(2)
+        check.timeout.connect(lambda: loop.quit() if done() else None)
+        check.start()
+        loop.exec()
+        check.stop()
+
     marks = {"imports": time.perf_counter()}
-    settings = Settings(db=f"sqlite:///{db_path}", engine_mode="watch")
+    settings = Settings(db=db_url, engine_mode="watch")
     ctx = open_context(settings, "console")
     marks["database open"] = time.perf_counter()
     services = ConsoleServices(ctx, SignedIn(None, "bench", "Bench Operator", "operator"))
     window = MainWindow(services, sound=False, start_feed=False)
+    keep_collector_quiet(window)  # as console.app.run does before it shows the window
     marks["window built"] = time.perf_counter()
     window.resize(1600, 950)
     window.show()
-    loaded = {"at": 0.0}
-    window.board.feed.loaded.connect(lambda: loaded.__setitem__("at", time.perf_counter()))
+    view = window.board.view
+
+    class Paints(QObject):
+        """Counts paints of the board's viewport: any (the window's first), and those with rows to show."""
+
+        any = 0
+        count = 0
+
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                Paints.any += 1
+                if window.board.proxy.rowCount():
+                    Paints.count += 1
+            return False
+
+    paints = Paints()
+    view.viewport().installEventFilter(paints)
+    seen = {"first": 0.0, "loaded": 0.0}
+    window.board.feed.first_rows.connect(lambda: seen.__setitem__("first", time.perf_counter()))
+    window.board.feed.loaded.connect(lambda: seen.__setitem__("loaded", time.perf_counter()))
     window.board.feed.start()
     last[0], last_cpu[0] = time.perf_counter(), time.thread_time()
     monitor.start()
+    # The window's very first paint (style sheet, fonts, glyph caches: start-up, not a query) on its own,
+    # then the load.
+    phase["name"] = "first paint"
+    spin(10, lambda: Paints.any > 0)
     phase["name"] = "load"
-    deadline = time.perf_counter() + 30
-    while not loaded["at"] and time.perf_counter() < deadline:
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-    window.repaint()  # the first full paint of the loaded board
-    app.processEvents()
+    spin(30, lambda: seen["first"])
+    # Interactive: the first rows are painted and a key pressed on the board is answered (Down moves the
+    # current row), through the event loop like a real key press.
+    spin(10, lambda: Paints.count > 0)
+    marks["first rows painted"] = time.perf_counter()
+    before = view.currentIndex().row()
+    QCoreApplication.postEvent(
+        view, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Down, Qt.KeyboardModifier.NoModifier)
+    )
+    spin(10, lambda: view.currentIndex().row() != before)
     interactive = time.perf_counter()
-    marks["board loaded"] = loaded["at"]
-    marks["painted"] = interactive
+    marks["key answered"] = interactive
+    first_rows = window.board.model.rowCount()
+    spin(30, lambda: seen["loaded"])
+    marks["working set loaded"] = seen["loaded"]
     rows_loaded = window.board.model.rowCount()
+    spin(0.3)
 
     # Commit-to-visible: another connection commits; the board's row_arrived marks the moment it shows.
     phase["name"] = "feed"
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
     from engine.db import make_engine, session_factory
+    from engine.escalation import notify_work
     from engine.models import Event, Incident
 
-    other = session_factory(make_engine(f"sqlite:///{db_path}"))
+    other = session_factory(make_engine(db_url))
     committed: dict[str, float] = {}
     latencies: list[float] = []
+
+    burst_seen: set[int] = set()
 
     def arrived(row: dict[str, Any], _previous: Any) -> None:
         marker = str(row.get("summary", ""))
         if marker in committed:
             latencies.append((time.perf_counter() - committed.pop(marker)) * 1000)
+        if marker.startswith("burst ") or row.get("acknowledged_by") == "bench":
+            burst_seen.add(int(row["id"]))
 
     window.board.model.row_arrived.connect(arrived)
     with other() as s:
-        open_ids = list(s.scalars(select(Incident.id).where(Incident.status == "open").limit(samples)))
+        open_ids = list(s.scalars(select(Incident.id).where(Incident.status == "open").limit(samples + 500)))
+
+    def open_incident(s: Any, key: str, summary: str, severity: str, now: datetime) -> int:
+        """A new incident and its event, in the caller's transaction."""
+        inc = Incident(
+            key=key,
+            summary=summary,
+            severity=severity,
+            site="umlazi",
+            created_at=now,
+            updated_at=now,
+            last_triggered_at=now,
+        )
+        s.add(inc)
+        s.flush()
+        s.add(Event(kind="triggered", at=now, incident_id=inc.id, actor="bench"))
+        return int(inc.id)
 
     def commit(n: int) -> None:
         now = datetime.now(UTC)
         marker = f"bench change {n}"
         with other.begin() as s:
             if n % 2 == 0 or not open_ids:
-                inc = Incident(
-                    key=f"new-{n}",
-                    summary=marker,
-                    severity="high",
-                    site="umlazi",
-                    created_at=now,
-                    updated_at=now,
-                    last_triggered_at=now,
-                )
-                s.add(inc)
-                s.flush()
-                incident_id = inc.id
+                open_incident(s, f"new-{n}", marker, "high", now)
             else:
                 incident_id = open_ids[n % len(open_ids)]
                 inc = s.get(Incident, incident_id)
                 assert inc is not None
                 inc.summary = marker
                 inc.updated_at = now
-            s.add(Event(kind="bench", at=now, incident_id=incident_id, actor="bench"))
-        committed[marker] = time.perf_counter()
+                s.add(Event(kind="bench", at=now, incident_id=incident_id, actor="bench"))
+            notify_work(s, "escalate")  # as engine.api does when it triggers or acknowledges (PostgreSQL)
+            s.flush()
+            # Timed from just before COMMIT (a fast board can show the row before commit() returns here).
+            committed[marker] = time.perf_counter()
+
+    def in_thread(fn: Any, *args: Any) -> None:
+        """Run a commit on another thread while the GUI thread keeps serving events."""
+        worker = threading.Thread(target=fn, args=args)
+        worker.start()
+        spin(60, lambda: not worker.is_alive())
 
     for n in range(samples):
-        worker = threading.Thread(target=commit, args=(n,))
-        worker.start()
-        while worker.is_alive():
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
-        wait_until = time.perf_counter() + 0.4
-        while time.perf_counter() < wait_until:
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
-    end = time.perf_counter() + 2
-    while committed and time.perf_counter() < end:
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        in_thread(commit, n)
+        spin(0.4)
+    spin(2, lambda: not committed)
 
-    # Reload (F5) and page older incidents while the monitor watches.
+    # A burst: one commit changes 400 incidents and opens 100 new ones (a mass event, an import).
+    phase["name"] = "burst"
+    burst_ids = open_ids[-400:]
+
+    def burst() -> None:
+        now = datetime.now(UTC)
+        with other.begin() as s:
+            s.execute(
+                update(Incident)
+                .where(Incident.id.in_(burst_ids))
+                .values(status="acknowledged", acknowledged_at=now, acknowledged_by="bench", updated_at=now)
+            )
+            for i in burst_ids:
+                s.add(Event(kind="acknowledged", at=now, incident_id=i, actor="bench"))
+            for n in range(100):
+                open_incident(s, f"burst-{n}", f"burst {n}", "medium", now)
+            notify_work(s, "escalate")
+            s.flush()
+            burst_at[0] = time.perf_counter()
+
+    burst_at = [0.0]
+    in_thread(burst)
+    spin(10, lambda: len(burst_seen) >= len(burst_ids) + 100)
+    burst_ms = (time.perf_counter() - burst_at[0]) * 1000 if len(burst_seen) >= len(burst_ids) + 100 else None
+    spin(0.3)
+
+    # Sorting by each kind of column and back.
+    phase["name"] = "sort"
+    for column in (3, 1, 7, 8, 2, 0):
+        view.sortByColumn(column, Qt.SortOrder.AscendingOrder)
+        spin(0.15)
+
+    # Reload (F5) while the monitor watches.
     phase["name"] = "reload"
     reloaded = {"done": False}
     window.board.feed.loaded.connect(lambda: reloaded.__setitem__("done", True))
     started = time.perf_counter()
     window.reload_board()
-    while not reloaded["done"] and time.perf_counter() < started + 30:
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+    spin(30, lambda: reloaded["done"])
     reload_ms = (time.perf_counter() - started) * 1000
+    spin(0.3)
+
+    # Scrolling: page by page through what is loaded, then to the end again and again, which pages older
+    # closed incidents in (500 a page).
+    phase["name"] = "scroll"
+    view.setFocus()
+    bar = view.verticalScrollBar()
+    for _ in range(40):
+        bar.setValue(bar.value() + bar.pageStep())
+        spin(0.02)
     phase["name"] = "page older"
-    window.board.view.setFocus()
-    for _ in range(4):
-        window.board.view.scrollToBottom()
-        until = time.perf_counter() + 0.3
-        while time.perf_counter() < until:
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+    for _ in range(8):
+        view.scrollToBottom()
+        spin(0.3)
     phase["name"] = "search"
     for text in ("u", "um", "uml", "umla", ""):
         window.board.search.setText(text)
-        until = time.perf_counter() + 0.2
-        while time.perf_counter() < until:
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        spin(0.2)
+
+    # Opening incidents in the detail dock (what following the selection does).
+    phase["name"] = "detail"
+    model = window.board.model
+    for position in range(0, min(model.rowCount(), 200), 20):
+        window.open_detail(model.row_at(position)["id"], False)
+        spin(0.15)
     monitor.stop()
     rss, peak = rss_mb()
     latencies.sort()
     result = {
         "interactive_in_process_ms": round((interactive - _T0) * 1000),
         "interactive_epoch": time.time() - (time.perf_counter() - interactive),
+        "first_rows": first_rows,
         "rows_loaded": rows_loaded,
         "marks_ms": {k: round((v - _T0) * 1000) for k, v in marks.items()},
         "rows_after_paging": window.board.model.rowCount(),
         "reload_ms": round(reload_ms),
+        "burst_ms": round(burst_ms) if burst_ms is not None else None,
+        "listening": window.board.feed.listening,
         "latency_ms": {
             "samples": len(latencies),
             "missed": len(committed),
@@ -323,51 +485,66 @@ def child(db_path: str, samples: int) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--open", type=int, default=1_500)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--db", metavar="URL", help="a PostgreSQL server URL (default: a SQLite file)")
     parser.add_argument("--child", metavar="DB")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.samples)
 
-    path = Path(tempfile.gettempdir()) / f"watchkeeper-bench-{args.incidents}-{args.open}-v1.db"
-    t = time.perf_counter()
-    fresh = not path.exists()
-    build_database(path, args.incidents, args.open)
-    if fresh:
-        print(
-            f"built {path} ({args.incidents} incidents, {args.open} open) in {time.perf_counter() - t:.1f} s"
-        )
-    work = Path(tempfile.mkdtemp(prefix="wk-bench-")) / "bench.db"
-    work.write_bytes(path.read_bytes())  # each run starts from the same file
+    work_dir = Path(tempfile.mkdtemp(prefix="wk-bench-"))
+    drop: Any = None
+    if args.db:
+        url, drop = postgres_database(args.db, args.incidents, args.open)
+        backend = "PostgreSQL"
+    else:
+        path = Path(tempfile.gettempdir()) / f"watchkeeper-bench-{args.incidents}-{args.open}-v1.db"
+        t = time.perf_counter()
+        fresh = not path.exists()
+        build_database(path, args.incidents, args.open)
+        if fresh:
+            print(
+                f"built {path} ({args.incidents} incidents, {args.open} open) "
+                f"in {time.perf_counter() - t:.1f} s"
+            )
+        work = work_dir / "bench.db"
+        work.write_bytes(path.read_bytes())  # each run starts from the same file
+        url = f"sqlite:///{work}"
+        backend = "SQLite"
 
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
-    env["XDG_CONFIG_HOME"] = str(work.parent / "config")
+    env["XDG_CONFIG_HOME"] = str(work_dir / "config")
     started_epoch = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(work), "--samples", str(args.samples)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    out, err = proc.communicate(timeout=300)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", url, "--samples", str(args.samples)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if drop is not None:
+            drop()
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         print(err[-3000:], file=sys.stderr)
         return 1
     r = json.loads(line[len("RESULT ") :])
     lat = r["latency_ms"]
-    print(f"database: {args.incidents:,} incidents ({args.open:,} open), SQLite")
+    print(f"database: {args.incidents:,} incidents ({args.open:,} open), {backend}")
     cold = (r["interactive_epoch"] - started_epoch) * 1000
     print(
-        f"cold start to interactive board: {cold:.0f} ms from process start "
-        f"({r['interactive_in_process_ms']} ms after the interpreter was up)  [target <= 2000 ms]"
+        f"cold start to an interactive board (first {r['first_rows']} rows painted, a key answered): "
+        f"{cold:.0f} ms from process start ({r['interactive_in_process_ms']} ms after the interpreter was up)"
+        "  [target <= 2000 ms]"
     )
     print(
         "  start-up marks (ms after the interpreter was up): "
@@ -377,9 +554,12 @@ def main() -> int:
         f"rows loaded at start: {r['rows_loaded']:,}; after paging older: {r['rows_after_paging']:,}; "
         f"reload (F5): {r['reload_ms']} ms"
     )
+    target = 300 if backend == "PostgreSQL" else 1000
+    listen = ", LISTEN/NOTIFY" if r["listening"] else ", polling"
     print(
-        f"commit-to-visible: median {lat['median']} ms, max {lat['max']} ms over {lat['samples']} commits "
-        f"({lat['missed']} missed)  [target <= 1000 ms]"
+        f"commit-to-visible{listen}: median {lat['median']} ms, max {lat['max']} ms over {lat['samples']} "
+        f"commits ({lat['missed']} missed)  [target <= {target} ms]; a burst of 500 changes in one commit: "
+        f"{r['burst_ms']} ms to the last row"
     )
     stalls = ", ".join(f"{k} {v} ms" for k, v in r["max_gui_stall_ms"].items())
     print(f"longest GUI-thread stall per phase: {stalls}  [target <= 50 ms]")

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, insert, make_url, text
 
+from bench.bench_intake import proc_cpu_seconds
 from engine import dispatch
 from engine.channels import OutgoingMessage, Sender, SendResult, StatusResult, build_senders, install_senders
 from engine.clock import SystemClock
@@ -50,8 +51,31 @@ def _serve_fake_twilio(port_queue: Any, slow_voice: float, token: str) -> None:
     fake = FakeTwilio(auth_token=token)
     fake.delay["voice"] = slow_voice
     fake.start()
-    port_queue.put(fake.base_url)
+    port_queue.put((fake.base_url, os.getpid()))
     threading.Event().wait()
+
+
+class CpuMeter:
+    """CPU seconds of the engine (this process minus the producer thread) and of the fake provider's process."""
+
+    def __init__(self, provider_pid: int) -> None:
+        self.provider_pid = provider_pid
+        self.producer = 0.0
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        return time.process_time(), sum(proc_cpu_seconds(self.provider_pid))
+
+    def producer_time(self, seconds: float) -> None:
+        self.producer += seconds
+
+    def read(self) -> dict[str, float]:
+        process, provider = self._now()
+        return {
+            "engine": process - self._start[0] - self.producer,
+            "producer": self.producer,
+            "provider": provider - self._start[1],
+        }
 
 
 class Timed:
@@ -130,8 +154,11 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def run_paced(db_url: str, base_url: str, token: str, rate: float, seconds: float) -> dict[str, Any]:
+def run_paced(
+    db_url: str, base_url: str, token: str, rate: float, seconds: float, provider_pid: int
+) -> dict[str, Any]:
     ctx, answered = _context(db_url, base_url, token)
+    cpu = CpuMeter(provider_pid)
     committed: dict[str, float] = {}
     stop = threading.Event()
     stats = {"passes": 0, "sent": 0}
@@ -148,9 +175,11 @@ def run_paced(db_url: str, base_url: str, token: str, rate: float, seconds: floa
         if delay > 0:
             time.sleep(delay)
         count = min(per_tick, total - seq)
+        producing = time.thread_time()
         rows = _rows(seq, count, datetime.now(UTC))
         with ctx.db.begin() as conn:
             conn.execute(insert(OutboxMessage), rows)
+        cpu.producer_time(time.thread_time() - producing)
         at = time.monotonic()
         for r in rows:
             committed[r["idempotency_key"]] = at
@@ -164,6 +193,7 @@ def run_paced(db_url: str, base_url: str, token: str, rate: float, seconds: floa
     fast_done = max((answered[k] for k in fast_keys if k in answered), default=time.monotonic())
     voice_keys = [k for k in committed if int(k.split(":")[1]) % 100 == 99]
     voice_answered_when_fast_done = sum(1 for k in voice_keys if k in answered and answered[k] <= fast_done)
+    used = cpu.read()
     stop.set()
     engine_thread.join()
     dispatch.shutdown(ctx)
@@ -182,10 +212,12 @@ def run_paced(db_url: str, base_url: str, token: str, rate: float, seconds: floa
         "voice_total": len(voice_keys),
         "voice_done_by_then": voice_answered_when_fast_done,
         "passes": stats["passes"],
+        "cpu": used,
+        "sent_by_then": sum(1 for k in committed if k in answered and answered[k] <= fast_done),
     }
 
 
-def run_burst(db_url: str, base_url: str, token: str, n: int) -> dict[str, Any]:
+def run_burst(db_url: str, base_url: str, token: str, n: int, provider_pid: int) -> dict[str, Any]:
     ctx, _answered = _context(db_url, base_url, token)
     now = datetime.now(UTC)
     with ctx.db.begin() as conn:
@@ -195,6 +227,7 @@ def run_burst(db_url: str, base_url: str, token: str, n: int) -> dict[str, Any]:
             ]
             conn.execute(insert(OutboxMessage), rows)
     expected = sum(1 for s in range(n) if (10_000_000 + s) % 100 != 99)
+    cpu = CpuMeter(provider_pid)
     started = time.monotonic()
     sent = 0
     while sent < expected and time.monotonic() - started < 300:
@@ -202,9 +235,19 @@ def run_burst(db_url: str, base_url: str, token: str, n: int) -> dict[str, Any]:
     while sent < expected and time.monotonic() - started < 300:
         sent += int(dispatch.dispatch_pass(ctx, wait_seconds=1.0)["sent"])
     seconds = time.monotonic() - started
+    used = cpu.read()
     dispatch.shutdown(ctx)
     ctx.db.dispose()
-    return {"n": expected, "seconds": seconds, "throughput": expected / seconds}
+    return {"n": expected, "seconds": seconds, "throughput": expected / seconds, "cpu": used}
+
+
+def _cpu_line(cpu: dict[str, float], sent: int) -> str:
+    engine = cpu["engine"]
+    per = sent / engine if engine > 0 else float("nan")
+    return (
+        f"cpu: engine {engine:.1f} s = {per:,.0f} msg per engine CPU-second; fake provider {cpu['provider']:.1f} s; "
+        f"bench producer {cpu['producer']:.1f} s (same 2 cores)"
+    )
 
 
 def _databases(which: str) -> list[tuple[str, str, Any]]:
@@ -257,14 +300,14 @@ def main(argv: list[str]) -> None:
         target=_serve_fake_twilio, args=(ports, args.slow, token), daemon=True
     )
     server.start()
-    base_url = ports.get(timeout=30)
+    base_url, provider_pid = ports.get(timeout=30)
     try:
         for label, url, cleanup in _databases(args.db):
             try:
                 _schema(url)
-                paced = run_paced(url, base_url, token, args.rate, args.seconds)
+                paced = run_paced(url, base_url, token, args.rate, args.seconds, provider_pid)
                 _schema(url, fresh=True)  # the burst starts from an empty outbox
-                burst = run_burst(url, base_url, token, args.n)
+                burst = run_burst(url, base_url, token, args.n, provider_pid)
             finally:
                 _drop(cleanup)
             fast = paced["latencies"]["sms+whatsapp"]
@@ -285,9 +328,12 @@ def main(argv: list[str]) -> None:
                 f"    slow voice channel ({args.slow:.1f} s per call): {paced['voice_done_by_then']}/{paced['voice_total']} "
                 f"calls answered by the time every SMS/WhatsApp was; voice p50 {_percentile(slow, 50):.1f} s"
             )
+            print("    " + _cpu_line(paced["cpu"], paced["sent_by_then"]))
             print(
                 f"  burst: N={burst['n']} waiting rows drained in {burst['seconds']:.1f} s = {burst['throughput']:.0f} msg/s"
             )
+            print("    " + _cpu_line(burst["cpu"], burst["n"]))
+            print(f"  1-min load average at the end: {os.getloadavg()[0]:.2f}")
             sys.stdout.flush()
     finally:
         server.terminate()

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,31 +136,73 @@ def outbox_times(ctx: AppContext, ids: dict[int, datetime]) -> dict[int, datetim
         }
 
 
-def bench_rates(url: str, label: str, n: int) -> None:
-    """Triggers then acknowledgements through engine.api, one short write transaction each. Besides the wall
-    rate it prints the rate per CPU-second of this process and the load average: on a shared machine the wall
-    rate says as much about the neighbours as about Watchkeeper."""
+def _rate(n: int, wall: float, cpu: float) -> str:
+    return f"{n / wall:,.0f}/s ({n / max(1e-9, cpu):,.0f} per CPU-second)"
+
+
+def _timed(fn: Callable[[], list[int]]) -> tuple[list[int], float, float]:
+    """What `fn` returned, and the wall and CPU seconds (this process) it took."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def _trigger_singly(ctx: AppContext, keys: list[str]) -> list[int]:
+    return [api.trigger(ctx, policy="bench", summary=f"Incident {k}", key=k).incident_id for k in keys]
+
+
+def _acknowledge_singly(ctx: AppContext, ids: list[int]) -> list[int]:
+    return [api.acknowledge(ctx, i, by="operator")["id"] for i in ids]
+
+
+def _trigger_batches(ctx: AppContext, keys: list[str], size: int) -> list[int]:
+    requests = [api.TriggerRequest(policy="bench", summary=f"Incident {k}", key=k) for k in keys]
+    ids: list[int] = []
+    for start in range(0, len(requests), size):
+        ids.extend(r.incident_id for r in api.trigger_many(ctx, requests[start : start + size]))
+    return ids
+
+
+def _acknowledge_batches(ctx: AppContext, ids: list[int], size: int) -> list[int]:
+    done: list[int] = []
+    for start in range(0, len(ids), size):
+        for entry in api.acknowledge_many(ctx, ids[start : start + size], by="operator"):
+            assert "error" not in entry, entry
+            done.append(entry["id"])
+    return done
+
+
+def bench_rates(url: str, label: str, n: int, batches: tuple[int, ...] = (100, 500)) -> None:
+    """Triggers then acknowledgements through engine.api: one call (one short write transaction) each, then
+    `trigger_many` / `acknowledge_many` in batches. Durable: every call has committed when it returns. Before
+    each acknowledgement run the escalate pass pages level 1, so acknowledging cancels pages and writes a
+    notice. Besides the wall rate it prints the rate per CPU-second of this process and the load average: on
+    a shared machine the wall rate says as much about the neighbours as about Watchkeeper."""
     ctx = setup(url)
-    load = os.getloadavg()[0]
-    t, c = time.perf_counter(), time.process_time()
-    ids = [
-        api.trigger(ctx, policy="bench", summary=f"Incident {i}", key=f"k{i}").incident_id for i in range(n)
+    print(f"{label:8} N={n} incidents per run, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    runs: list[tuple[str, str, Callable[[list[str]], list[int]], Callable[[list[int]], list[int]]]] = [
+        ("one call each", "s", lambda k: _trigger_singly(ctx, k), lambda i: _acknowledge_singly(ctx, i))
     ]
-    trig, trig_cpu = n / (time.perf_counter() - t), n / max(1e-9, time.process_time() - c)
-    escalate_pass(ctx, limit=500, max_batches=10**6)  # level 1 paged: acknowledging cancels and notifies
-    t, c = time.perf_counter(), time.process_time()
-    for i in ids:
-        api.acknowledge(ctx, i, by="operator")
-    acks, acks_cpu = n / (time.perf_counter() - t), n / max(1e-9, time.process_time() - c)
-    load = max(load, os.getloadavg()[0])
-    print(
-        f"{label:7} triggers: {n} in one short transaction each: {trig:,.0f}/s "
-        f"({trig_cpu:,.0f} per CPU-second; load average {load:.1f})"
-    )
-    print(
-        f"{label:7} acks (level 1 already paged, notices written): {acks:,.0f}/s "
-        f"({acks_cpu:,.0f} per CPU-second)"
-    )
+    for size in batches:
+        runs.append(
+            (
+                f"batches of {size}",
+                f"b{size}-",
+                lambda k, size=size: _trigger_batches(ctx, k, size),
+                lambda i, size=size: _acknowledge_batches(ctx, i, size),
+            )
+        )
+    for how, prefix, trigger, acknowledge in runs:
+        keys = [f"{prefix}{i}" for i in range(n)]
+        ids, wall, cpu = _timed(lambda trigger=trigger, keys=keys: trigger(keys))
+        print(f"{label:8} triggers, {how:16} {_rate(n, wall, cpu)}; load average {os.getloadavg()[0]:.1f}")
+        escalate_pass(ctx, limit=500, max_batches=10**6)  # level 1 paged: acknowledging cancels and notifies
+        done, wall, cpu = _timed(lambda acknowledge=acknowledge, ids=ids: acknowledge(ids))
+        assert len(done) == n
+        print(
+            f"{label:8} acks,     {how:16} {_rate(n, wall, cpu)}; load average {os.getloadavg()[0]:.1f} "
+            "(level 1 paged: pages cancelled, notices written)"
+        )
 
 
 def bench_lag(url: str, label: str, active: int, spread: float) -> None:

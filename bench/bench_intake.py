@@ -169,6 +169,28 @@ class Load:
         return time.monotonic() - started
 
 
+def proc_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by a process, and by its live descendants (Linux /proc; zeros
+    elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    own = descendants = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+        if current == pid:
+            own = used
+        else:
+            descendants += used
+    return own, descendants
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -222,7 +244,14 @@ def main(argv: list[str]) -> int:
         load = Load(host, port, key, args.events, args.seconds)
         load.next = args.warmup  # distinct dedup keys
         load.events += args.warmup
+        front_before, engine_before = proc_cpu_seconds(proc.pid)
+        client_cpu_before = time.process_time()
         elapsed = load.run(args.threads)
+        front_after, engine_after = proc_cpu_seconds(proc.pid)
+        front_cpu, engine_cpu = front_after - front_before, engine_after - engine_before
+        node_cpu = front_cpu + engine_cpu
+        client_cpu = time.process_time() - client_cpu_before
+        load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         at_end = applied(url)
         drain_started = time.monotonic()
         while time.monotonic() - drain_started < args.drain_seconds and applied(url)["queued_pending"] > 0:
@@ -247,6 +276,15 @@ def main(argv: list[str]) -> int:
     )
     print(f"errors: {load.errors or 'none'}")
     print(f"throughput: {rate:,.0f} events/s  [target >= 1,000]")
+    print(
+        f"cpu during the load: HTTP front end {front_cpu:.1f} s = {ok / front_cpu if front_cpu else float('nan'):,.0f} "
+        f"events per CPU-second; engine process {engine_cpu:.1f} s; whole node "
+        f"{ok / node_cpu if node_cpu else float('nan'):,.0f} events per CPU-second"
+    )
+    print(
+        f"load client (this process, same cores): {client_cpu:.1f} s CPU "
+        f"({client_cpu / elapsed if elapsed else 0:.0%} of a core); 1-min load average at the end {load_average:.2f}"
+    )
     print(
         f"latency ms: p50 {_percentile(lat_ms, 0.5):.1f}  p90 {_percentile(lat_ms, 0.9):.1f}  "
         f"p99 {p99:.1f}  max {max(lat_ms) if lat_ms else float('nan'):.1f}  "

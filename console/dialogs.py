@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import phonenumbers
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -237,6 +236,8 @@ class NewIncidentDialog(QDialog):
             return None, None
         if "@" in raw:
             return (raw, None) if EMAIL_RE.match(raw) else (None, f"{raw!r} is not an e-mail address")
+        import phonenumbers  # ~0.05 s to import: only when a contact is typed, not at start
+
         try:
             number = phonenumbers.parse(raw, "ZA")
         except phonenumbers.NumberParseException:

@@ -96,9 +96,15 @@ class MainWindow(QMainWindow):
         self.board.message.connect(self.show_message)
         self.board.open_detail.connect(self.open_detail)
         self.board.model.row_arrived.connect(self.alerts.consider)
-        self.board.model.counts_changed.connect(self._update_counter)
+        # Once per event-loop turn however many slices of rows arrived in it.
+        self._counter_timer = QTimer(self)
+        self._counter_timer.setSingleShot(True)
+        self._counter_timer.setInterval(0)
+        self._counter_timer.timeout.connect(self._update_counter)
+        self.board.model.counts_changed.connect(self._counter_timer.start)
         self.board.feed.database_state.connect(self._on_database_state)
         self.board.feed.health.connect(self._on_health)
+        self.board.feed.first_rows.connect(self._on_first_rows)
         self.board.feed.loaded.connect(self._on_loaded)
         self.alerts.alerted.connect(lambda title, text: self.show_message(f"⚠ {title}: {text}", True))
         services.worker.failed.connect(lambda what, exc: self.show_message(f"{what} failed: {exc}", True))
@@ -238,6 +244,7 @@ class MainWindow(QMainWindow):
             self.board.view.verticalHeader().setDefaultSectionSize(
                 self.board.view.fontMetrics().height() + 10
             )
+            self.board.fit_columns()
             self._restyle(self.counter)
             self._restyle(self.banner)
 
@@ -340,12 +347,18 @@ class MainWindow(QMainWindow):
         scheduler = getattr(self.runner, "scheduler", None)
         return bool(getattr(scheduler, "running", True))
 
+    def _on_first_rows(self) -> None:
+        """The top of the board is showing: the operator can start working while the rest loads."""
+        self.board.view.setFocus()
+        if self.board.proxy.rowCount() and not self.board.view.currentIndex().isValid():
+            self.board.view.selectRow(0)
+
     def _on_loaded(self) -> None:
         self.alerts.remember(self.board.model.rows(), self.services.ctx.clock.now())
         self._update_counter()
         self.statusBar().showMessage(f"Board loaded: {self.board.model.rowCount()} incidents", 4000)
-        self.board.view.setFocus()
-        if self.board.proxy.rowCount():
+        if self.board.proxy.rowCount() and not self.board.view.currentIndex().isValid():
+            self.board.view.setFocus()
             self.board.view.selectRow(0)
 
     def _tick(self) -> None:
@@ -399,6 +412,7 @@ class MainWindow(QMainWindow):
         header = settings.value(self._key("board_header"))
         if header is not None:
             self.board.view.horizontalHeader().restoreState(header)  # type: ignore[arg-type]
+            self.board.fit_columns()
         view = settings.value(self._key("board_view"))
         if isinstance(view, str) and view:
             import json

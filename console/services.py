@@ -6,6 +6,7 @@ query modules for reads), always on the worker, never on the GUI thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
@@ -46,6 +47,7 @@ class ConsoleServices(QObject):
         self.ctx = ctx
         self.operator = operator
         self.worker = DbWorker(ctx.sessions, self)
+        self._on_shutdown: list[Callable[[], None]] = []
 
     @property
     def actor(self) -> str:
@@ -57,5 +59,12 @@ class ConsoleServices(QObject):
                 f"{self.operator.display_name} is signed in as {self.operator.role}; this needs {role.value}"
             )
 
+    def at_shutdown(self, stop: Callable[[], None]) -> None:
+        """Run `stop` when the console shuts down (background threads that are not the worker)."""
+        self._on_shutdown.append(stop)
+
     def shutdown(self) -> None:
+        for stop in reversed(self._on_shutdown):
+            stop()
+        self._on_shutdown.clear()
         self.worker.shutdown()

@@ -6,29 +6,39 @@ commit so the engines of other processes wake at once, and in-process it calls `
 writes the incident and a PENDING escalation (policy snapshot included): the escalate pass expands targets and
 writes the pages, which keeps a trigger cheap under bursts.
 
+`trigger_many` and `acknowledge_many` do the same for many incidents in one transaction, written set-based
+(engine.batch): the way to take a flood of monitoring alerts or to acknowledge an operator's selection, at
+thousands per second where one call per incident manages hundreds. `trigger` and `acknowledge` are batches of
+one on the same code path.
+
 Errors: NotFound (no such incident or policy), InvalidTransition (not allowed in the current state),
 ValidationError (bad input). Returned dicts are JSON-serialisable, times as ISO 8601 strings.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from engine import batch, paging, timeline
 from engine import escalation as esc_mod
-from engine import paging, timeline
+
+# Re-exported: callers know these as engine.api's.
+from engine.batch import JOINABLE as JOINABLE
+from engine.batch import OPEN_STATUSES as OPEN_STATUSES
+from engine.batch import SEVERITIES as SEVERITIES
+from engine.batch import TriggerRequest as TriggerRequest
+from engine.batch import TriggerResult as TriggerResult
+from engine.batch import _load_snapshot as _load_snapshot
+from engine.batch import _sla_cache, _summary, _text
 from engine.context import AppContext
 from engine.db import read_session, write_session
-from engine.errors import InvalidTransition, NotFound, ValidationError
+from engine.errors import InvalidTransition, NotFound, ValidationError, WatchkeeperError
 from engine.models import (
-    OPEN_INCIDENT_STATUSES,
     Assignment,
     Escalation,
     EscalationState,
@@ -39,25 +49,12 @@ from engine.models import (
     Person,
     Policy,
     PolicyLevel,
-    PolicyTarget,
-    Severity,
     Team,
     Trigger,
 )
 from engine.targets import TargetCache
 
 S = EscalationState
-OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
-# An open incident's escalation that a repeated trigger may join (inside the policy's cooldown).
-JOINABLE = (S.PENDING.value, S.ACTIVE.value, S.ESCALATING.value, S.ACKNOWLEDGED.value)
-SEVERITIES = tuple(s.value for s in Severity)
-
-
-@dataclass(frozen=True)
-class TriggerResult:
-    incident_id: int
-    escalation_id: int | None
-    deduplicated: bool
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -69,36 +66,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
-    text = "" if value is None else str(value).strip()
-    if required and not text:
-        raise ValidationError("must not be empty", field=field)
-    if len(text) > limit:
-        raise ValidationError(f"longer than {limit} characters", field=field)
-    return text
-
-
-# SLA settings looked up by `trigger` are reused for a moment: under a burst of triggers one lookup serves
-# them all, and an edited SLA configuration applies to new incidents within SLA_CACHE_SECONDS. Kept per
-# database engine (weakly, so a new engine never inherits another database's configuration).
-SLA_CACHE_SECONDS = 2.0
-_sla_caches: weakref.WeakKeyDictionary[Any, tuple[float, Any]] = weakref.WeakKeyDictionary()
-
-
-def _sla_cache(ctx: AppContext | None) -> Any:
-    if ctx is None:
-        return None
-    try:
-        from engine.sla import SlaCache
-    except ImportError:
-        return None
-    born, cache = _sla_caches.get(ctx.db, (0.0, None))
-    if cache is None or time.monotonic() - born > SLA_CACHE_SECONDS:
-        cache = SlaCache()
-        _sla_caches[ctx.db] = (time.monotonic(), cache)
-    return cache
-
-
 def _sla_deadlines(
     session: Session, incident: Incident, now: datetime, ctx: AppContext | None = None
 ) -> None:
@@ -107,25 +74,6 @@ def _sla_deadlines(
     except ImportError:  # the SLA part not installed: the sla pass computes deadlines it finds missing
         return
     compute_deadlines(session, incident, now, _sla_cache(ctx))
-
-
-def _sla_values(
-    session: Session, ctx: AppContext, *, site: str, category: str, sensitive: bool, now: datetime
-) -> dict[str, Any]:
-    """The new incident's SLA columns (deadlines run from its creation, `now`); {} without the SLA part."""
-    try:
-        from engine.sla import deadline_values
-    except ImportError:  # the sla pass computes deadlines it finds missing
-        return {}
-    return deadline_values(
-        session,
-        site=site,
-        category=category,
-        sensitive=sensitive,
-        start=now,
-        now=now,
-        cache=_sla_cache(ctx),
-    )
 
 
 def _reporter_update(session: Session, incident: Incident, now: datetime, status: str) -> None:
@@ -180,21 +128,6 @@ def _latest_escalation(session: Session, incident_id: int, *, lock: bool = False
     return session.scalars(stmt).first()
 
 
-def _summary(incident: Incident, esc: Escalation | None) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "key": incident.key,
-        "status": incident.status,
-        "summary": incident.summary,
-        "severity": incident.severity,
-        "escalation_id": esc.id if esc else None,
-        "escalation_state": esc.state if esc else None,
-        "current_level": esc.current_level if esc else None,
-        "acknowledged_by": incident.acknowledged_by,
-        "resolved_by": incident.resolved_by,
-    }
-
-
 def _status_event(
     session: Session, incident: Incident, now: datetime, new: str, actor: str, **data: Any
 ) -> None:
@@ -211,107 +144,6 @@ def _status_event(
         message=f"{old} → {new}",
         data={"from": old, "to": new, **data},
     )
-
-
-_P, _LV, _TG = Policy.__table__.c, PolicyLevel.__table__.c, PolicyTarget.__table__.c
-# Built once: the statements a trigger runs are reused, so SQLAlchemy compiles them once (trigger is hot).
-_SNAPSHOT_QUERY = (
-    select(
-        _P.id,
-        _P.name,
-        _P.version,
-        _P.enabled,
-        _P.severity_filter,
-        _P.triggers,
-        _P.max_escalations,
-        _P.cooldown_seconds,
-        _P.business_hours_only,
-        _P.business_days,
-        _P.business_start,
-        _P.business_end,
-        _P.timezone,
-        _LV.id.label("level_id"),
-        _LV.level,
-        _LV.delay_seconds,
-        _LV.repeat_count,
-        _LV.repeat_interval_seconds,
-        _LV.require_ack,
-        _LV.auto_resolve_seconds,
-        _TG.id.label("target_id"),
-        _TG.type,
-        _TG.identifier,
-        _TG.name.label("target_name"),
-    )
-    .select_from(
-        Policy.__table__.outerjoin(PolicyLevel.__table__, _LV.policy_id == _P.id).outerjoin(
-            PolicyTarget.__table__, _TG.level_id == _LV.id
-        )
-    )
-    .where(_P.name == bindparam("policy_name"))
-    .order_by(_LV.level, _TG.position, _TG.id)
-)
-_INCIDENT_T: Any = Incident.__table__
-_ESCALATION_T: Any = Escalation.__table__
-_EVENT_T: Any = Event.__table__
-_INSERT_INCIDENT = _INCIDENT_T.insert().returning(_INCIDENT_T.c.id)
-_INSERT_ESCALATION = _ESCALATION_T.insert().returning(_ESCALATION_T.c.id)
-_INSERT_EVENTS = _EVENT_T.insert()
-
-
-def _load_snapshot(session: Session | Connection, name: str) -> tuple[dict[str, Any], bool]:
-    """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets)."""
-    conn = session.connection() if isinstance(session, Session) else session
-    rows = conn.execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
-    if not rows:
-        raise NotFound(f"no escalation policy named {name!r}")
-    first = rows[0]
-    levels: dict[int, dict[str, Any]] = {}
-    for r in rows:
-        if r.level_id is None:
-            continue
-        level = levels.get(r.level_id)
-        if level is None:
-            level = levels[r.level_id] = {
-                "level": r.level,
-                "delay_seconds": r.delay_seconds,
-                "repeat_count": r.repeat_count,
-                "repeat_interval_seconds": r.repeat_interval_seconds,
-                "require_ack": r.require_ack,
-                "auto_resolve_seconds": r.auto_resolve_seconds,
-                "targets": [],
-            }
-        if r.target_id is not None:
-            level["targets"].append({"type": r.type, "identifier": r.identifier, "name": r.target_name})
-    snapshot = {
-        "id": first.id,
-        "name": first.name,
-        "version": first.version,
-        "severity_filter": list(first.severity_filter or []),
-        "triggers": list(first.triggers or []),
-        "max_escalations": first.max_escalations,
-        "cooldown_seconds": first.cooldown_seconds,
-        "business_hours_only": first.business_hours_only,
-        "business_days": list(first.business_days or []),
-        "business_start": first.business_start,
-        "business_end": first.business_end,
-        "timezone": first.timezone,
-        "levels": sorted(levels.values(), key=lambda lv_: int(lv_["level"])),
-    }
-    return snapshot, bool(first.enabled)
-
-
-def _insert_row(conn: Connection, stmt: Any, obj: Any) -> int:
-    """INSERT one new ORM object with a prebuilt Core statement (no unit-of-work bookkeeping); its new id."""
-    values = {k: v for k, v in obj.__dict__.items() if not k.startswith("_sa_") and k != "id"}
-    return int(conn.execute(stmt, values).scalar_one())
-
-
-@dataclass(frozen=True)
-class _NewIncident:
-    """What `escalation.new_escalation` reads of a just-inserted incident (no ORM object is built)."""
-
-    id: int
-    severity: str
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -340,169 +172,34 @@ def trigger(
 ) -> TriggerResult:
     """Open an incident and start its escalation; or, for an open incident with the same key whose
     escalation started within the policy's cooldown, count the trigger on it (deduplicated=True)."""
-    summary_t = _text(summary, "summary", limit=1024, required=True)
-    severity_t = _text(severity, "severity", limit=16).lower()
-    if severity_t not in SEVERITIES:
-        raise ValidationError(
-            f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}", field="severity"
-        )
-    category_t = _text(category, "category", limit=80) or "general"
-    site_t = _text(site, "site", limit=80)
-    source_t = _text(source, "source", limit=32) or "operator"
-    actor_t = _text(actor, "actor", limit=200) or "operator"
-    key_t = _text(key, "key", limit=255)
-    language = _text(reporter_language, "reporter_language", limit=8) or "en"
-    contact = _text(reporter_contact, "reporter_contact", limit=320) or None
-    if custom is not None and not isinstance(custom, dict):
-        raise ValidationError("must be a mapping", field="custom")
-    now = ctx.clock.now()
-    with write_session(ctx.sessions) as session:
-        conn = session.connection()  # the session's one connection, fetched once (this path is hot)
-        snapshot: dict[str, Any] | None = None
-        enabled = False
-        if policy:
-            snapshot, enabled = _load_snapshot(conn, policy)
-        team_id: int | None = None
-        if team:
-            team_id = session.scalars(select(Team.id).where(Team.handle == team)).one_or_none()
-            if team_id is None:
-                raise NotFound(f"no team with handle {team!r}")
-        if key_t and snapshot is not None:
-            joined = _join_existing(session, key_t, snapshot, now, actor_t, summary_t)
-            if joined is not None:
-                esc_mod.notify_work(session, "escalate")
-                return joined
-        sensitive_b = bool(sensitive)
-        row: dict[str, Any] = {
-            "key": key_t or uuid.uuid4().hex,
-            "source": source_t,
-            "summary": summary_t,
-            "details": str(details or ""),
-            "severity": severity_t,
-            "category": category_t,
-            "site": site_t,
-            "status": IncidentStatus.OPEN.value,
-            "sensitive": sensitive_b,
-            "reporter_name": _text(reporter_name, "reporter_name", limit=200) or None,
-            "reporter_contact": contact,
-            "reporter_language": language,
-            "team_id": team_id,
-            "policy_id": snapshot["id"] if snapshot else None,
-            "custom": dict(custom or {}),
-            "trigger_count": 1,
-            "created_at": now,
-            "updated_at": now,
-            "last_triggered_at": now,
-        }
-        row.update(
-            _sla_values(session, ctx, site=site_t, category=category_t, sensitive=sensitive_b, now=now)
-        )
-        incident_id = int(conn.execute(_INSERT_INCIDENT, row).scalar_one())
-        incident = _NewIncident(incident_id, severity_t)
-        events = [
-            {
-                "kind": "triggered",
-                "at": now,
-                "incident_id": incident_id,
-                "escalation_id": None,
-                "actor": actor_t,
-                "message": summary_t,
-                "data": {"severity": severity_t, "source": source_t, "policy": policy},
-            }
-        ]
-        escalation_id: int | None = None
-        due_now = False
-        if snapshot is not None:
-            reason = _why_not_escalated(snapshot, enabled, severity_t)
-            if reason:
-                events.append(
-                    {
-                        "kind": "not_escalated",
-                        "at": now,
-                        "incident_id": incident.id,
-                        "escalation_id": None,
-                        "actor": "system",
-                        "message": reason,
-                        "data": {"policy": snapshot["name"]},
-                    }
-                )
-            else:
-                esc, opens = esc_mod.new_escalation(
-                    cast(Incident, incident), snapshot, Trigger.UNACKNOWLEDGED.value, now
-                )
-                esc.id = escalation_id = _insert_row(conn, _INSERT_ESCALATION, esc)
-                message, data = esc_mod.started_event_data(esc, opens)
-                events.append(
-                    {
-                        "kind": "escalation_started",
-                        "at": now,
-                        "incident_id": incident.id,
-                        "escalation_id": esc.id,
-                        "actor": actor_t,
-                        "message": message,
-                        "data": data,
-                    }
-                )
-                due_now = esc.next_action_at is not None and esc.next_action_at <= now
-        conn.execute(_INSERT_EVENTS, events)
-        if due_now:
-            esc_mod.notify_work(session, "escalate")
-    if due_now:
-        ctx.wake("escalate")
-    return TriggerResult(incident_id=incident_id, escalation_id=escalation_id, deduplicated=False)
-
-
-def _why_not_escalated(snapshot: dict[str, Any], enabled: bool, severity: str) -> str:
-    name = snapshot["name"]
-    if not enabled:
-        return f"policy {name} is disabled; no escalation started"
-    if not esc_mod.severity_matches(snapshot, severity):
-        wanted = ", ".join(str(s) for s in snapshot.get("severity_filter") or [])
-        return f"policy {name} only escalates {wanted}; {severity} is not escalated"
-    triggers = [str(t) for t in snapshot.get("triggers") or []]
-    if triggers and not ({Trigger.UNACKNOWLEDGED.value, Trigger.MANUAL.value} & set(triggers)):
-        return f"policy {name} runs only on {', '.join(triggers)}; no escalation started"
-    return ""
-
-
-def _join_existing(
-    session: Session, key: str, snapshot: dict[str, Any], now: datetime, actor: str, summary: str
-) -> TriggerResult | None:
-    """Dedup: the open incident with this key, if its escalation is live and started within the cooldown."""
-    cooldown = int(snapshot.get("cooldown_seconds") or 0)
-    if cooldown <= 0:
-        return None
-    stmt = (
-        select(Incident, Escalation)
-        .join(Escalation, Escalation.incident_id == Incident.id)
-        .where(Incident.key == key, Incident.status.in_(OPEN_STATUSES), Escalation.state.in_(JOINABLE))
-        .order_by(Escalation.id.desc())
-        .limit(1)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).first()
-    if row is None:
-        return None
-    incident, esc = row
-    if (now - esc.started_at).total_seconds() >= cooldown:
-        return None
-    incident.trigger_count += 1
-    incident.last_triggered_at = now
-    incident.updated_at = now
-    esc.trigger_count += 1
-    esc.updated_at = now
-    timeline.record(
-        session,
-        "retriggered",
-        now,
-        incident_id=incident.id,
-        escalation_id=esc.id,
+    request = TriggerRequest(
+        policy=policy,
+        summary=summary,
+        key=key,
+        severity=severity,
+        category=category,
+        site=site,
+        details=details,
+        source=source,
         actor=actor,
-        message=f"triggered again ({incident.trigger_count} times): {summary}"[:2000],
-        data={"trigger_count": incident.trigger_count},
+        sensitive=sensitive,
+        team=team,
+        reporter_name=reporter_name,
+        reporter_contact=reporter_contact,
+        reporter_language=reporter_language,
+        custom=custom,
     )
-    return TriggerResult(incident_id=incident.id, escalation_id=esc.id, deduplicated=True)
+    return batch.trigger_many(ctx, [request], name_items=False)[0]
+
+
+def trigger_many(ctx: AppContext, requests: Sequence[TriggerRequest]) -> list[TriggerResult]:
+    """Many triggers in one write transaction, durable when it returns; results in request order.
+
+    The same as calling `trigger` once per request in order (dedup included, also between requests of the
+    batch), at a fraction of the cost. Every request is validated first: an invalid one raises
+    ValidationError naming the item and the field ("item 3: summary: must not be empty"), an unknown policy
+    or team NotFound naming the item; either way nothing is stored."""
+    return batch.trigger_many(ctx, requests)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -514,39 +211,20 @@ def acknowledge(ctx: AppContext, ref: int | str, *, by: str, via: str = "console
     by = _text(by, "by", limit=200, required=True)
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
-        incident = _find_incident(session, ref, lock=True)
-        if incident.status not in (IncidentStatus.OPEN, IncidentStatus.ESCALATED):
-            raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be acknowledged")
-        esc = _latest_escalation(session, incident.id, lock=True)
-        incident.acknowledged_at = now
-        incident.acknowledged_by = by
-        old = incident.status
-        incident.status = IncidentStatus.ACKNOWLEDGED.value
-        incident.updated_at = now
-        message = f"acknowledged by {by} via {via}"
-        data = {"via": via, "incident_from": old}
-        if (
-            esc is not None
-            and S.ACKNOWLEDGED in esc_mod.TRANSITIONS[S(esc.state)]
-            and esc.state != S.ACKNOWLEDGED
-        ):
-            esc_mod.transition(
-                session, esc, S.ACKNOWLEDGED, now, actor=by, kind="acknowledged", message=message, data=data
-            )
-            esc.acknowledged_at = now
-            esc.acknowledged_by = by
-            esc_mod._schedule(esc, now)  # an auto-resolving level still resolves on time
-            paging.cancel_pages(session, esc.id, now)
-        else:
-            timeline.record(
-                session, "acknowledged", now, incident_id=incident.id, actor=by, message=message, data=data
-            )
-        paging.write_notices(session, incident, now, "ack", by)
-        _reporter_update(session, incident, now, IncidentStatus.ACKNOWLEDGED.value)
-        esc_mod.notify_work(session, "dispatch")
-        result = _summary(incident, esc)
+        outcome = batch.acknowledge_in(session, [ref], by=by, via=via, now=now)[0]
+        if isinstance(outcome, WatchkeeperError):
+            raise outcome
     ctx.wake("dispatch")
-    return result
+    return outcome
+
+
+def acknowledge_many(
+    ctx: AppContext, refs: Sequence[int | str], *, by: str, via: str = "console"
+) -> list[dict[str, Any]]:
+    """Acknowledge many incidents (ids or keys) in one write transaction: one entry per ref, in order — what
+    `acknowledge` returns, or {"ref", "error", "message"} for a ref that names no incident or one that cannot
+    be acknowledged (the others are acknowledged all the same; see engine.batch.acknowledge_many)."""
+    return batch.acknowledge_many(ctx, refs, by=by, via=via)
 
 
 def resolve(

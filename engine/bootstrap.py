@@ -22,7 +22,7 @@ from engine.context import AppContext
 from engine.db import DatabaseURLError, make_engine, normalise_url, ping
 from engine.errors import ConfigurationError, DatabaseUnavailable
 from engine.logs import redact, register_secret
-from engine.migrate import MigrationStatus, status, upgrade
+from engine.migrate import MigrationStatus, quick_status, status, upgrade
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ def ensure_schema(engine: Engine) -> MigrationStatus:
     """SQLite: upgrade to head. PostgreSQL: refuse unless already at head. Returns the status at the end."""
     label = describe_database(engine.url)
     try:
+        quick = quick_status(engine)
+        if quick is not None:
+            return quick
         now = status(engine)
         if now.at_head:
             return now

@@ -13,21 +13,26 @@ Three tools, each the same in spirit on both databases:
   expires. A claim and its processing commit together, so a crash rolls both back; the lease is what makes a
   claim that outlives its transaction (a node paused by the operating system mid-pass, a long batch) visible,
   and lets another engine take over once it expires.
+* `claim_due_escalation_rows` — the escalate pass's claim: the same rows, with the columns of each escalation
+  and its incident the pass works on, as plain objects (`EscalationRow`, `IncidentRow`) rather than ORM
+  instances. On PostgreSQL the claim and the read are one `SELECT … FOR UPDATE OF escalation SKIP LOCKED`;
+  on SQLite the lease UPDATE … RETURNING, then one SELECT of the claimed rows.
 * `acquire_lease` / `release_lease` — singleton work (housekeeping, statistics roll-ups) through the Lease
   table on both databases: one engine holds the named lease until it releases it or it expires.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, text, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, func, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from engine.models import Base, Escalation, EscalationState, Lease, Page, PageStatus
+from engine.models import Base, Escalation, EscalationState, Incident, Lease, Page, PageStatus
 
 # States the escalate pass acts on: the live ones, and an acknowledged escalation whose level auto-resolves.
 DUE_ESCALATION_STATES = (
@@ -138,6 +143,177 @@ def claim_due_escalations(
         .returning(Escalation.id)
     )
     return list(session.scalars(stmt_u))
+
+
+class IncidentRow:
+    """The columns of a claimed escalation's incident that the escalate pass reads or changes."""
+
+    id: int
+    key: str
+    source: str
+    summary: str
+    details: str
+    severity: str
+    category: str
+    site: str
+    status: str
+    reporter_language: str
+    updated_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def changes(self, before: tuple[Any, ...]) -> bool:
+        """Whether the columns in INCIDENT_WRITABLE differ from `before` (their values when loaded)."""
+        return before != tuple(getattr(self, c) for c in INCIDENT_WRITABLE)
+
+
+class EscalationRow:
+    """A claimed escalation as a plain object: the same attribute names as engine.models.Escalation, so the
+    state machine runs on it unchanged, without ORM bookkeeping; the pass writes it back with one
+    executemany UPDATE per batch."""
+
+    id: int
+    incident_id: int
+    policy_id: int | None
+    policy_name: str
+    policy_snapshot: dict[str, Any]
+    state: str
+    trigger: str
+    current_level: int
+    repeat_no: int
+    repeat_base: int
+    level_started_at: datetime | None
+    level_rounds: dict[str, Any]
+    next_action_at: datetime | None
+    escalation_count: int
+    notification_count: int
+    trigger_count: int
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    incident: IncidentRow
+
+    def __init__(self, values: dict[str, Any], incident: IncidentRow) -> None:
+        self.__dict__.update(values)
+        self.incident = incident
+
+
+# What the escalate pass may change, and so writes back.
+ESCALATION_WRITABLE = (
+    "state",
+    "current_level",
+    "repeat_no",
+    "repeat_base",
+    "level_started_at",
+    "level_rounds",
+    "next_action_at",
+    "escalation_count",
+    "notification_count",
+    "updated_at",
+    "ended_at",
+    "resolved_at",
+    "resolved_by",
+    "lease_owner",
+    "lease_expires_at",
+)
+INCIDENT_WRITABLE = ("status", "updated_at", "resolved_at", "resolved_by")
+# What is read: every attribute the row classes declare (the snapshot is read as text, see below).
+_ESC_READ = tuple(c for c in EscalationRow.__annotations__ if c not in ("policy_snapshot", "incident"))
+_INC_READ = tuple(IncidentRow.__annotations__)
+_ESC: Any = Escalation.__table__
+_INC: Any = Incident.__table__
+# The snapshot comes as text and is parsed once per distinct text: every escalation of one policy version
+# shares the same snapshot, so a batch usually parses it once.
+_LOAD_COLUMNS = (
+    *[_ESC.c[c] for c in _ESC_READ],
+    cast(_ESC.c.policy_snapshot, Text).label("snapshot_text"),
+    *[_INC.c[c].label(f"i_{c}") for c in _INC_READ],
+)
+_LOAD_FROM = _ESC.join(_INC, _INC.c.id == _ESC.c.incident_id)
+
+
+def _due(now: datetime) -> Any:
+    return and_(_ESC.c.state.in_(DUE_ESCALATION_STATES), _ESC.c.next_action_at <= now)
+
+
+def claim_due_escalation_rows(
+    session: Session, now: datetime, owner: str, limit: int, lease_seconds: float = DEFAULT_LEASE_SECONDS
+) -> list[EscalationRow]:
+    """Up to `limit` due escalations for this engine alone, with their incidents, oldest due first (the same
+    rows and exclusivity as `claim_due_escalations`)."""
+    if dialect_name(session) == "postgresql":
+        # Lock and order the ids alone (a narrow sort), then read the rows and their incidents.
+        locked = (
+            select(_ESC.c.id)
+            .where(_due(now))
+            .order_by(_ESC.c.next_action_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            select(*_LOAD_COLUMNS)
+            .select_from(_LOAD_FROM)
+            .where(_ESC.c.id.in_(locked.scalar_subquery()))
+            .order_by(_ESC.c.next_action_at, _ESC.c.id)
+        )
+        rows = session.execute(stmt).all()
+    else:
+        ids = claim_due_escalations(session, now, owner, limit, lease_seconds)
+        if not ids:
+            return []
+        stmt = (
+            select(*_LOAD_COLUMNS)
+            .select_from(_LOAD_FROM)
+            .where(_ESC.c.id.in_(ids))
+            .order_by(_ESC.c.next_action_at, _ESC.c.id)
+        )
+        rows = session.execute(stmt).all()
+    snapshots: dict[str, dict[str, Any]] = {}
+    incidents: dict[int, IncidentRow] = {}  # one object per incident, as the ORM's identity map would have
+    out: list[EscalationRow] = []
+    n = len(_ESC_READ)
+    for row in rows:
+        raw = row[n] or "{}"
+        snapshot = snapshots.get(raw)
+        if snapshot is None:
+            snapshot = snapshots[raw] = json.loads(raw)
+        values = dict(zip(_ESC_READ, row[:n], strict=True))
+        values["policy_snapshot"] = snapshot
+        values["level_rounds"] = dict(values["level_rounds"] or {})
+        incident = incidents.get(values["incident_id"])
+        if incident is None:
+            incident = IncidentRow(dict(zip(_INC_READ, row[n + 1 :], strict=True)))
+            incidents[values["incident_id"]] = incident
+        out.append(EscalationRow(values, incident))
+    return out
+
+
+# The earliest due time over the states the pass acts on: one index probe per state on (state, next_action_at).
+_NEXT_DUE = select(func.min(text("due"))).select_from(
+    union_all(
+        *[
+            select(func.min(_ESC.c.next_action_at).label("due")).where(_ESC.c.state == state)
+            for state in DUE_ESCALATION_STATES
+        ]
+    ).subquery()
+)
+
+
+def next_escalation_due(session: Session) -> datetime | None:
+    """When the next escalation falls due (possibly already past), or None when none is scheduled."""
+    due = session.execute(_NEXT_DUE).scalar()
+    if isinstance(due, str):  # SQLite returns the aggregate of a union without the column's type
+        due = datetime.fromisoformat(due)
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return due
 
 
 def claim_due_pages(session: Session, now: datetime, limit: int) -> list[int]:

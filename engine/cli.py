@@ -35,7 +35,7 @@ PROG = "watchkeeper"
 CHANNELS = ("sms", "whatsapp", "voice", "email", "webhook", "console")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
-StartConsole = Callable[[Settings], int]
+StartConsole = Callable[..., int]  # (settings, *, smoke=False) -> exit code
 
 
 class VerbUnavailable(Exception):
@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings file (default: WATCHKEEPER_CONFIG, then the platform's config dir)",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check the console starts (database, first window, every part loads), then exit; nobody signs in",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     def add(name: str, help_text: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -851,6 +856,8 @@ def main(argv: Sequence[str] | None = None, start_console: StartConsole | None =
             if start_console is None:
                 err.write(f"{PROG}: the console is not available in this build; see `{PROG} --help`\n")
                 return 1
+            if args.smoke_test:
+                return int(start_console(settings, smoke=True))
             return int(start_console(settings))
         return COMMANDS[command](Runner(args, settings, out, err))
     except VerbUnavailable as exc:

@@ -59,6 +59,7 @@ from engine.ratelimit import RateLimiter
 from engine.timeline import record
 
 log = logging.getLogger(__name__)
+_OUTBOX_T: Any = OutboxMessage.__table__
 
 # Forward-only lifecycle. Failures rank above "sent" (a provider may report failure after accepting) but
 # below "delivered" and "read" (a delivered message does not become undelivered by a late, reordered callback).
@@ -77,6 +78,8 @@ MAX_BACKOFF_SECONDS = 900.0
 WHATSAPP_WINDOW = timedelta(hours=24)
 # Threads per channel: Twilio takes many parallel requests, an SMTP server a few, the console needs one.
 DEFAULT_WORKERS = {"sms": 24, "whatsapp": 16, "voice": 4, "email": 4, "webhook": 16, "console": 2}
+# Rows a claim reads beyond the free slots of the channels it last saw work for.
+CLAIM_SLACK = 32
 
 
 def status_rank(status: str) -> int:
@@ -127,6 +130,7 @@ class Dispatcher:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
     workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
+    recent_channels: set[str] = field(default_factory=set)
 
     def capacity(self, channel: str) -> int:
         return self.workers.get(channel, 4) * 4
@@ -138,6 +142,15 @@ class Dispatcher:
     def free_slots(self, channel: str) -> int:
         with self.lock:
             return self.capacity(channel) - self.inflight.get(channel, 0)
+
+    def claim_limit(self, limit: int) -> int:
+        """How many due rows a claim should read: no more than the free slots of the channels that had work
+        last time (plus some, to see channels that have work now), so a pass does not load hundreds of rows
+        only to leave them for later because their pools are full."""
+        with self.lock:
+            channels = self.recent_channels or set(self.workers)
+            free = sum(max(0, self.capacity(ch) - self.inflight.get(ch, 0)) for ch in channels)
+        return max(1, min(limit, free + CLAIM_SLACK))
 
     def submit(self, sender: Sender, message: OutgoingMessage, attempt: int) -> Future[None]:
         with self.lock:
@@ -252,20 +265,44 @@ class ClaimStats:
     held_rate: int = 0
 
 
+# What a claim reads of each due message (plain rows, not ORM objects: a claim reads hundreds a second).
+_CLAIM_COLUMNS = [
+    _OUTBOX_T.c[name]
+    for name in (
+        "id",
+        "channel",
+        "address",
+        "body",
+        "subject",
+        "body_html",
+        "kind",
+        "idempotency_key",
+        "incident_id",
+        "escalation_id",
+        "page_id",
+        "person_id",
+        "template_id",
+        "critical",
+        "attempts",
+    )
+]
+
+
 def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bool) -> Any:
-    query = select(OutboxMessage).where(
-        OutboxMessage.status == MessageStatus.PENDING.value,
-        or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+    t = _OUTBOX_T
+    query = select(*_CLAIM_COLUMNS).where(
+        t.c.status == MessageStatus.PENDING.value,
+        or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
     )
     excluded = list(exclude)
     if excluded:
-        query = query.where(OutboxMessage.channel.not_in(excluded))
+        query = query.where(t.c.channel.not_in(excluded))
     if pages_only:
-        query = query.where(OutboxMessage.kind == "page")
-    return query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+        query = query.where(t.c.kind == "page")
+    return query.order_by(t.c.id).limit(limit).with_for_update(skip_locked=True)
 
 
-def _whatsapp_last_inbound(session: Session, rows: list[OutboxMessage]) -> dict[int, datetime]:
+def _whatsapp_last_inbound(session: Session, rows: list[Any]) -> dict[int, datetime]:
     """Last WhatsApp message from each person (by person id), for the 24-hour session window."""
     person_ids = {r.person_id for r in rows if r.channel == "whatsapp" and r.person_id is not None}
     if not person_ids:
@@ -282,7 +319,7 @@ def _whatsapp_last_inbound(session: Session, rows: list[OutboxMessage]) -> dict[
     return out
 
 
-def _content_sids(session: Session, rows: list[OutboxMessage]) -> dict[tuple[str, int | None], str]:
+def _content_sids(session: Session, rows: list[Any]) -> dict[tuple[str, int | None], str]:
     """WhatsApp content template SIDs: by the row's template, else the active one for its kind."""
     wanted = [r for r in rows if r.channel == "whatsapp"]
     if not wanted:
@@ -317,7 +354,9 @@ def _claim(
     deadline = now + timedelta(seconds=settings.send_deadline_seconds)
     with write_session(ctx.sessions) as session:
         pages_only = not switches.notifications_enabled(session)
-        rows = list(session.execute(_due_query(now, limit, dispatcher.saturated(), pages_only)).scalars())
+        wanted = dispatcher.claim_limit(limit)
+        rows = list(session.execute(_due_query(now, wanted, dispatcher.saturated(), pages_only)))
+        dispatcher.recent_channels = {r.channel for r in rows}
         if not rows:
             return out, stats
         page_ids = {r.page_id for r in rows if r.page_id is not None}
@@ -336,6 +375,7 @@ def _claim(
         content_sids = _content_sids(session, rows)
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
         sending_ids: list[int] = []
+        holds: list[dict[str, Any]] = []
         public = settings.public_base_url.rstrip("/")
         for row in rows:
             page = pages.get(row.page_id) if row.page_id is not None else None
@@ -345,6 +385,7 @@ def _claim(
                 quiet_end = hours.quiet_hours_end(now, person.quiet_start, person.quiet_end, person.timezone)
                 if quiet_end is not None:
                     _hold(session, row, quiet_end, "quiet_hours", now)
+                    holds.append({"b_id": row.id, "b_until": quiet_end, "b_reason": "quiet_hours"})
                     stats.held_quiet += 1
                     continue
             if free.get(row.channel, 0) <= 0:
@@ -352,13 +393,11 @@ def _claim(
             decision = dispatcher.limiter.check(row.channel, row.address, now)
             if not decision.allowed:
                 until = now + timedelta(seconds=max(decision.wait_seconds, 0.001))
-                row.next_attempt_at = until
-                row.hold_reason = "rate_limit"
-                row.updated_at = now
+                holds.append({"b_id": row.id, "b_until": until, "b_reason": "rate_limit"})
                 stats.held_rate += 1
                 continue
             free[row.channel] -= 1
-            # Marked `sending` below in one UPDATE for the whole batch; the row object is not changed.
+            # Marked `sending` below in one UPDATE for the whole batch.
             attempts = (row.attempts or 0) + 1
             sending_ids.append(row.id)
             reply_code = page.reply_code if page is not None else None
@@ -397,6 +436,8 @@ def _claim(
                 )
             )
             stats.claimed += 1
+        if holds:
+            session.connection().execute(_HOLD, [{**h, "b_now": now} for h in holds])
         if sending_ids:
             session.connection().execute(
                 update(_OUTBOX_T)
@@ -413,12 +454,19 @@ def _claim(
     return out, stats
 
 
-def _hold(session: Session, row: OutboxMessage, until: datetime, reason: str, now: datetime) -> None:
-    """Keep a message for later (never drop it). The page's confirmation window is engine.paging's business:
-    its confirm pass sees the message unsent and waits for it."""
-    row.next_attempt_at = until
-    row.hold_reason = reason
-    row.updated_at = now
+_HOLD = (
+    update(_OUTBOX_T)
+    .where(_OUTBOX_T.c.id == bindparam("b_id"))
+    .values(
+        next_attempt_at=bindparam("b_until"), hold_reason=bindparam("b_reason"), updated_at=bindparam("b_now")
+    )
+)
+
+
+def _hold(session: Session, row: Any, until: datetime, reason: str, now: datetime) -> None:
+    """The timeline event of keeping a message for later (never dropping it); the row itself is moved by
+    _HOLD with the rest of the claim. The page's confirmation window is engine.paging's business: its
+    confirm pass sees the message unsent and waits for it."""
     record(
         session,
         "message_held",
@@ -465,10 +513,27 @@ def _record_outcomes(
     dispatcher = dispatcher_for(ctx)
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
-        ids = [o.message_id for o in outcomes]
-        rows = {
-            r.id: r for r in session.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids))).scalars()
-        }
+        # The common case, one "sent" answer per message, needs a few columns and is written in bulk; only
+        # messages that fail, retry, carry an event or have more than one answer here are loaded as objects.
+        seen: set[int] = set()
+        need_objects: set[int] = set()
+        for o in outcomes:
+            if o.message_id in seen or o.result is None or o.result.event_kind:
+                need_objects.add(o.message_id)
+            seen.add(o.message_id)
+        plain = list(seen - need_objects)
+        rows: dict[int, Any] = (
+            {r.id: r for r in session.execute(select(*_RECORD_COLUMNS).where(_OUTBOX_T.c.id.in_(plain)))}
+            if plain
+            else {}
+        )
+        if need_objects:
+            rows.update(
+                (r.id, r)
+                for r in session.execute(
+                    select(OutboxMessage).where(OutboxMessage.id.in_(list(need_objects)))
+                ).scalars()
+            )
         sent_updates: list[dict[str, Any]] = []
         sent_events: list[dict[str, Any]] = []
         bulk_ids: set[int] = set()
@@ -542,7 +607,22 @@ def _record_outcomes(
     return stats
 
 
-_OUTBOX_T: Any = OutboxMessage.__table__
+# What recording a plain "sent" answer reads of a message (see _success_params and _sent_event).
+_RECORD_COLUMNS = [
+    _OUTBOX_T.c[name]
+    for name in (
+        "id",
+        "status",
+        "claimed_by",
+        "attempts",
+        "incident_id",
+        "escalation_id",
+        "channel",
+        "address",
+        "kind",
+        "delivered_at",
+    )
+]
 _MARK_SENT = (
     update(_OUTBOX_T)
     .where(_OUTBOX_T.c.id == bindparam("b_id"))
@@ -566,7 +646,7 @@ _MARK_SENT = (
 _INSERT_EVENT = insert(Event)
 
 
-def _success_params(row: OutboxMessage, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
+def _success_params(row: Any, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
     """_apply_success's changes as parameters of _MARK_SENT (the row object itself is left as loaded)."""
     delivered = status in (MessageStatus.DELIVERED.value, MessageStatus.READ.value)
     return {
@@ -583,7 +663,7 @@ def _success_params(row: OutboxMessage, result: SendResult, status: str, now: da
     }
 
 
-def _sent_event(row: OutboxMessage, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
+def _sent_event(row: Any, result: SendResult, status: str, now: datetime) -> dict[str, Any]:
     """The "message_sent" timeline event of _apply_success, as a row for _INSERT_EVENT."""
     label = "simulated " if result.simulated else ""
     return {
@@ -673,6 +753,18 @@ def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, now: datetime) -> in
     """Messages left `sending` past their deadline: re-queue (an attempt used) or fail when none are left."""
     settings = ctx.settings
     recovered = 0
+    # Nearly always there is nothing to recover: a plain read says so without taking SQLite's write lock.
+    with ctx.db.connect() as conn:
+        overdue = conn.execute(
+            select(_OUTBOX_T.c.id)
+            .where(
+                _OUTBOX_T.c.status == MessageStatus.SENDING.value,
+                _OUTBOX_T.c.sending_deadline < now,
+            )
+            .limit(1)
+        ).first()
+    if overdue is None:
+        return 0
     with write_session(ctx.sessions) as session:
         rows = list(
             session.execute(

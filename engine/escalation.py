@@ -17,17 +17,27 @@ keeps time in memory: each row's `next_action_at` is the whole schedule, so any 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
 from engine import paging, timeline
-from engine.claims import DEFAULT_LEASE_SECONDS, claim_due_escalations, dialect_name
-from engine.db import write_session
+from engine.claims import (
+    DEFAULT_LEASE_SECONDS,
+    ESCALATION_WRITABLE,
+    INCIDENT_WRITABLE,
+    EscalationRow,
+    claim_due_escalation_rows,
+    dialect_name,
+    next_escalation_due,
+)
+from engine.db import read_session, write_session
 from engine.errors import InvalidTransition, ValidationError
 from engine.hours import next_business_open
 from engine.models import (
@@ -40,6 +50,7 @@ from engine.models import (
     Severity,
     Trigger,
 )
+from engine.paging import AnyEscalation, AnyIncident
 from engine.targets import Resolution, TargetCache, describe_target, resolve_target
 
 if TYPE_CHECKING:
@@ -67,7 +78,11 @@ TRANSITIONS: dict[EscalationState, frozenset[EscalationState]] = {
 LIVE = frozenset({S.PENDING, S.ACTIVE, S.ESCALATING})
 # States an operator's acknowledge/resolve/cancel still applies to (the escalation has not been closed).
 OPEN = frozenset({S.PENDING, S.ACTIVE, S.ESCALATING, S.ACKNOWLEDGED, S.TIMED_OUT, S.FAILED})
-DEFAULT_BATCH = 200
+# Escalations per claim and transaction: big enough to spread each statement's cost over many rows, small
+# enough that the write lock (SQLite) and the row locks (PostgreSQL) are held for a fraction of a second.
+DEFAULT_BATCH = 500
+# PostgreSQL: batches of one backlog worked at the same time (escalate_pass).
+PARALLEL_BATCHES = 2
 
 
 def can_transition(frm: str, to: str) -> bool:
@@ -76,7 +91,7 @@ def can_transition(frm: str, to: str) -> bool:
 
 def transition(
     session: Session,
-    esc: Escalation,
+    esc: AnyEscalation,
     to: EscalationState,
     now: datetime,
     *,
@@ -95,7 +110,7 @@ def transition(
         esc.next_action_at = None
     if to in (S.RESOLVED, S.CANCELLED, S.TIMED_OUT, S.FAILED):
         esc.ended_at = now
-    timeline.record(
+    timeline.emit(
         session,
         kind or f"escalation_{to.value}",
         now,
@@ -240,7 +255,7 @@ def start_escalation(
     session.add(esc)
     session.flush()
     msg, data = started_event_data(esc, opens)
-    timeline.record(
+    timeline.emit(
         session,
         "escalation_started",
         now,
@@ -260,8 +275,8 @@ def start_escalation(
 
 def page_round(
     session: Session,
-    esc: Escalation,
-    incident: Incident,
+    esc: AnyEscalation,
+    incident: AnyIncident,
     now: datetime,
     cache: TargetCache,
     buffer: paging.PageBuffer | None = None,
@@ -281,7 +296,7 @@ def page_round(
             found = Resolution(unresolved=f"could not be resolved: {exc}")
         if found.unresolved:
             unresolved += 1
-            timeline.record(
+            timeline.emit(
                 session,
                 "target_unresolved",
                 now,
@@ -296,6 +311,7 @@ def page_round(
         for person in found.people:
             people.setdefault(person.id, person)
     paged: list[int] = []
+    require_ack = bool(level.get("require_ack", True))
     for person in people.values():
         page = paging.start_page(
             session,
@@ -305,11 +321,11 @@ def page_round(
             esc.repeat_no,
             person,
             incident=incident,
-            require_confirmation=bool(level.get("require_ack", True)),
+            require_confirmation=require_ack,
             critical=critical,
             buffer=buffer,
         )
-        if page is not None:
+        if page is not None or buffer is not None:  # a buffered page is checked when the batch is written
             paged.append(person.id)
     written_addresses: list[str] = []
     for index, target in addresses:
@@ -350,7 +366,7 @@ def page_round(
     }
 
 
-def _schedule(esc: Escalation, now: datetime) -> None:
+def _schedule(esc: AnyEscalation, now: datetime) -> None:
     """Set `next_action_at` for an ACTIVE (or ACKNOWLEDGED) escalation from its level's timing."""
     snap = esc.policy_snapshot
     level = _level(snap, esc.current_level)
@@ -377,8 +393,8 @@ def _schedule(esc: Escalation, now: datetime) -> None:
 
 def enter_level(
     session: Session,
-    esc: Escalation,
-    incident: Incident,
+    esc: AnyEscalation,
+    incident: AnyIncident,
     number: int,
     now: datetime,
     cache: TargetCache,
@@ -420,12 +436,12 @@ def enter_level(
     _schedule(esc, now)
 
 
-def _time_out(session: Session, esc: Escalation, now: datetime, why: str) -> None:
+def _time_out(session: Session, esc: AnyEscalation, now: datetime, why: str) -> None:
     transition(session, esc, S.TIMED_OUT, now, message=why, data={"level": esc.current_level})
     paging.cancel_pages(session, esc.id, now)
 
 
-def auto_resolve(session: Session, esc: Escalation, incident: Incident, now: datetime) -> None:
+def auto_resolve(session: Session, esc: AnyEscalation, incident: AnyIncident, now: datetime) -> None:
     level = esc.current_level
     transition(
         session,
@@ -454,7 +470,7 @@ def auto_resolve(session: Session, esc: Escalation, incident: Incident, now: dat
 
 def process_escalation(
     session: Session,
-    esc: Escalation,
+    esc: AnyEscalation,
     now: datetime,
     cache: TargetCache,
     buffer: paging.PageBuffer | None = None,
@@ -474,7 +490,7 @@ def process_escalation(
         opens = business_hours_wait(snap, incident.severity, now)
         if opens is not None:
             esc.next_action_at = opens
-            timeline.record(
+            timeline.emit(
                 session,
                 "waiting_business_hours",
                 now,
@@ -516,7 +532,7 @@ def process_escalation(
         esc.repeat_no += 1
         esc.updated_at = now
         summary = page_round(session, esc, incident, now, cache, buffer)
-        timeline.record(
+        timeline.emit(
             session,
             "level_repeated",
             now,
@@ -537,16 +553,66 @@ def notify_work(session: Session, pass_name: str) -> None:
         session.execute(text("SELECT pg_notify('watchkeeper_work', :p)"), {"p": pass_name})
 
 
+def next_due(ctx: AppContext) -> datetime | None:
+    """When the next escalation falls due (possibly already past); None when nothing is scheduled."""
+    with read_session(ctx.sessions) as session:
+        return next_escalation_due(session)
+
+
 def escalate_pass(
     ctx: AppContext,
     *,
     limit: int = DEFAULT_BATCH,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_batches: int = 50,
+    workers: int | None = None,
 ) -> int:
-    """Claim due escalations batch by batch and move each on; returns how many were processed."""
+    """Claim due escalations batch by batch and move each on; returns how many were processed.
+
+    A batch that comes back full means a backlog. On PostgreSQL the rest of it is then worked by `workers`
+    threads at once (default PARALLEL_BATCHES), each claiming its own batches with SKIP LOCKED: while one
+    waits for the database, another prepares its rows. SQLite has one writer at a time, so it goes on in
+    this thread."""
+    budget = _BatchBudget(max_batches)
+    total = _drain(ctx, limit, lease_seconds, budget, first_only=True)
+    if total == limit and budget.left():
+        n = workers if workers is not None else PARALLEL_BATCHES
+        if n > 1 and dialect_name_of(ctx) == "postgresql":
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="escalate") as pool:
+                futures = [pool.submit(_drain, ctx, limit, lease_seconds, budget) for _ in range(n)]
+                total += sum(f.result() for f in futures)
+        else:
+            total += _drain(ctx, limit, lease_seconds, budget)
+    if total:
+        ctx.wake("dispatch")
+    return total
+
+
+class _BatchBudget:
+    """How many more batches one pass may claim, shared by its threads."""
+
+    def __init__(self, batches: int) -> None:
+        self._left = batches
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def left(self) -> bool:
+        with self._lock:
+            return self._left > 0
+
+
+def _drain(
+    ctx: AppContext, limit: int, lease_seconds: float, budget: _BatchBudget, *, first_only: bool = False
+) -> int:
+    """Batches until one comes back short of `limit` (nothing more is due) or the budget is spent."""
     total = 0
-    for _ in range(max_batches):
+    while budget.take():
         now = ctx.clock.now()
         try:
             done = _escalate_batch(ctx, now, limit, lease_seconds)
@@ -558,56 +624,92 @@ def escalate_pass(
             log.info("escalate pass: database busy (another engine is writing); retrying next tick")
             break
         total += done
-        if done < limit:
+        if done < limit or first_only:
             break
-    if total:
-        ctx.wake("dispatch")
     return total
+
+
+def dialect_name_of(ctx: AppContext) -> str:
+    return str(ctx.db.dialect.name)
 
 
 def _escalate_batch(ctx: AppContext, now: datetime, limit: int, lease_seconds: float) -> int:
     """Claim and process one batch in one transaction; how many escalations it held.
 
-    The batch is processed as a whole first: pages and their first messages are buffered and written with a
-    few multi-row INSERT … ON CONFLICT DO NOTHING statements, the escalations' changes go out in one flush.
-    If anything in the batch fails (a broken snapshot, a page another engine already wrote), the batch is
-    rolled back to its savepoint and processed again row by row, each escalation in its own savepoint, so one
-    bad escalation only ever fails itself."""
+    The batch is processed as a whole first, on plain rows (engine.claims.EscalationRow) rather than ORM
+    instances: pages and their first messages are buffered and written with a few multi-row INSERT … ON
+    CONFLICT DO NOTHING statements, events with one INSERT, the escalations' changes with one executemany
+    UPDATE. If anything in the batch fails (a broken snapshot, a page another engine already wrote), the batch
+    is rolled back to its savepoint and processed again row by row on ORM instances, each escalation in its
+    own savepoint, so one bad escalation only ever fails itself."""
     with write_session(ctx.sessions) as session:
-        ids = claim_due_escalations(session, now, ctx.node_id, limit, lease_seconds)
-        if not ids:
+        rows = claim_due_escalation_rows(session, now, ctx.node_id, limit, lease_seconds)
+        if not rows:
             return 0
-        escs = session.scalars(
-            select(Escalation)
-            .options(joinedload(Escalation.incident))
-            .where(Escalation.id.in_(ids))
-            .order_by(Escalation.next_action_at, Escalation.id)
-        ).all()
         cache = TargetCache(session)
-        if not _process_batch(session, escs, now, cache):
+        if not _process_batch(session, rows, now, cache):
+            escs = session.scalars(
+                select(Escalation)
+                .options(joinedload(Escalation.incident))
+                .where(Escalation.id.in_([r.id for r in rows]))
+                .order_by(Escalation.next_action_at, Escalation.id)
+            ).all()
             _process_rows(session, escs, now, cache)
         notify_work(session, "dispatch")
-    return len(ids)
+    return len(rows)
 
 
-def _process_batch(session: Session, escs: Sequence[Escalation], now: datetime, cache: TargetCache) -> bool:
+_ESC_TABLE: Any = Escalation.__table__
+_INC_TABLE: Any = Incident.__table__
+# One statement shape for every row of a batch (executemany): all the columns the pass may change.
+_WRITE_ESCALATION = (
+    update(_ESC_TABLE)
+    .where(_ESC_TABLE.c.id == bindparam("b_id"))
+    .values({c: bindparam(f"b_{c}") for c in ESCALATION_WRITABLE})
+)
+_WRITE_INCIDENT = (
+    update(_INC_TABLE)
+    .where(_INC_TABLE.c.id == bindparam("b_id"))
+    .values({c: bindparam(f"b_{c}") for c in INCIDENT_WRITABLE})
+)
+
+
+def _process_batch(
+    session: Session, rows: Sequence[EscalationRow], now: datetime, cache: TargetCache
+) -> bool:
     """Every escalation of the batch at once; False (and nothing written) when the batch must go row by row."""
+    incidents = {r.incident.id: r.incident for r in rows}
+    before = {i: tuple(getattr(inc, c) for c in INCIDENT_WRITABLE) for i, inc in incidents.items()}
     try:
-        with session.begin_nested(), session.no_autoflush:
+        with session.begin_nested(), session.no_autoflush, timeline.EventBuffer(session) as events:
             buffer = paging.PageBuffer()
-            for esc in escs:
+            for esc in rows:
                 process_escalation(session, esc, now, cache, buffer)
                 esc.lease_owner = None
                 esc.lease_expires_at = None
             buffer.flush(session, now)
-            session.flush()
+            events.flush()
+            conn = session.connection()
+            conn.execute(
+                _WRITE_ESCALATION,
+                [{"b_id": r.id, **{f"b_{c}": getattr(r, c) for c in ESCALATION_WRITABLE}} for r in rows],
+            )
+            changed = [inc for i, inc in incidents.items() if inc.changes(before[i])]
+            if changed:
+                conn.execute(
+                    _WRITE_INCIDENT,
+                    [
+                        {"b_id": inc.id, **{f"b_{c}": getattr(inc, c) for c in INCIDENT_WRITABLE}}
+                        for inc in changed
+                    ],
+                )
         return True
     except OperationalError as exc:
         if "locked" in str(exc).lower():
             raise  # SQLite busy: the whole batch is retried next tick
-        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(escs), exc)
+        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(rows), exc)
     except Exception as exc:
-        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(escs), exc)
+        log.warning("escalate pass: batch of %s failed (%s); processing it row by row", len(rows), exc)
     return False
 
 

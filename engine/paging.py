@@ -25,7 +25,13 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from engine import timeline
-from engine.claims import claim_due_pages, insert_ignore, insert_ignore_statement
+from engine.claims import (
+    EscalationRow,
+    IncidentRow,
+    claim_due_pages,
+    insert_ignore,
+    insert_ignore_statement,
+)
 from engine.db import write_session
 from engine.hours import quiet_hours_end
 from engine.models import (
@@ -45,6 +51,10 @@ if TYPE_CHECKING:
     from engine.context import AppContext
 
 log = logging.getLogger(__name__)
+
+# The escalate pass works on plain rows (engine.claims); everything else on ORM instances.
+AnyEscalation = Escalation | EscalationRow
+AnyIncident = Incident | IncidentRow
 
 OPEN_PAGE_STATUSES = (PageStatus.ACTIVE.value, PageStatus.HELD.value)
 # A step whose message has not gone out yet (dispatcher busy, rate limit) is looked at again after this.
@@ -105,7 +115,7 @@ def page_key(escalation_id: int | None, level: int, repeat_no: int, person_id: i
 # --------------------------------------------------------------------------------------------------------
 
 
-def incident_context(incident: Incident) -> dict[str, Any]:
+def incident_context(incident: AnyIncident) -> dict[str, Any]:
     return {
         "incident_id": incident.id,
         "key": incident.key,
@@ -254,7 +264,7 @@ def _outbox_values(
 
 
 def _write_step(
-    session: Session, page: Page, person: Person | None, incident: Incident, now: datetime
+    session: Session, page: Page, person: Person | None, incident: AnyIncident, now: datetime
 ) -> tuple[int | None, datetime | None]:
     """Write the message for the page's current step; (outbox id, held-until)."""
     entry = page.chain[page.step]
@@ -312,7 +322,7 @@ def new_reply_code() -> str:
 
 
 def _page_values(
-    escalation: Escalation,
+    escalation: AnyEscalation,
     level: int,
     repeat_no: int,
     person: Person,
@@ -347,6 +357,9 @@ def _page_values(
     return chain, values
 
 
+_PAGE_KEY = ("escalation_id", "level", "repeat_no", "person_id")
+
+
 class PageConflict(Exception):
     """A buffered page was already in the database (another engine or an earlier pass wrote it)."""
 
@@ -359,22 +372,30 @@ class PageBuffer:
     CHUNK = 400
 
     def __init__(self) -> None:
-        self._items: list[tuple[dict[str, Any], Person, Incident, Any]] = []
+        self._items: list[tuple[dict[str, Any], Person, AnyIncident, Any]] = []
         self._renders: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
     def add(
-        self, session: Session, values: dict[str, Any], person: Person, incident: Incident, now: datetime
-    ) -> Page:
-        event: Any = None
+        self, session: Session, values: dict[str, Any], person: Person, incident: AnyIncident, now: datetime
+    ) -> None:
+        """Buffer one page (its row values) and, with the batch, its first message."""
+        event: dict[str, Any] | None = None  # the data of the event that gets the page id once written
         if not values["chain"]:
-            page = Page(**values)
-            event = _record_exhausted_at_start(session, page, person, now, int(values["level"]))
+            event = _record_exhausted_at_start(
+                session,
+                values["incident_id"],
+                values["escalation_id"],
+                None,
+                person,
+                now,
+                int(values["level"]),
+            )
         elif values["status"] == PageStatus.HELD.value:
             held_until = values["last_attempt_at"]
-            event = timeline.record(
+            event = timeline.emit(
                 session,
                 "page_held",
                 now,
@@ -384,7 +405,6 @@ class PageBuffer:
                 data={"page_id": None, "person_id": values["person_id"], "until": held_until.isoformat()},
             )
         self._items.append((values, person, incident, event))
-        return Page(**values)
 
     def _render(
         self, session: Session, channel: str, language: str, context: dict[str, Any]
@@ -400,20 +420,13 @@ class PageBuffer:
         """Write every buffered page and first message; how many pages. PageConflict if any existed."""
         items, self._items = self._items, []
         conn = session.connection()
-        key_cols = ("escalation_id", "level", "repeat_no", "person_id")
+        key_cols = _PAGE_KEY
         for start in range(0, len(items), self.CHUNK):
             chunk = items[start : start + self.CHUNK]
-            escalation_ids = sorted({v["escalation_id"] for v, _p, _i, _e in chunk})
-            wanted = {tuple(v[c] for c in key_cols) for v, _p, _i, _e in chunk}
-            if wanted & self._existing(conn, escalation_ids).keys():
-                raise PageConflict("a page of this batch was already written")
-            rows = [v for v, _p, _i, _e in chunk]
-            # One statement, many rows (executemany; the statement is compiled once per process).
-            conn.execute(insert_ignore_statement(Page, list(rows[0]), list(key_cols)), rows)
-            ids = self._existing(conn, escalation_ids)
+            ids = self._write_pages(conn, [v for v, _p, _i, _e in chunk])
             for values, _person, _incident, event in chunk:
                 if event is not None:
-                    event.data = {**event.data, "page_id": ids[tuple(values[c] for c in key_cols)]}
+                    event["page_id"] = ids[tuple(values[c] for c in key_cols)]
             # The batch's ORM changes go out now: rendering with a clean session is cheap (the template
             # cache looks at the session's pending changes on every render).
             session.flush()
@@ -462,6 +475,17 @@ class PageBuffer:
                 conn.execute(stmt, outbox)
         return len(items)
 
+    def _write_pages(self, conn: Any, rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], int]:
+        """Insert the pages; {(escalation, level, repeat, person): page id}. PageConflict if any existed.
+
+        One statement, many rows (executemany: sqlite3 steps one prepared statement per row, psycopg pipelines
+        them; both measured faster here than multi-row VALUES); the statement is compiled once per process.
+        A page that was already there is skipped by ON CONFLICT DO NOTHING and shows in the row count."""
+        written = conn.execute(insert_ignore_statement(Page, list(rows[0]), list(_PAGE_KEY)), rows)
+        if written.rowcount != len(rows):
+            raise PageConflict("a page of this batch was already written")
+        return self._existing(conn, sorted({v["escalation_id"] for v in rows}))
+
     @staticmethod
     def _existing(conn: Any, escalation_ids: list[int]) -> dict[tuple[Any, ...], int]:
         """{(escalation, level, repeat, person): page id} for the pages of these escalations."""
@@ -476,12 +500,12 @@ class PageBuffer:
 def start_page(
     session: Session,
     now: datetime,
-    escalation: Escalation,
+    escalation: AnyEscalation,
     level: int,
     repeat_no: int,
     person: Person,
     *,
-    incident: Incident | None = None,
+    incident: AnyIncident | None = None,
     require_confirmation: bool = True,
     critical: bool | None = None,
     buffer: PageBuffer | None = None,
@@ -489,15 +513,16 @@ def start_page(
     """Write the Page and its first outbox message; None when this page was already written (another engine,
     or a retried pass). A person with no usable channel gets an EXHAUSTED page and an event.
 
-    With a `buffer` (the escalate pass's batch) nothing is written yet: the page and its message go in with
-    the rest of the batch at `buffer.flush`, which raises PageConflict when any of them was already written
-    (the caller then processes the batch row by row). The page returned is not attached to the session."""
+    With a `buffer` (the escalate pass's batch) nothing is written yet and None is returned: the page and its
+    message go in with the rest of the batch at `buffer.flush`, which raises PageConflict when any of them was
+    already written (the caller then processes the batch row by row)."""
     incident = incident or escalation.incident
     if critical is None:
         critical = incident.severity == "critical"
     chain, values = _page_values(escalation, level, repeat_no, person, now, require_confirmation, critical)
     if buffer is not None:
-        return buffer.add(session, values, person, incident, now)
+        buffer.add(session, values, person, incident, now)
+        return None
     written = insert_ignore(
         session, Page, [values], ["escalation_id", "level", "repeat_no", "person_id"], returning=["id"]
     )
@@ -510,23 +535,29 @@ def start_page(
     if page is None:
         return None
     if not chain:
-        _record_exhausted_at_start(session, page, person, now, level)
+        _record_exhausted_at_start(session, page.incident_id, page.escalation_id, page.id, person, now, level)
         return page
     _write_step(session, page, person, incident, now)
     return page
 
 
 def _record_exhausted_at_start(
-    session: Session, page: Page, person: Person, now: datetime, level: int
-) -> Any:
-    return timeline.record(
+    session: Session,
+    incident_id: int | None,
+    escalation_id: int | None,
+    page_id: int | None,
+    person: Person,
+    now: datetime,
+    level: int,
+) -> dict[str, Any]:
+    return timeline.emit(
         session,
         "page_exhausted",
         now,
-        incident_id=page.incident_id,
-        escalation_id=page.escalation_id,
+        incident_id=incident_id,
+        escalation_id=escalation_id,
         message=f"{person.name} has no channel that can be used (no contact, disabled or opted out)",
-        data={"page_id": page.id, "person_id": person.id, "level": level, "channels": []},
+        data={"page_id": page_id, "person_id": person.id, "level": level, "channels": []},
     )
 
 
@@ -684,7 +715,59 @@ _NOTICE_QUERY = (
 )
 
 
-def write_notices(session: Session, incident: Incident, now: datetime, what: str, by: str) -> int:
+def notice_row(
+    session: Session,
+    incident: AnyIncident,
+    page: Any,
+    person: Person,
+    now: datetime,
+    *,
+    what: str,
+    by: str,
+    critical: bool,
+    base: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The outbox row telling one paged person (`page`: their latest page's escalation_id, chain and step)
+    that the incident was acknowledged or resolved; None for an inactive person or the one who acted."""
+    if not person.active or by in (person.handle, person.name):
+        return None
+    # The step that reached them; a chain that ran out ends on its last channel.
+    entry = page.chain[min(page.step, len(page.chain) - 1)]
+    channel = str(entry["channel"])
+    if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
+        usable = build_chain(person)
+        if not usable:
+            return None
+        entry = usable[0]
+        channel = str(entry["channel"])
+    held = _quiet_until(person, now, critical)
+    context = base | {"by": by, "person_name": person.name, "channel": channel}
+    kind = "ack_notice" if what == "ack" else "resolve_notice"
+    subject, body, html = render_message(session, kind, channel, person.language, context)
+    return {
+        "idempotency_key": f"notice:{what}:{incident.id}:{person.id}",
+        "kind": "notice",
+        "incident_id": incident.id,
+        "escalation_id": page.escalation_id,
+        "page_id": None,
+        "person_id": person.id,
+        "level": None,
+        "chain_step": None,
+        "channel": channel,
+        "address": str(entry["address"]),
+        "subject": subject[:500],
+        "body": body,
+        "body_html": html,
+        "critical": critical,
+        "status": MessageStatus.PENDING.value,
+        "next_attempt_at": held or now,
+        "hold_reason": "quiet_hours" if held else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def write_notices(session: Session, incident: AnyIncident, now: datetime, what: str, by: str) -> int:
     """Tell everyone already paged that the incident was acknowledged (`what` "ack") or resolved, on the
     channel that last reached them; the person who acted is not told what they just did. One query for the
     pages and their people, one INSERT … ON CONFLICT DO NOTHING for all notices (keys
@@ -695,49 +778,13 @@ def write_notices(session: Session, incident: Incident, now: datetime, what: str
             latest[r.person_id] = r
     if not latest:
         return 0
-    kind = "ack_notice" if what == "ack" else "resolve_notice"
     critical = incident.severity == "critical"
     base = incident_context(incident)
     rows: list[dict[str, Any]] = []
-    for person_id, r in latest.items():
-        person: Person = r.Person
-        if not person.active or by in (person.handle, person.name):
-            continue
-        # The step that reached them; a chain that ran out ends on its last channel.
-        entry = r.chain[min(r.step, len(r.chain) - 1)]
-        channel = str(entry["channel"])
-        if channel in (person.opted_out_channels or []) or channel in (person.disabled_channels or []):
-            usable = build_chain(person)
-            if not usable:
-                continue
-            entry = usable[0]
-            channel = str(entry["channel"])
-        held = _quiet_until(person, now, critical)
-        context = base | {"by": by, "person_name": person.name, "channel": channel}
-        subject, body, html = render_message(session, kind, channel, person.language, context)
-        rows.append(
-            {
-                "idempotency_key": f"notice:{what}:{incident.id}:{person_id}",
-                "kind": "notice",
-                "incident_id": incident.id,
-                "escalation_id": r.escalation_id,
-                "page_id": None,
-                "person_id": person_id,
-                "level": None,
-                "chain_step": None,
-                "channel": channel,
-                "address": str(entry["address"]),
-                "subject": subject[:500],
-                "body": body,
-                "body_html": html,
-                "critical": critical,
-                "status": MessageStatus.PENDING.value,
-                "next_attempt_at": held or now,
-                "hold_reason": "quiet_hours" if held else None,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+    for r in latest.values():
+        row = notice_row(session, incident, r, r.Person, now, what=what, by=by, critical=critical, base=base)
+        if row is not None:
+            rows.append(row)
     if rows:
         insert_ignore(session, OutboxMessage, rows, ["idempotency_key"])
     return len(rows)

@@ -5,7 +5,10 @@ due; a pass that raises is logged and simply runs again at its next tick, so the
 `wake(name)` runs a pass now instead of at its next tick: api calls it (through `ctx.wake`) after a commit
 that created due work, and on PostgreSQL a listener thread turns NOTIFY "watchkeeper_work" from other
 processes into the same call. A pass never runs twice at once in one process; while it runs, wakes are
-remembered and it runs again straight after. The EngineNode row is this engine's heartbeat, with the time and
+remembered and it runs again straight after. The escalate pass also keeps pace with the due times themselves:
+after each run the runner looks up when the next escalation falls due; while a backlog is due it runs the next
+batch at once instead of waiting for the tick, and a due time before the next tick gets a wake of its own at
+that moment, so due→outbox lag is bounded by the engine's throughput, not by the interval. The EngineNode row is this engine's heartbeat, with the time and
 duration of each pass's last run, for the health page and the console's status bar.
 
 Passes owned by other parts are imported lazily (engine.dispatch, engine.sla, engine.overdue); a build without
@@ -23,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,12 +43,20 @@ VERSION = "0.1.0"
 NOTIFY_CHANNEL = "watchkeeper_work"
 # A pass keeps running while it finds full batches or is woken again, but yields after this long.
 PASS_BUDGET_SECONDS = 5.0
+# Work due that this engine could not take (another engine holds it, the database was busy): look again after.
+DUE_RETRY_SECONDS = 0.5
 
 
 def _pass_escalate(ctx: AppContext) -> Any:
     from engine.escalation import escalate_pass
 
     return escalate_pass(ctx)
+
+
+def _next_escalate_due(ctx: AppContext) -> datetime | None:
+    from engine.escalation import next_due
+
+    return next_due(ctx)
 
 
 def _pass_confirm(ctx: AppContext) -> Any:
@@ -196,6 +207,10 @@ class EngineRunner:
         self._stopping = threading.Event()
         self._listener: threading.Thread | None = None
         self._previous_wake = ctx.wake
+        # Passes whose work has due times, and how to ask for the next one (see _keep_pace).
+        self._next_due: dict[str, Callable[[AppContext], datetime | None]] = (
+            {"escalate": _next_escalate_due} if "escalate" in self.passes else {}
+        )
         self.errors = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -280,9 +295,47 @@ class EngineRunner:
                 until = time.monotonic() + PASS_BUDGET_SECONDS
                 while pending.is_set() and not self._stopping.is_set() and time.monotonic() < until:
                     pending.clear()
-                    self.run_pass(name)
+                    at = self.ctx.clock.now()
+                    result = self.run_pass(name)
+                    self._keep_pace(name, at, result)
             finally:
                 lock.release()
+
+    def _keep_pace(self, name: str, started: datetime, result: Any) -> None:
+        """After a run of a pass with due times (escalate): run again at once while a backlog is due, or wake
+        at the next due time when it comes before the next tick."""
+        due_at = self._next_due.get(name)
+        if due_at is None or self._stopping.is_set():
+            return
+        try:
+            due = due_at(self.ctx)
+        except Exception:  # the tick still runs the pass; this is only a shortcut
+            log.debug("next due time of %s not known", name, exc_info=True)
+            return
+        if due is None:
+            return
+        delay = (due - self.ctx.clock.now()).total_seconds()
+        if delay <= 0:
+            # Due now. Go straight on when this run did work (more of the backlog is waiting) or the row fell
+            # due after the run began; otherwise another engine holds it (or the database was busy, or the
+            # run failed): look again shortly rather than at once.
+            if _count(result) > 0 or due > started:
+                self._pending[name].set()
+                return
+            delay = DUE_RETRY_SECONDS
+        if delay < self.intervals[name]:
+            try:
+                self.scheduler.add_job(
+                    self._run_pass,
+                    "date",
+                    run_date=datetime.now(UTC) + timedelta(seconds=delay),
+                    args=[name],
+                    id=f"due-{name}",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
+            except Exception:  # scheduler shutting down; the interval job will catch up
+                log.debug("due wake of %s not scheduled", name, exc_info=True)
 
     def run_pass(self, name: str) -> Any:
         """One run of one pass, timed; an error is logged and counted, never raised into the scheduler."""

@@ -39,7 +39,9 @@ class Resolution:
 
 
 class TargetCache:
-    """People, teams and schedules looked up once per pass instead of once per escalation."""
+    """People, teams and schedules looked up once per pass instead of once per escalation; who is on call
+    for a schedule is worked out once per (schedule, instant), so a batch paging the same schedule for many
+    escalations at one `now` reads the rotation once."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -47,6 +49,7 @@ class TargetCache:
         self._people_by_id: dict[int, Person | None] = {}
         self._teams: dict[str, Team | None] = {}
         self._schedules: dict[str, int | None] = {}
+        self._on_call: dict[tuple[int, datetime], list[int]] = {}
 
     def person(self, handle: str) -> Person | None:
         if handle not in self._people:
@@ -74,6 +77,16 @@ class TargetCache:
                 select(Schedule.id).where(Schedule.handle == handle)
             ).one_or_none()
         return self._schedules[handle]
+
+    def on_call(self, schedule_id: int, at: datetime) -> list[int]:
+        """Person ids on call for the schedule at `at` (engine.oncall.on_call_at)."""
+        key = (schedule_id, at)
+        found = self._on_call.get(key)
+        if found is None:
+            from engine.oncall import on_call_at
+
+            found = self._on_call[key] = list(on_call_at(self.session, schedule_id, at))
+        return list(found)
 
 
 # Address targets: the channel their message goes out on. A phone target is texted; "voice:+27…" calls.
@@ -119,9 +132,7 @@ def resolve_target(cache: TargetCache, target: dict[str, Any], at: datetime) -> 
         schedule_id = cache.schedule_id(ident)
         if schedule_id is None:
             return Resolution(unresolved=f"no on-call schedule with handle {ident!r}")
-        from engine.oncall import on_call_at
-
-        people = _active([cache.person_by_id(pid) for pid in on_call_at(cache.session, schedule_id, at)])
+        people = _active([cache.person_by_id(pid) for pid in cache.on_call(schedule_id, at)])
         return Resolution(people=people, unresolved="" if people else f"nobody is on call for {ident!r}")
     channel = _ADDRESS_CHANNELS.get(kind)
     if channel is None:

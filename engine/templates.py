@@ -141,6 +141,7 @@ GSM7_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = set("^{}\\[~]|€\f")
+GSM7_ALL = frozenset(GSM7_BASIC | GSM7_EXTENSION)
 
 
 def _pack(units: list[int], single: int, part: int) -> int:
@@ -159,9 +160,15 @@ def _pack(units: list[int], single: int, part: int) -> int:
 
 def sms_info(text: str) -> tuple[str, int, int]:
     """(encoding, segments, chars): "GSM-7" or "UCS-2", SMS parts, and length in septets / UTF-16 units."""
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+    chars = set(text)  # set operations run in C: this is on the path of every message sent
+    if chars <= GSM7_ALL:
+        if chars.isdisjoint(GSM7_EXTENSION):
+            return "GSM-7", (1 if len(text) <= 160 else -(-len(text) // 153)), len(text)
         units = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
         return "GSM-7", _pack(units, 160, 153), sum(units)
+    if text.isascii() or all(ord(ch) < 0x10000 for ch in chars):
+        # One UTF-16 unit per character: no pair to keep together across parts.
+        return "UCS-2", (1 if len(text) <= 70 else -(-len(text) // 67)), len(text)
     units = [len(ch.encode("utf-16-le")) // 2 for ch in text]
     return "UCS-2", _pack(units, 70, 67), sum(units)
 

@@ -29,10 +29,6 @@ class IncidentActions(QObject):
         return self.services.actor
 
     def _run(self, what: str, ids: list[int], call: Callable[[Any, int], Any], verb: str) -> None:
-        if not ids:
-            self.failed.emit(f"{what}: select an incident first (or give its number)")
-            return
-
         def job() -> list[tuple[int, str | None]]:
             from engine import api  # imported late: the console starts even if the engine API is missing
 
@@ -44,6 +40,15 @@ class IncidentActions(QObject):
                 except WatchkeeperError as exc:
                     results.append((incident_id, str(exc)))
             return results
+
+        self._submit(what, ids, job, verb)
+
+    def _submit(
+        self, what: str, ids: list[int], job: Callable[[], list[tuple[int, str | None]]], verb: str
+    ) -> None:
+        if not ids:
+            self.failed.emit(f"{what}: select an incident first (or give its number)")
+            return
 
         def finished(results: list[tuple[int, str | None]]) -> None:
             ok = [i for i, err in results if err is None]
@@ -59,10 +64,20 @@ class IncidentActions(QObject):
         self.services.worker.call(job, finished, crashed, what=what)
 
     def acknowledge(self, ids: list[int]) -> None:
+        """A whole selection in one transaction (engine.api.acknowledge_many): one commit, and an incident
+        another operator handled meanwhile is reported without holding up the rest."""
         ctx, by = self.services.ctx, self._by
-        self._run(
-            "Acknowledge", ids, lambda api, i: api.acknowledge(ctx, i, by=by, via="console"), "Acknowledged"
-        )
+
+        def job() -> list[tuple[int, str | None]]:
+            from engine import api
+
+            answers = api.acknowledge_many(ctx, ids, by=by, via="console")
+            return [
+                (incident_id, str(answer["message"]) if "error" in answer else None)
+                for incident_id, answer in zip(ids, answers, strict=True)
+            ]
+
+        self._submit("Acknowledge", ids, job, "Acknowledged")
 
     def resolve(self, ids: list[int], note: str = "") -> None:
         ctx, by = self.services.ctx, self._by

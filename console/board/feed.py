@@ -3,8 +3,13 @@
 Every query runs on the services' DbWorker; results come back on the GUI thread and go into the model as
 targeted changes. The change feed asks for Event rows with an id above the last one seen about every 300 ms
 (one request in flight at a time, so a slow database never piles up requests); the events name the incidents
-that changed, and their fresh rows come back in the same worker job. On PostgreSQL a LISTEN could shorten the
-wait; the poll alone keeps commit-to-visible well under a second, so it is not used.
+that changed, and their fresh rows come back in the same worker job. On PostgreSQL a LISTEN (listen.py) also
+wakes the feed the moment an engine's NOTIFY commits, so those changes show within a worker round trip; the
+poll stays as the fallback for changes that send no NOTIFY and for SQLite.
+
+The first load shows the top of the board first: one query names the working set with the facts the default
+sort orders on, the rows that sort first (FIRST_PAGE of them) are fetched and shown at once — the window is
+usable from then on — and the rest follow in batches, applied in time-sliced slices below them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from sqlalchemy.orm import Session
 
 from console.board import format as fmt
+from console.board.listen import ChangeListener, can_listen
 from console.board.model import BoardModel
 from console.services import ConsoleServices
 from engine import board
@@ -29,15 +35,18 @@ log = logging.getLogger(__name__)
 FEED_INTERVAL_MS = 300
 HEALTH_INTERVAL_MS = 5_000
 LOAD_BATCH = 2_000
+FIRST_PAGE = 150  # rows fetched and shown before the rest of the working set: more than a screenful
 PAGE_SIZE = 500
 # Rows reach the model in slices, one slice or more per event-loop turn until a turn has used its budget, so
 # a page of 500 older incidents or a burst of changes never holds the GUI thread for long.
-SLICE_ROWS = 100
-TURN_BUDGET_S = 0.012
+SLICE_ROWS = 50
+TURN_BUDGET_S = 0.008
 
 
 class BoardFeed(QObject):
+    first_rows = Signal()  # the top of the board is showing (the rest of the first load is on its way)
     loaded = Signal()  # the first load is complete
+    page_loaded = Signal()  # a page of older incidents is in the model
     database_state = Signal(bool, str)  # (reachable, message)
     health = Signal(dict)
 
@@ -49,6 +58,7 @@ class BoardFeed(QObject):
         self.last_event_id: int | None = None
         self.is_loaded = False
         self._polling = False
+        self._poll_again = False  # a wake-up came while a poll was in flight: poll again when it returns
         self._db_ok = True
         self._timer = QTimer(self)
         self._timer.setInterval(FEED_INTERVAL_MS)
@@ -57,25 +67,39 @@ class BoardFeed(QObject):
         self._health_timer.setInterval(HEALTH_INTERVAL_MS)
         self._health_timer.timeout.connect(self.check_health)
         model.fetch_more_requested.connect(self._fetch_older)
+        self.listener: ChangeListener | None = None
+        if can_listen(services.ctx):
+            self.listener = ChangeListener(services.ctx, self)
+            self.listener.notified.connect(self.wake)
+            services.at_shutdown(self.listener.stop)
         # Slices of rows (rows, from_feed) and follow-ups (callables) waiting for the GUI thread, in order.
         self._queue: deque[tuple[list[dict[str, Any]], bool] | Callable[[], None]] = deque()
         self._drain_scheduled = False
         self._draining = False
+        self._load_order = model.order_for_rows()
 
     # -- first load -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the working set in batches (the GUI inserts each as it arrives), then follow the feed."""
+        """Load the top of the board, then the rest of the working set in batches (the GUI inserts each as it
+        arrives), then follow the feed."""
         now = self.services.ctx.clock.now()
         filters = board.BoardFilter(closed_within=self.closed_within)
+        top_order = self.model.order_for_facts()
+        self._load_order = self.model.order_for_rows()
 
         def first(session: Session) -> tuple[int, list[int], list[dict[str, Any]], bool]:
             # The event id is read first, so nothing committed during the load is missed (rows seen twice
             # are simply updated).
             last = board.latest_event_id(session)
-            ids = board.open_incident_ids(session, filters, now)
+            facts = board.working_set(session, filters, now)
+            ids = [int(f["id"]) for f in facts]
             more = bool(board.closed_ids_before(session, min(ids) if ids else None, limit=1))
-            return last, ids, _board_rows(session, ids[:LOAD_BATCH]), more
+            if top_order is not None and len(facts) > FIRST_PAGE:
+                key, descending = top_order
+                facts.sort(key=key, reverse=descending)
+                ids = [int(f["id"]) for f in facts]
+            return last, ids, _board_rows(session, ids[:FIRST_PAGE]), more
 
         self.services.worker.submit(first, self._on_first, self._on_error, what="loading the board")
 
@@ -84,12 +108,19 @@ class BoardFeed(QObject):
         self.last_event_id = last
         self.model.more_available = more
         self._apply(rows, from_feed=False)
-        rest = ids[LOAD_BATCH:]
+        self.first_rows.emit()
+        rest = ids[FIRST_PAGE:]
+        key, descending = self._load_order
         for start in range(0, len(rest), LOAD_BATCH):
             batch = rest[start : start + LOAD_BATCH]
+
+            def job(session: Session, batch: list[int] = batch) -> list[dict[str, Any]]:
+                # In the board's order, so each slice goes in as one run of rows, not one per row.
+                return sorted(_board_rows(session, batch), key=key, reverse=descending)
+
             self.services.worker.submit(
-                lambda s, b=batch: _board_rows(s, b),
-                lambda r: self._apply(r, from_feed=False),
+                job,
+                lambda r: self._apply(r, from_feed=False, ordered=True),
                 self._on_error,
                 what="loading the board",
             )
@@ -102,12 +133,14 @@ class BoardFeed(QObject):
         self.is_loaded = True
         self._timer.start()
         self._health_timer.start()
+        if self.listener is not None:
+            self.listener.start()
         self.loaded.emit()
         self.check_health()
 
-    def _apply(self, rows: list[dict[str, Any]], *, from_feed: bool) -> None:
-        # Order by id so a batch of new incidents lands in a stable order.
-        rows.sort(key=lambda r: r["id"], reverse=True)
+    def _apply(self, rows: list[dict[str, Any]], *, from_feed: bool, ordered: bool = False) -> None:
+        if not ordered:  # order by id so a batch of new incidents lands in a stable order
+            rows.sort(key=lambda r: r["id"], reverse=True)
         if not self._queue and self.model.rowCount() == 0:
             # An empty board (first load, reload): the rows go in as one block and one repaint; slicing pays
             # for a repaint per slice and made the first load several times slower.
@@ -115,12 +148,22 @@ class BoardFeed(QObject):
             return
         for start in range(0, len(rows), SLICE_ROWS):
             self._queue.append((rows[start : start + SLICE_ROWS], from_feed))
-        self._drain()
+        self._kick()
 
     def _after(self, follow_up: Callable[[], None]) -> None:
         """Run `follow_up` once every slice queued before it has reached the model."""
         self._queue.append(follow_up)
-        self._drain()
+        self._kick()
+
+    def _kick(self) -> None:
+        """A single item (a small change, a follow-up) is applied at once, so a commit shows without waiting
+        a turn; more waits for the drain's own turns. Slices never run inside a worker's delivery, which
+        may share its turn with a paint and the previous drain."""
+        if len(self._queue) == 1:
+            self._drain()
+        elif self._queue and not self._drain_scheduled:
+            self._drain_scheduled = True
+            QTimer.singleShot(0, self, self._drain)
 
     @property
     def pending_slices(self) -> int:
@@ -128,7 +171,7 @@ class BoardFeed(QObject):
 
     def _drain(self) -> None:
         """Apply queued slices until this turn's budget is used, then yield to the event loop (paints, input)
-        and carry on in the next turn. A small update is applied at once, within the call."""
+        and carry on in the next turn."""
         if self._draining:  # a follow-up queued more work: the loop below picks it up in order
             return
         self._drain_scheduled = False
@@ -152,10 +195,25 @@ class BoardFeed(QObject):
 
     # -- change feed ----------------------------------------------------------------------------------------
 
+    @property
+    def listening(self) -> bool:
+        """Whether a PostgreSQL LISTEN connection is up (commits that NOTIFY show without waiting a tick)."""
+        return self.listener is not None and self.listener.listening
+
+    def wake(self) -> None:
+        """A NOTIFY arrived: poll now, or right after the poll in flight (which may have read too early)."""
+        if not self._timer.isActive():  # loading, or stopped
+            return
+        if self._polling:
+            self._poll_again = True
+            return
+        self.poll()
+
     def poll(self) -> None:
         """Ask for changes since the last event seen; one request in flight at a time."""
         if self._polling or self.last_event_id is None:
             return
+        self._poll_again = False
         self._polling = True
         since = self.last_event_id
 
@@ -170,6 +228,8 @@ class BoardFeed(QObject):
         self._set_db_state(True, "")
         last, ids, rows = result
         self.last_event_id = last
+        if self._poll_again:
+            self.poll()
         if rows:
             self._apply(rows, from_feed=True)
         if not ids:
@@ -186,6 +246,7 @@ class BoardFeed(QObject):
 
     def _on_poll_error(self, exc: Exception) -> None:
         self._polling = False
+        self._poll_again = False
         self._set_db_state(False, f"Database unreachable: {_short(exc)}")
 
     def _on_error(self, exc: Exception) -> None:
@@ -222,6 +283,7 @@ class BoardFeed(QObject):
             def finished() -> None:  # only once the page is in: min_closed_id must see all of it
                 self.model.fetching = False
                 self.model.more_available = more
+                self.page_loaded.emit()
 
             self._after(finished)
 
@@ -243,7 +305,14 @@ class BoardFeed(QObject):
             what="checking engine health",
         )
 
+    def close(self) -> None:
+        """Stop for good (the window closes): the timers, and the LISTEN connection."""
+        self.stop()
+        if self.listener is not None:
+            self.listener.stop()
+
     def stop(self) -> None:
+        """Stop following (a reload follows); the LISTEN connection stays up, its wake-ups are ignored."""
         self._timer.stop()
         self._health_timer.stop()
         if self._queue:  # a reload: what was queued belongs to the old board (a page's follow-up included)

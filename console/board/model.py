@@ -58,6 +58,7 @@ COLUMNS: list[tuple[str, str, str]] = [
 COLUMN_KEYS = [c[0] for c in COLUMNS]
 COL = {key: i for i, key in enumerate(COLUMN_KEYS)}
 _COLUMN_COUNT = len(COLUMNS)
+_FACT_COLUMNS = frozenset({"severity", "id", "status", "age"})  # sort keys from id/status/severity/created
 _LIVE_COLUMNS = frozenset(COL[k] for k in ("age", "response", "resolution"))  # change with the clock
 
 _R = Qt.ItemDataRole
@@ -188,6 +189,29 @@ class BoardModel(QAbstractTableModel):
             self._open.add(incident_id)
         else:
             self._open.discard(incident_id)
+
+    def order_for_facts(self) -> tuple[Callable[[dict[str, Any]], Any], bool] | None:
+        """(sort key, descending) for rows that carry only id, status, severity and created_at (see
+        engine.board.working_set), when the current sort column needs no more; None otherwise. Pure Python,
+        safe to call on the database worker."""
+        key = COLUMN_KEYS[self.sort_column]
+        if key not in _FACT_COLUMNS:
+            return None
+        sort_key = self._sort_key
+        return (
+            lambda row: (sort_key(row, key), row["id"]),
+            self.sort_order == Qt.SortOrder.DescendingOrder,
+        )
+
+    def order_for_rows(self) -> tuple[Callable[[dict[str, Any]], Any], bool]:
+        """(sort key, descending) for full rows in the current order: the worker orders a batch of the first
+        load with it, so the batch lands as one contiguous run of rows. Pure Python, safe on the worker."""
+        key = COLUMN_KEYS[self.sort_column]
+        sort_key = self._sort_key
+        return (
+            lambda row: (sort_key(row, key), row["id"]),
+            self.sort_order == Qt.SortOrder.DescendingOrder,
+        )
 
     def _key_of(self, row: dict[str, Any]) -> Any:
         return (self._sort_key(row, COLUMN_KEYS[self.sort_column]), row["id"])

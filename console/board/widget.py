@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console.board import format as fmt
 from console.board.actions import IncidentActions
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
@@ -248,15 +249,24 @@ class BoardWidget(QWidget):
             ("paged", 260),
         ):
             header.resizeSection(COL[key], width)
+        self.fit_columns()
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.doubleClicked.connect(lambda _i: self._open_current(False))
         self.view.activated_row.connect(lambda: self._open_current(False))
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
-        self.proxy.rowsInserted.connect(self._update_count)
-        self.proxy.rowsRemoved.connect(self._update_count)
-        self.proxy.layoutChanged.connect(self._update_count)
-        self.proxy.modelReset.connect(self._update_count)
+        # The count follows the rows once per event-loop turn, not once per inserted run of rows.
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(0)
+        self._count_timer.timeout.connect(self._update_count)
+        for signal in (
+            self.proxy.rowsInserted,
+            self.proxy.rowsRemoved,
+            self.proxy.layoutChanged,
+            self.proxy.modelReset,
+        ):
+            signal.connect(lambda *_args: self._count_timer.start())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -265,6 +275,32 @@ class BoardWidget(QWidget):
         layout.addLayout(filters)
         layout.addWidget(self.view, 1)
         self._install_shortcuts()
+
+    def content_width(self, key: str) -> int:
+        """The width the severity or status column needs for its longest value and its header (with the sort
+        arrow) in the current font, so neither is ever cut short."""
+        self.view.ensurePolished()
+        style = self.view.style()
+        font = QFont(self.view.font())
+        texts = list(fmt.STATUS_LABEL.values())
+        extra = 0
+        if key == "severity":  # bold when critical and open, after the colour swatch
+            font.setBold(True)
+            texts = [s.upper() for s in SEVERITIES]
+            extra = style.pixelMetric(style.PixelMetric.PM_SmallIconSize) + 6
+        metrics = QFontMetrics(font)
+        # Cell padding from the style sheet (up to 8 px a side with the large font), focus frame, a margin.
+        cell = max(metrics.horizontalAdvance(t) for t in texts) + extra + 2 * 8 + 2 * 3 + 6
+        return max(cell, self.view.horizontalHeader().sectionSizeHint(COL[key]) + 8)
+
+    def fit_columns(self) -> None:
+        """Widen the severity and status columns to their content (a saved narrower width included); a wider
+        width chosen by the operator stays."""
+        header = self.view.horizontalHeader()
+        for key in ("severity", "status"):
+            needed = self.content_width(key)
+            if header.sectionSize(COL[key]) < needed:
+                header.resizeSection(COL[key], needed)
 
     def _install_shortcuts(self) -> None:
         table_keys: list[tuple[str, Callable[[], None]]] = [
@@ -601,4 +637,4 @@ class BoardWidget(QWidget):
 
     def shutdown(self) -> None:
         self._tick.stop()
-        self.feed.stop()
+        self.feed.close()

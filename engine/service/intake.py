@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,25 @@ def lookup_routing_key(ctx: AppContext, plain: str) -> RoutingTarget | None:
         return resolve_routing_key(session, plain)
 
 
+def keys_with_open_incidents(ctx: AppContext, keys: Iterable[str]) -> set[str]:
+    """Which of these keys have an open incident now (one query for a batch of queued events)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return set()
+    open_statuses = [s.value for s in OPEN_INCIDENT_STATUSES]
+    found: set[str] = set()
+    with read_session(ctx.sessions) as session:
+        for start in range(0, len(wanted), 500):
+            found.update(
+                session.scalars(
+                    select(Incident.key).where(
+                        Incident.key.in_(wanted[start : start + 500]), Incident.status.in_(open_statuses)
+                    )
+                )
+            )
+    return found
+
+
 def open_incident_with_key(ctx: AppContext, key: str) -> int | None:
     with read_session(ctx.sessions) as session:
         found = session.scalar(
@@ -177,15 +197,18 @@ def _details_text(event: EnqueueEvent) -> str:
     return "\n".join(lines)
 
 
-def process_event(ctx: AppContext, event: EnqueueEvent, target: RoutingTarget) -> EnqueueResult:
+def process_event(
+    ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, *, known_closed: bool = False
+) -> EnqueueResult:
     """Apply a valid event whose routing key is known. Trigger creates or deduplicates an incident keyed by
     dedup_key; acknowledge and resolve of a key with no open incident are accepted and change nothing, as
-    PagerDuty does."""
+    PagerDuty does. `known_closed`: the caller has just seen no open incident with this key (a batch lookup),
+    so the lookup is not repeated; engine.api.trigger still joins an incident opened in the meantime."""
     api = integration.api()
     actor = f"events-api:{target.label}"
     if event.event_action == "trigger":
         dedup_key = event.dedup_key or uuid.uuid4().hex
-        open_id = open_incident_with_key(ctx, dedup_key) if event.dedup_key else None
+        open_id = open_incident_with_key(ctx, dedup_key) if event.dedup_key and not known_closed else None
         if open_id is not None:
             # PagerDuty semantics: a trigger for an open incident's dedup_key is the same alert firing again
             # (Alertmanager re-sends every repeat_interval). It neither opens a second incident nor pages again.

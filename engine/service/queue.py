@@ -5,7 +5,7 @@ monitoring storm sends thousands a second. So the HTTP answer is given as soon a
 *committed* to the `intake_event` table — PagerDuty's own Events API answers 202 the same way — and intake
 workers apply queued events through engine.api in id order.
 
-* `IntakeWriter` — group commit: request threads hand their row to one writer thread, which inserts whatever
+* `IntakeWriter` — group commit: request threads hand their row to a writer thread, which inserts whatever
   has gathered (up to a batch) in one transaction and then releases every waiting request. One commit per
   batch, not per event; nothing is acknowledged before it is durable.
 * `apply_pending` — claim a batch (PostgreSQL: FOR UPDATE SKIP LOCKED, so several nodes share the queue; SQLite:
@@ -16,23 +16,25 @@ workers apply queued events through engine.api in id order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.context import AppContext
-from engine.db import write_session
+from engine.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, write_session
 from engine.errors import WatchkeeperError
 from engine.models import IntakeEvent
-from engine.service.intake import EnqueueEvent, process_event
+from engine.service.intake import EnqueueEvent, keys_with_open_incidents, process_event
 from engine.service.keys import RoutingTarget
 
 log = logging.getLogger("watchkeeper.service.intake")
@@ -51,9 +53,13 @@ class IntakeUnavailable(Exception):
     """The event could not be committed (database away, or the writer is stopping): answer 503."""
 
 
+_EVENT_FIELDS = tuple(f for f in EnqueueEvent.__dataclass_fields__ if f != "routing_key")
+
+
 def queue_row(ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, dedup_key: str) -> dict[str, Any]:
-    data = asdict(event)
-    data.pop("routing_key", None)  # a secret: never stored
+    # A shallow copy of the fields: the event was decoded from this request's body and nothing else holds it,
+    # so dataclasses.asdict's deep copy is pure cost here. The routing key is a secret: never stored.
+    data = {name: getattr(event, name) for name in _EVENT_FIELDS}
     data["dedup_key"] = dedup_key
     return {
         "routing_key_id": target.routing_key_id,
@@ -75,13 +81,36 @@ class _Submission:
     error: BaseException | None = None
 
 
+_INTAKE_T: Any = IntakeEvent.__table__
+_INSERT_INTAKE = insert(_INTAKE_T)
+SQLITE_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+# While another process (the engine) holds SQLite's write lock, the writer asks again this often rather than
+# through SQLite's busy handler, whose sleeps grow to 100 ms: a waiting HTTP answer wants the lock the moment
+# it is free.
+SQLITE_RETRY_SECONDS = (0.0005, 0.001, 0.002, 0.003)
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return code in SQLITE_BUSY_CODES or "database is locked" in str(orig)
+
+
 class IntakeWriter:
-    """One thread committing queued events in batches; `submit` returns once the row is durable."""
+    """Writer threads committing queued events in batches; `submit` returns once the row is durable.
+
+    Each writer keeps one connection of its own (no pool checkout or pre-ping per batch) and inserts with one
+    Core executemany. PostgreSQL gets several writers so their commits (each a WAL flush) overlap; SQLite has
+    one write lock, so one writer, which takes the lock with a short, fast retry instead of the busy handler.
+    """
 
     def __init__(
-        self, ctx: AppContext, on_commit: Callable[[], None] | None = None, threads: int = WRITER_THREADS
+        self, ctx: AppContext, on_commit: Callable[[], None] | None = None, threads: int | None = None
     ) -> None:
         self.ctx = ctx
+        self.sqlite = is_sqlite(ctx.db)
+        if threads is None:
+            threads = 1 if self.sqlite else WRITER_THREADS
         self.threads = max(1, threads)
         self.on_commit = on_commit or (lambda: None)
         self._queue: queue.Queue[_Submission | None] = queue.Queue()
@@ -90,6 +119,7 @@ class IntakeWriter:
         self._count_lock = threading.Lock()
         self.batches = 0
         self.rows = 0
+        self.lock_retries = 0
 
     def start(self) -> None:
         for n in range(self.threads):
@@ -117,37 +147,97 @@ class IntakeWriter:
             raise IntakeUnavailable(type(item.error).__name__)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return  # one stop token per writer thread; what was queued before it is committed
-            batch = [first]
-            stop_seen = False
-            while len(batch) < MAX_BATCH:
+        conn: Connection | None = None
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return  # one stop token per writer thread; what was queued before it is committed
+                batch = [first]
+                stop_seen = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop_seen = True
+                        break
+                    batch.append(item)
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop_seen = True
-                    break
-                batch.append(item)
-            try:
-                with write_session(self.ctx.sessions) as session:
-                    session.execute(insert(IntakeEvent), [b.row for b in batch])
-                with self._count_lock:
-                    self.batches += 1
-                    self.rows += len(batch)
-            except Exception as exc:
-                log.warning("could not queue %d event(s): %s", len(batch), type(exc).__name__)
+                    conn = self._commit(conn, [b.row for b in batch])
+                    with self._count_lock:
+                        self.batches += 1
+                        self.rows += len(batch)
+                except Exception as exc:
+                    log.warning("could not queue %d event(s): %s", len(batch), type(exc).__name__)
+                    for b in batch:
+                        b.error = exc
+                    self._close(conn)
+                    conn = None  # a fresh connection for the next batch
                 for b in batch:
-                    b.error = exc
-            for b in batch:
-                b.done.set()
-            if any(b.error is None for b in batch):
-                self.on_commit()
-            if stop_seen:
+                    b.done.set()
+                if any(b.error is None for b in batch):
+                    self.on_commit()
+                if stop_seen:
+                    return
+        finally:
+            self._close(conn)
+
+    def _commit(self, conn: Connection | None, rows: list[dict[str, Any]]) -> Connection:
+        """Insert on the kept connection; one that the database dropped meanwhile (a restart, an idle cut) is
+        replaced and the batch tried once more on the new one. Returns the connection to keep."""
+        if conn is not None:
+            try:
+                self._insert(conn, rows)
+                return conn
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                log.info("intake writer: the database dropped its connection; reconnecting")
+                self._close(conn)
+        fresh = self._connect()
+        try:
+            self._insert(fresh, rows)
+        except BaseException:
+            self._close(fresh)
+            raise
+        return fresh
+
+    def _connect(self) -> Connection:
+        conn = self.ctx.db.connect()
+        if self.sqlite:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            # Fail at once on a held lock; _insert retries on its own schedule.
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+        return conn
+
+    def _close(self, conn: Connection | None) -> None:
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if self.sqlite and not conn.invalidated:
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
+                )
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        give_up = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        tries = 0
+        while True:
+            try:
+                with conn.begin():
+                    conn.execute(_INSERT_INTAKE, rows)
                 return
+            except OperationalError as exc:
+                # BEGIN IMMEDIATE takes the lock first, so a busy lock means nothing was written: try again.
+                if not (self.sqlite and _sqlite_busy(exc)) or time.monotonic() >= give_up:
+                    raise
+            self.lock_retries += 1
+            time.sleep(SQLITE_RETRY_SECONDS[min(tries, len(SQLITE_RETRY_SECONDS) - 1)])
+            tries += 1
 
 
 def _event_from(data: dict[str, Any]) -> EnqueueEvent:
@@ -157,13 +247,34 @@ def _event_from(data: dict[str, Any]) -> EnqueueEvent:
     return EnqueueEvent(**values)
 
 
+_RESULT_COLUMNS = ("status", "outcome", "incident_id", "error", "attempts", "processed_at")
+_RECORD_RESULT = (
+    update(_INTAKE_T)
+    .where(_INTAKE_T.c.id == bindparam("b_id"))
+    .values(
+        {
+            **{name: bindparam(f"b_{name}") for name in _RESULT_COLUMNS},
+            "claimed_by": None,
+            "claim_expires_at": None,
+        }
+    )
+)
+
+
 def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: float = CLAIM_SECONDS) -> int:
     """Claim and apply up to `limit` queued events; returns how many were applied (0: queue empty)."""
     now = ctx.clock.now()
     owner = ctx.node_id[:80]
     with write_session(ctx.sessions) as session:
         due = (
-            select(IntakeEvent.id)
+            select(
+                IntakeEvent.id,
+                IntakeEvent.routing_key_id,
+                IntakeEvent.policy_name,
+                IntakeEvent.source_label,
+                IntakeEvent.event,
+                IntakeEvent.attempts,
+            )
             .where(
                 IntakeEvent.status == "pending",
                 or_(IntakeEvent.claim_expires_at.is_(None), IntakeEvent.claim_expires_at < now),
@@ -173,53 +284,55 @@ def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: f
         )
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        ids = list(session.scalars(due).all())
-        if not ids:
+        rows = [tuple(r) for r in session.execute(due).all()]
+        if not rows:
             return 0
         session.execute(
             update(IntakeEvent)
-            .where(IntakeEvent.id.in_(ids))
+            .where(IntakeEvent.id.in_([r[0] for r in rows]))
             .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=claim_seconds))
         )
-        rows = [
-            (r.id, r.routing_key_id, r.policy_name, r.source_label, dict(r.event), r.attempts)
-            for r in session.scalars(
-                select(IntakeEvent).where(IntakeEvent.id.in_(ids)).order_by(IntakeEvent.id)
-            )
-        ]
+    # One look-up for the batch: keys with no open incident now need no look-up per event. A key that does
+    # have one, or that an earlier event of this batch touched, is looked up again when its turn comes.
+    trigger_keys = [
+        str(data.get("dedup_key"))
+        for *_, data, _attempts in rows
+        if data.get("event_action") == "trigger" and data.get("dedup_key")
+    ]
+    open_keys = keys_with_open_incidents(ctx, trigger_keys)
+    touched: set[str] = set()
     results: list[dict[str, Any]] = []
     for row_id, key_id, policy_name, label, data, attempts in rows:
         target = RoutingTarget(routing_key_id=key_id or 0, label=label, policy_id=0, policy_name=policy_name)
-        result: dict[str, Any] = {"id": row_id, "attempts": attempts + 1}
+        result: dict[str, Any] = {"b_id": row_id, "b_attempts": attempts + 1}
+        key = str(data.get("dedup_key") or "")
         try:
-            applied = process_event(ctx, _event_from(data), target)
-            result.update(status="done", outcome=applied.outcome, incident_id=applied.incident_id, error=None)
+            applied = process_event(
+                ctx,
+                _event_from(dict(data)),
+                target,
+                known_closed=bool(key) and key not in open_keys and key not in touched,
+            )
+            result.update(
+                b_status="done", b_outcome=applied.outcome, b_incident_id=applied.incident_id, b_error=None
+            )
         except DBAPIError:
             raise  # the database itself: the claim expires and the events are applied later
         except WatchkeeperError as exc:
             log.warning("queued event %s (%s) not applied: %s", row_id, data.get("dedup_key"), exc)
-            result.update(status="failed", outcome="failed", incident_id=None, error=str(exc)[:2000])
+            result.update(b_status="failed", b_outcome="failed", b_incident_id=None, b_error=str(exc)[:2000])
         except Exception as exc:
             log.exception("queued event %s (%s) failed", row_id, data.get("dedup_key"))
-            result.update(status="failed", outcome="failed", incident_id=None, error=type(exc).__name__)
+            result.update(
+                b_status="failed", b_outcome="failed", b_incident_id=None, b_error=type(exc).__name__
+            )
+        touched.add(key)
         results.append(result)
     done_at = ctx.clock.now()
+    for r in results:
+        r["b_processed_at"] = done_at
     with write_session(ctx.sessions) as session:
-        for r in results:
-            session.execute(
-                update(IntakeEvent)
-                .where(IntakeEvent.id == r["id"])
-                .values(
-                    status=r["status"],
-                    outcome=r["outcome"],
-                    incident_id=r["incident_id"],
-                    error=r["error"],
-                    attempts=r["attempts"],
-                    processed_at=done_at,
-                    claimed_by=None,
-                    claim_expires_at=None,
-                )
-            )
+        session.connection().execute(_RECORD_RESULT, results)
     return len(results)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from console.services import ConsoleServices, SignedIn
 from engine.context import AppContext
+from engine.escalation import notify_work
 from engine.models import Event, Incident
 
 QT_IGNORED = ("pipewire", "Couldn't resolve", "propagateSizeHints")
@@ -66,9 +67,11 @@ def add_incident(
     category: str = "fire",
     age: timedelta = timedelta(minutes=3),
     response_in: timedelta | None = timedelta(minutes=15),
+    notify: bool = False,
     **fields: Any,
 ) -> int:
-    """Insert one incident and its `incident_opened` event in one commit (what the engine would do)."""
+    """Insert one incident and its `incident_opened` event in one commit (what the engine would do); with
+    `notify`, also the NOTIFY engine.api sends in that transaction on PostgreSQL."""
     created = now - age
     with sessions.begin() as s:
         incident = Incident(
@@ -91,6 +94,8 @@ def add_incident(
         s.add(
             Event(kind="incident_opened", at=created, incident_id=incident.id, actor="test", message=summary)
         )
+        if notify:
+            notify_work(s, "escalate")
         return int(incident.id)
 
 

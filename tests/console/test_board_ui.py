@@ -112,6 +112,34 @@ def test_pressing_a_acknowledges_the_selected_incident_as_the_signed_in_operator
     assert widget.model.unacknowledged_count() == 1
 
 
+def test_acknowledging_several_reports_the_one_already_closed_and_acknowledges_the_rest(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    first = api.trigger(ctx, policy=None, summary="Alarm, Block A", severity="high").incident_id
+    closed = api.trigger(ctx, policy=None, summary="False alarm, Block B", severity="low").incident_id
+    third = api.trigger(ctx, policy=None, summary="Alarm, Block C", severity="high").incident_id
+    api.resolve(ctx, closed, by="sipho")
+    widget = _board(qtbot, services)
+    messages: list[tuple[str, bool]] = []
+    widget.message.connect(lambda text, error: messages.append((text, error)))
+    qtbot.keyClicks(widget.command, f"ack {first} {closed} {third}")
+    qtbot.keyClick(widget.command, Qt.Key.Key_Return)
+
+    def both_acknowledged() -> None:
+        for incident_id in (first, third):
+            row = widget.model.row_for_id(incident_id)
+            assert row is not None and row["status"] == "acknowledged"
+
+    qtbot.waitUntil(both_acknowledged, timeout=2000)
+    qtbot.waitUntil(lambda: any(error for _text, error in messages), timeout=2000)
+    assert (f"Acknowledged #{first}, #{third}", False) in messages
+    [failure] = [text for text, error in messages if error]
+    assert f"#{closed}:" in failure and "resolved" in failure
+    with ctx.sessions() as s:
+        assert s.get(Incident, closed).status == "resolved"  # type: ignore[union-attr]
+        assert s.get(Incident, first).acknowledged_by == "thandi"  # type: ignore[union-attr]
+
+
 def test_typing_a_letter_in_the_search_box_does_not_act_on_incidents(
     qtbot: QtBot, ctx: AppContext, services: ConsoleServices
 ) -> None:

@@ -2,7 +2,8 @@
 and another restarted. Every page is written exactly once and sent (simulated channels), every due level
 fires, and the statistics add up.
 
-N incidents: 600 by default (CI), WATCHKEEPER_E2E_N=5000 for the full run the issue asks for.
+N incidents: 5,000 (the full run, in `make test` and CI: about 5 minutes for both databases); set
+WATCHKEEPER_E2E_N=600 for a quicker local run.
 PostgreSQL: three nodes; SQLite: two nodes on one file.
 """
 
@@ -46,7 +47,7 @@ from engine.models import (
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-N = int(os.environ.get("WATCHKEEPER_E2E_N", "600"))
+N = int(os.environ.get("WATCHKEEPER_E2E_N", "5000"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(600 + N * 0.3))]
 LEVEL2_DELAY = 3
 FEED_THREADS = 8

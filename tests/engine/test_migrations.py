@@ -15,7 +15,7 @@ from engine.bootstrap import connect, open_context
 from engine.clock import FakeClock
 from engine.db import make_engine
 from engine.errors import ConfigurationError, DatabaseUnavailable
-from engine.migrate import current_revision, head_revision, status, upgrade
+from engine.migrate import current_revision, head_from_files, head_revision, quick_status, status, upgrade
 from engine.models import Base
 from engine.settings import Settings
 
@@ -64,6 +64,35 @@ def test_status_tells_an_empty_database_from_one_at_head(empty_db: Engine) -> No
     after = status(empty_db)
     assert after.at_head
     assert after.describe() == f"{head_revision()} (head)"
+
+
+def test_the_quick_check_agrees_with_alembic(empty_db: Engine) -> None:
+    """Opening a database at head skips Alembic (a faster console start); anything else gets the full check."""
+    assert head_from_files() == head_revision()
+    assert (
+        quick_status(empty_db) is None
+    )  # empty: the full path decides (SQLite upgrades, PostgreSQL refuses)
+    upgrade(empty_db)
+    assert quick_status(empty_db) == status(empty_db)
+    with empty_db.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000_older'"))
+    assert quick_status(empty_db) is None
+
+
+def test_opening_a_database_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/wk.db"
+    upgrade(make_engine(url))
+    code = (
+        "import sys; from engine.bootstrap import open_context; from engine.settings import Settings; "
+        f"ctx = open_context(Settings(db={url!r}), 'cli'); print('alembic' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_sqlite_connections_run_with_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:

@@ -146,3 +146,111 @@ def test_many_events_share_a_few_commits(
     assert writer.batches <= 40
     assert drain(ctx) == 40
     assert len(_incidents(ctx)) == 40
+
+
+def test_one_batch_applies_trigger_resolve_trigger_of_one_key_in_order(
+    ctx: AppContext, queued_client: Any, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    already_open = event_body(routing_key.secret, dedup_key="db2-cpu")
+    queued_client.post("/v2/enqueue", json_body=already_open)
+    assert drain(ctx) == 1
+    for body in (
+        event_body(routing_key.secret, dedup_key="db2-cpu"),  # the open incident firing again
+        event_body(routing_key.secret),  # a new key
+        event_body(routing_key.secret, action="resolve"),
+        event_body(routing_key.secret),  # the same key after its incident was resolved: a new incident
+    ):
+        assert queued_client.post("/v2/enqueue", json_body=body).status == 202
+
+    assert apply_pending(ctx) == 4  # one batch
+
+    with ctx.sessions() as session:
+        outcomes = session.scalars(select(IntakeEvent.outcome).order_by(IntakeEvent.id)).all()
+    assert outcomes == ["triggered", "deduplicated", "triggered", "resolved", "triggered"]
+    by_key = [(i.key, i.status) for i in _incidents(ctx)]
+    assert by_key == [("db2-cpu", "open"), ("disk-full-db1", "resolved"), ("disk-full-db1", "open")]
+
+
+def test_the_writer_reconnects_when_the_database_dropped_its_connection(ctx: AppContext) -> None:
+    from sqlalchemy import text
+
+    from engine.service.intake import parse_event
+    from engine.service.keys import RoutingTarget
+    from engine.service.queue import queue_row
+    from tests.service.conftest import enqueue_body
+
+    writer = IntakeWriter(ctx)
+    event, _ = parse_event(enqueue_body("k" * 32, dedup_key="dropped"))
+    assert event is not None
+    row = queue_row(
+        ctx, event, RoutingTarget(routing_key_id=0, label="x", policy_id=0, policy_name="ops"), "dropped"
+    )
+    row["routing_key_id"] = None
+    kept = writer._connect()
+    if ctx.db.dialect.name == "postgresql":
+        pid = kept.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        kept.rollback()
+        with ctx.db.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        kept.connection.driver_connection.close()  # type: ignore[union-attr]
+
+    fresh = writer._commit(kept, [row])
+
+    assert fresh is not kept
+    writer._close(fresh)
+    with ctx.sessions() as session:
+        assert session.scalars(select(IntakeEvent.dedup_key)).all() == ["dropped"]
+
+
+def test_on_sqlite_the_writer_takes_the_lock_as_soon_as_another_process_lets_it_go(
+    ctx: AppContext, writer: IntakeWriter, queued_client: Any, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from engine.db import make_engine
+
+    if ctx.db.dialect.name != "sqlite":
+        pytest.skip("one write lock for the whole file is SQLite's; PostgreSQL inserts never wait for it")
+    other = make_engine(ctx.db.url.render_as_string(hide_password=False))  # as another process would
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with other.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                conn.execute(text("SELECT 1"))
+                holding.set()
+                release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+    answers: list[int] = []
+    poster = threading.Thread(
+        target=lambda: answers.append(
+            queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret)).status
+        )
+    )
+    poster.start()
+    deadline = time.monotonic() + 10
+    while writer.lock_retries < 3 and time.monotonic() < deadline:
+        holding.wait(0.01)  # the writer is asking again and again while the lock is held
+    assert writer.lock_retries >= 3 and answers == []
+    released_at = time.monotonic()
+    release.set()
+    poster.join(10)
+    holder.join(10)
+    other.dispose()
+
+    assert answers == [202]
+    assert time.monotonic() - released_at < 2.0
+    with ctx.sessions() as session:
+        assert len(session.scalars(select(IntakeEvent)).all()) == 1
+    writer.stop()
+    with ctx.db.connect() as conn:
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert busy and int(busy) > 0, "the writer's connection goes back to the pool with its busy timeout"

@@ -239,3 +239,58 @@ def test_two_passes_never_send_one_message_twice(channels_ctx: AppContext, fake_
     dispatch.dispatch_pass(channels_ctx)
     assert len(fake_twilio.sent()) == 60
     assert all(message(channels_ctx, i).status == MessageStatus.SENT.value for i in ids)
+
+
+class GatedSender:
+    """A provider that answers only once the test opens the gate (counting every message it was given)."""
+
+    name = "sms"
+    simulated = False
+    capabilities = Capabilities()
+
+    def __init__(self) -> None:
+        import threading
+
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.seen: list[int] = []
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        with self.lock:
+            self.seen.append(message.id)
+        assert self.gate.wait(30), "the test never opened the gate"
+        return SendResult(provider_id=f"gated-{message.id}")
+
+    def fetch_status(self, provider_id: str) -> StatusResult:
+        return StatusResult(provider_id, "sent")
+
+
+def test_a_full_channel_takes_no_more_than_its_pool_and_the_rest_wait_unharmed(
+    channels_ctx: AppContext,
+) -> None:
+    gated = GatedSender()
+    senders = build_senders(channels_ctx.settings, clock=channels_ctx.clock)
+    senders["sms"] = gated
+    install_senders(channels_ctx, senders)
+    dispatcher = dispatch.dispatcher_for(channels_ctx)
+    dispatcher.workers["sms"] = 2  # room for 2 × 4 messages on the line or queued
+    sms = [add_message(channels_ctx, "sms", f"+2782333{n:04d}") for n in range(30)]
+    email = add_message(channels_ctx, "email", "ops@example.org")
+
+    first = dispatch.dispatch_pass(channels_ctx, wait_seconds=1.0)
+
+    assert first["claimed"] == dispatcher.capacity("sms") + 1
+    assert message(channels_ctx, email).status == "sent", "another channel is not held up by a full one"
+    waiting = [message(channels_ctx, i) for i in sms]
+    assert sum(m.status == "sending" for m in waiting) == dispatcher.capacity("sms")
+    rest = [m for m in waiting if m.status != "sending"]
+    assert all(m.status == "pending" and m.attempts == 0 and m.hold_reason is None for m in rest)
+
+    gated.gate.set()
+    for _ in range(20):
+        dispatch.dispatch_pass(channels_ctx, wait_seconds=5.0)
+        if all(message(channels_ctx, i).status == "sent" for i in sms):
+            break
+    assert all(message(channels_ctx, i).status == "sent" for i in sms)
+    assert sorted(gated.seen) == sorted(sms), "each message went to the provider exactly once"
+    assert all(message(channels_ctx, i).attempts == 1 for i in sms)

@@ -1,0 +1,1053 @@
+"""Many triggers or acknowledgements in one write transaction, written set-based.
+
+engine.api's `trigger_many` and `acknowledge_many` land here, and so do its single `trigger` and `acknowledge`
+(a batch of one). A batch behaves exactly as the same calls made one after another — the same rows, the same
+events in the same order, dedup inside the batch included — but commits once: on SQLite the commit and
+SQLAlchemy's per-statement work are what limit a single call, so a batch of a few hundred costs little more
+than one call does. Inside a batch every statement is prepared once and executed for all its rows
+(executemany; INSERT … RETURNING through SQLAlchemy's "insertmanyvalues" with the ids in parameter order), a
+policy snapshot is loaded once per distinct policy, SLA deadlines are computed once per (site, category), the
+new escalation row once per (policy, severity); acknowledging locks its incidents and their latest escalations
+with one statement each, cancels their pages, writes the notices to everyone already paged and the reporter
+updates with one statement each.
+
+Validation happens before the database is touched; a failure inside the transaction rolls the whole batch
+back, so a batch is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Text, bindparam, func, select, text, update
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from engine import escalation as esc_mod
+from engine import paging
+from engine.claims import insert_ignore
+from engine.context import AppContext
+from engine.db import write_session
+from engine.errors import InvalidTransition, NotFound, ValidationError, WatchkeeperError
+from engine.models import (
+    OPEN_INCIDENT_STATUSES,
+    Escalation,
+    EscalationState,
+    Event,
+    Incident,
+    IncidentStatus,
+    MessageStatus,
+    OutboxMessage,
+    Page,
+    PageStatus,
+    Person,
+    Policy,
+    PolicyLevel,
+    PolicyTarget,
+    Severity,
+    Team,
+    Trigger,
+)
+
+S = EscalationState
+OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
+# An open incident's escalation that a repeated trigger may join (inside the policy's cooldown).
+JOINABLE = (S.PENDING.value, S.ACTIVE.value, S.ESCALATING.value, S.ACKNOWLEDGED.value)
+SEVERITIES = tuple(s.value for s in Severity)
+ACKNOWLEDGEABLE = (IncidentStatus.OPEN.value, IncidentStatus.ESCALATED.value)
+# Lists of ids go to the database this many at a time (far below SQLite's limit on bound parameters).
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    """One trigger, with the same fields and defaults as the keyword arguments of engine.api.trigger."""
+
+    policy: str | None
+    summary: str
+    key: str | None = None
+    severity: str = "high"
+    category: str = "general"
+    site: str = ""
+    details: str = ""
+    source: str = "operator"
+    actor: str = "operator"
+    sensitive: bool = False
+    team: str | None = None
+    reporter_name: str | None = None
+    reporter_contact: str | None = None
+    reporter_language: str = "en"
+    custom: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    incident_id: int
+    escalation_id: int | None
+    deduplicated: bool
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shared helpers (engine.api uses them too)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any, field: str, *, limit: int, required: bool = False, where: str = "") -> str:
+    text = "" if value is None else str(value).strip()
+    if required and not text:
+        raise ValidationError("must not be empty", where=where, field=field)
+    if len(text) > limit:
+        raise ValidationError(f"longer than {limit} characters", where=where, field=field)
+    return text
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+def _summary(incident: Incident, esc: Escalation | None) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "key": incident.key,
+        "status": incident.status,
+        "summary": incident.summary,
+        "severity": incident.severity,
+        "escalation_id": esc.id if esc else None,
+        "escalation_state": esc.state if esc else None,
+        "current_level": esc.current_level if esc else None,
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_by": incident.resolved_by,
+    }
+
+
+# SLA settings looked up by a trigger are reused for a moment: under a burst of triggers one lookup serves
+# them all, and an edited SLA configuration applies to new incidents within SLA_CACHE_SECONDS. Kept per
+# database engine (weakly, so a new engine never inherits another database's configuration).
+SLA_CACHE_SECONDS = 2.0
+_sla_caches: weakref.WeakKeyDictionary[Any, tuple[float, Any]] = weakref.WeakKeyDictionary()
+
+
+def _sla_cache(ctx: AppContext | None) -> Any:
+    if ctx is None:
+        return None
+    try:
+        from engine.sla import SlaCache
+    except ImportError:
+        return None
+    born, cache = _sla_caches.get(ctx.db, (0.0, None))
+    if cache is None or time.monotonic() - born > SLA_CACHE_SECONDS:
+        cache = SlaCache()
+        _sla_caches[ctx.db] = (time.monotonic(), cache)
+    return cache
+
+
+def _sla_values(
+    session: Session, ctx: AppContext, *, site: str, category: str, sensitive: bool, now: datetime
+) -> dict[str, Any]:
+    """A new incident's SLA columns (deadlines run from its creation, `now`); {} without the SLA part."""
+    try:
+        from engine.sla import deadline_values
+    except ImportError:  # the sla pass computes deadlines it finds missing
+        return {}
+    return deadline_values(
+        session,
+        site=site,
+        category=category,
+        sensitive=sensitive,
+        start=now,
+        now=now,
+        cache=_sla_cache(ctx),
+    )
+
+
+_P, _LV, _TG = Policy.__table__.c, PolicyLevel.__table__.c, PolicyTarget.__table__.c
+# Built once: the statements of a trigger are reused, so SQLAlchemy compiles them once (trigger is hot).
+_SNAPSHOT_QUERY = (
+    select(
+        _P.id,
+        _P.name,
+        _P.version,
+        _P.enabled,
+        _P.severity_filter,
+        _P.triggers,
+        _P.max_escalations,
+        _P.cooldown_seconds,
+        _P.business_hours_only,
+        _P.business_days,
+        _P.business_start,
+        _P.business_end,
+        _P.timezone,
+        _LV.id.label("level_id"),
+        _LV.level,
+        _LV.delay_seconds,
+        _LV.repeat_count,
+        _LV.repeat_interval_seconds,
+        _LV.require_ack,
+        _LV.auto_resolve_seconds,
+        _TG.id.label("target_id"),
+        _TG.type,
+        _TG.identifier,
+        _TG.name.label("target_name"),
+    )
+    .select_from(
+        Policy.__table__.outerjoin(PolicyLevel.__table__, _LV.policy_id == _P.id).outerjoin(
+            PolicyTarget.__table__, _TG.level_id == _LV.id
+        )
+    )
+    .where(_P.name == bindparam("policy_name"))
+    .order_by(_LV.level, _TG.position, _TG.id)
+)
+
+
+def _load_snapshot(session: Session | Connection, name: str) -> tuple[dict[str, Any], bool]:
+    """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets)."""
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
+    if not rows:
+        raise NotFound(f"no escalation policy named {name!r}")
+    first = rows[0]
+    levels: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r.level_id is None:
+            continue
+        level = levels.get(r.level_id)
+        if level is None:
+            level = levels[r.level_id] = {
+                "level": r.level,
+                "delay_seconds": r.delay_seconds,
+                "repeat_count": r.repeat_count,
+                "repeat_interval_seconds": r.repeat_interval_seconds,
+                "require_ack": r.require_ack,
+                "auto_resolve_seconds": r.auto_resolve_seconds,
+                "targets": [],
+            }
+        if r.target_id is not None:
+            level["targets"].append({"type": r.type, "identifier": r.identifier, "name": r.target_name})
+    snapshot = {
+        "id": first.id,
+        "name": first.name,
+        "version": first.version,
+        "severity_filter": list(first.severity_filter or []),
+        "triggers": list(first.triggers or []),
+        "max_escalations": first.max_escalations,
+        "cooldown_seconds": first.cooldown_seconds,
+        "business_hours_only": first.business_hours_only,
+        "business_days": list(first.business_days or []),
+        "business_start": first.business_start,
+        "business_end": first.business_end,
+        "timezone": first.timezone,
+        "levels": sorted(levels.values(), key=lambda lv_: int(lv_["level"])),
+    }
+    return snapshot, bool(first.enabled)
+
+
+def _why_not_escalated(snapshot: dict[str, Any], enabled: bool, severity: str) -> str:
+    name = snapshot["name"]
+    if not enabled:
+        return f"policy {name} is disabled; no escalation started"
+    if not esc_mod.severity_matches(snapshot, severity):
+        wanted = ", ".join(str(s) for s in snapshot.get("severity_filter") or [])
+        return f"policy {name} only escalates {wanted}; {severity} is not escalated"
+    triggers = [str(t) for t in snapshot.get("triggers") or []]
+    if triggers and not ({Trigger.UNACKNOWLEDGED.value, Trigger.MANUAL.value} & set(triggers)):
+        return f"policy {name} runs only on {', '.join(triggers)}; no escalation started"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Trigger
+# --------------------------------------------------------------------------------------------------------
+
+_INCIDENT_T: Any = Incident.__table__
+_ESCALATION_T: Any = Escalation.__table__
+_EVENT_T: Any = Event.__table__
+_I, _E = _INCIDENT_T.c, _ESCALATION_T.c
+# A multi-row INSERT on PostgreSQL carries this many rows: measured faster per row than SQLAlchemy's default of
+# up to 1,000 (the driver and the server parse a long statement of thousands of parameters slowly).
+PG_ROWS_PER_INSERT = 32
+_MANY = {"insertmanyvalues_page_size": PG_ROWS_PER_INSERT}
+_INSERT_INCIDENTS = (
+    _INCIDENT_T.insert().returning(_I.id, sort_by_parameter_order=True).execution_options(**_MANY)
+)
+_INSERT_ESCALATIONS = (
+    _ESCALATION_T.insert().returning(_E.id, sort_by_parameter_order=True).execution_options(**_MANY)
+)
+_INSERT_EVENTS = _EVENT_T.insert().execution_options(**_MANY)
+_PG_NOTIFY = text("SELECT pg_notify('watchkeeper_work', :p)")
+_TEAMS = select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True)))
+_i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
+# The escalation a repeated trigger would join, per key: the latest joinable one of an open incident.
+_LATEST_JOINABLE = (
+    select(
+        _I.id,
+        _I.key,
+        _I.trigger_count,
+        _E.id.label("esc_id"),
+        _E.started_at,
+        _E.trigger_count.label("esc_trigger_count"),
+    )
+    .select_from(_INCIDENT_T.join(_ESCALATION_T, _E.incident_id == _I.id))
+    .where(
+        _E.id.in_(
+            select(func.max(_e2.c.id))
+            .select_from(_i2.join(_e2, _e2.c.incident_id == _i2.c.id))
+            .where(
+                _i2.c.key.in_(bindparam("keys", expanding=True)),
+                _i2.c.status.in_(OPEN_STATUSES),
+                _e2.c.state.in_(JOINABLE),
+            )
+            .group_by(_i2.c.key)
+        )
+    )
+    .order_by(_E.id)
+)
+_LATEST_JOINABLE_LOCKED = _LATEST_JOINABLE.with_for_update()
+_RETRIGGER_INCIDENT = (
+    update(_INCIDENT_T)
+    .where(_I.id == bindparam("b_id"))
+    .values(
+        trigger_count=bindparam("b_count"),
+        last_triggered_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_RETRIGGER_ESCALATION = (
+    update(_ESCALATION_T)
+    .where(_E.id == bindparam("b_id"))
+    .values(trigger_count=bindparam("b_count"), updated_at=bindparam("b_now"))
+)
+
+
+class _Row:
+    """An incident or escalation of the batch: an existing id, or a new row whose id is known once inserted."""
+
+    __slots__ = ("id", "parent", "values")
+
+    def __init__(self, id: int = 0, values: dict[str, Any] | None = None, parent: _Row | None = None) -> None:
+        self.id = id
+        self.values: dict[str, Any] = values or {}
+        self.parent = parent  # a new escalation's incident
+
+
+@dataclass(slots=True)
+class _Live:
+    """The escalation a repeated trigger of one key joins, with the counts it has reached so far."""
+
+    incident: _Row
+    escalation: _Row
+    started_at: datetime
+    incident_count: int
+    escalation_count: int
+    existing: bool
+
+
+@dataclass(slots=True)
+class _Event:
+    kind: str
+    incident: _Row
+    escalation: _Row | None
+    actor: str
+    message: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """A validated trigger request."""
+
+    where: str
+    policy: str | None  # as given: the triggered event records it
+    key: str  # "" when none was given
+    summary: str
+    severity: str
+    actor: str
+    source: str
+    team: str | None
+    values: dict[str, Any]  # the incident columns that need no database
+
+
+def _validate(req: TriggerRequest, where: str) -> _Item:
+    summary = _text(req.summary, "summary", limit=1024, required=True, where=where)
+    severity = _text(req.severity, "severity", limit=16, where=where).lower()
+    if severity not in SEVERITIES:
+        raise ValidationError(
+            f"unknown severity {req.severity!r}; use one of {', '.join(SEVERITIES)}",
+            where=where,
+            field="severity",
+        )
+    category = _text(req.category, "category", limit=80, where=where) or "general"
+    site = _text(req.site, "site", limit=80, where=where)
+    source = _text(req.source, "source", limit=32, where=where) or "operator"
+    actor = _text(req.actor, "actor", limit=200, where=where) or "operator"
+    key = _text(req.key, "key", limit=255, where=where)
+    language = _text(req.reporter_language, "reporter_language", limit=8, where=where) or "en"
+    contact = _text(req.reporter_contact, "reporter_contact", limit=320, where=where) or None
+    reporter = _text(req.reporter_name, "reporter_name", limit=200, where=where) or None
+    if req.custom is not None and not isinstance(req.custom, dict):
+        raise ValidationError("must be a mapping", where=where, field="custom")
+    values: dict[str, Any] = {
+        "key": key or uuid.uuid4().hex,
+        "source": source,
+        "summary": summary,
+        "details": str(req.details or ""),
+        "severity": severity,
+        "category": category,
+        "site": site,
+        "status": IncidentStatus.OPEN.value,
+        "sensitive": bool(req.sensitive),
+        "reporter_name": reporter,
+        "reporter_contact": contact,
+        "reporter_language": language,
+        "custom": dict(req.custom or {}),
+        "trigger_count": 1,
+    }
+    return _Item(where, req.policy, key, summary, severity, actor, source, req.team or None, values)
+
+
+def _located(where: str, exc: NotFound) -> NotFound:
+    return NotFound(f"{where}: {exc}") if where else exc
+
+
+class _Triggering:
+    """One batch of triggers: planned in memory in request order, then written table by table."""
+
+    def __init__(self, conn: Connection, ctx: AppContext, now: datetime) -> None:
+        self.conn = conn
+        self._session: Session | None = None
+        self.ctx = ctx
+        self.now = now
+        self.policies: dict[str, tuple[dict[str, Any], bool] | NotFound] = {}
+        self.teams: dict[str, int] = {}
+        self.live: dict[str, _Live] = {}
+        self.sla: dict[tuple[str, str, bool], dict[str, Any]] = {}
+        self.escalation_values: dict[
+            tuple[str, str], tuple[str, dict[str, Any], str, dict[str, Any], bool]
+        ] = {}
+        self.incidents: list[_Row] = []
+        self.escalations: list[_Row] = []
+        self.events: list[_Event] = []
+        self.retriggered: dict[int, _Live] = {}
+        self.due_now = False
+        self.joined = False
+
+    def session(self) -> Session:
+        """A session on the batch's connection and transaction, for the few lookups made through the ORM
+        (an SLA configuration not cached yet); most batches never need one."""
+        if self._session is None:
+            self._session = Session(bind=self.conn)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def run(self, items: list[_Item]) -> list[TriggerResult]:
+        self._load(items)
+        results = [self._one(item) for item in items]
+        self._write()
+        return [
+            TriggerResult(incident.id, esc.id if esc is not None else None, joined)
+            for incident, esc, joined in results
+        ]
+
+    def _load(self, items: list[_Item]) -> None:
+        """Policies, teams and the live escalations of the batch's keys; NotFound names the first bad item."""
+        for name in dict.fromkeys(item.policy for item in items if item.policy):
+            try:
+                self.policies[name] = _load_snapshot(self.conn, name)
+            except NotFound as exc:
+                self.policies[name] = exc
+        handles = list(dict.fromkeys(item.team for item in items if item.team))
+        if handles:
+            self.teams = {r.handle: r.id for r in self.conn.execute(_TEAMS, {"handles": handles})}
+        keys: dict[str, None] = {}
+        for item in items:
+            found = self.policies.get(item.policy) if item.policy else None
+            if isinstance(found, NotFound):
+                raise _located(item.where, found)
+            if item.team and item.team not in self.teams:
+                raise _located(item.where, NotFound(f"no team with handle {item.team!r}"))
+            if item.key and found is not None and int(found[0].get("cooldown_seconds") or 0) > 0:
+                keys[item.key] = None
+        if not keys:
+            return
+        postgres = self.conn.dialect.name == "postgresql"
+        stmt = _LATEST_JOINABLE_LOCKED if postgres else _LATEST_JOINABLE
+        for chunk in _chunks(list(keys)):
+            for r in self.conn.execute(stmt, {"keys": chunk}):
+                self.live[r.key] = _Live(
+                    _Row(r.id), _Row(r.esc_id), r.started_at, r.trigger_count, r.esc_trigger_count, True
+                )
+
+    def _one(self, item: _Item) -> tuple[_Row, _Row | None, bool]:
+        found = self.policies.get(item.policy) if item.policy else None
+        snapshot, enabled = cast(tuple[dict[str, Any], bool], found) if found is not None else (None, False)
+        if item.key and snapshot is not None:
+            cooldown = int(snapshot.get("cooldown_seconds") or 0)
+            live = self.live.get(item.key) if cooldown > 0 else None
+            if live is not None and (self.now - live.started_at).total_seconds() < cooldown:
+                return self._join(live, item)
+        now = self.now
+        values = dict(item.values)
+        values.update(
+            team_id=self.teams[item.team] if item.team else None,
+            policy_id=snapshot["id"] if snapshot is not None else None,
+            created_at=now,
+            updated_at=now,
+            last_triggered_at=now,
+        )
+        values.update(self._sla_values(values))
+        incident = _Row(values=values)
+        self.incidents.append(incident)
+        data = {"severity": item.severity, "source": item.source, "policy": item.policy}
+        self.events.append(_Event("triggered", incident, None, item.actor, item.summary, data))
+        if snapshot is None:
+            return incident, None, False
+        reason, esc_values, message, data, due_now = self._escalation(snapshot, enabled, item.severity)
+        if reason:
+            self.events.append(_Event("not_escalated", incident, None, "system", reason, data))
+            return incident, None, False
+        esc = _Row(values=dict(esc_values), parent=incident)
+        self.escalations.append(esc)
+        self.events.append(_Event("escalation_started", incident, esc, item.actor, message, data))
+        self.due_now = self.due_now or due_now
+        if item.key:
+            self.live[item.key] = _Live(incident, esc, now, 1, 1, False)
+        return incident, esc, False
+
+    def _join(self, live: _Live, item: _Item) -> tuple[_Row, _Row | None, bool]:
+        live.incident_count += 1
+        live.escalation_count += 1
+        if live.existing:
+            self.retriggered[live.incident.id] = live
+        else:  # opened earlier in this batch: the new rows carry the count
+            live.incident.values["trigger_count"] = live.incident_count
+            live.escalation.values["trigger_count"] = live.escalation_count
+        message = f"triggered again ({live.incident_count} times): {item.summary}"[:2000]
+        data = {"trigger_count": live.incident_count}
+        self.events.append(_Event("retriggered", live.incident, live.escalation, item.actor, message, data))
+        self.joined = True
+        return live.incident, live.escalation, True
+
+    def _sla_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        key = (values["site"], values["category"], values["sensitive"])
+        found = self.sla.get(key)
+        if found is None:
+            found = self.sla[key] = _sla_values(
+                self.session(), self.ctx, site=key[0], category=key[1], sensitive=key[2], now=self.now
+            )
+        return found
+
+    def _escalation(
+        self, snapshot: dict[str, Any], enabled: bool, severity: str
+    ) -> tuple[str, dict[str, Any], str, dict[str, Any], bool]:
+        """(why no escalation starts, or "" and the new escalation's row but its incident, the message and
+        data of its started event, whether it is due now): the same for every incident of one (policy,
+        severity) in the batch, so worked out once. When no escalation starts, the data is the event's."""
+        key = (str(snapshot["name"]), severity)
+        found = self.escalation_values.get(key)
+        if found is None:
+            reason = _why_not_escalated(snapshot, enabled, severity)
+            if reason:
+                found = self.escalation_values[key] = (reason, {}, "", {"policy": snapshot["name"]}, False)
+                return found
+            esc, opens = esc_mod.new_escalation(
+                cast(Incident, _NewIncident(0, severity)), snapshot, Trigger.UNACKNOWLEDGED.value, self.now
+            )
+            values = {k: v for k, v in esc.__dict__.items() if not k.startswith("_sa_") and k != "id"}
+            message, data = esc_mod.started_event_data(esc, opens)
+            due = esc.next_action_at is not None and esc.next_action_at <= self.now
+            found = self.escalation_values[key] = ("", values, message, data, due)
+        return found
+
+    def _write(self) -> None:
+        conn, now = self.conn, self.now
+        _insert_rows(conn, _INSERT_INCIDENTS, self.incidents)
+        for esc in self.escalations:
+            assert esc.parent is not None
+            esc.values["incident_id"] = esc.parent.id
+        _insert_rows(conn, _INSERT_ESCALATIONS, self.escalations)
+        if self.retriggered:
+            lives = list(self.retriggered.values())
+            conn.execute(
+                _RETRIGGER_INCIDENT,
+                [{"b_id": x.incident.id, "b_count": x.incident_count, "b_now": now} for x in lives],
+            )
+            conn.execute(
+                _RETRIGGER_ESCALATION,
+                [{"b_id": x.escalation.id, "b_count": x.escalation_count, "b_now": now} for x in lives],
+            )
+        conn.execute(
+            _INSERT_EVENTS,
+            [
+                {
+                    "kind": e.kind,
+                    "at": now,
+                    "incident_id": e.incident.id,
+                    "escalation_id": e.escalation.id if e.escalation is not None else None,
+                    "actor": e.actor,
+                    "message": e.message,
+                    "data": e.data,
+                }
+                for e in self.events
+            ],
+        )
+        if self.due_now or self.joined:
+            _notify_work(self.conn, "escalate")
+
+
+@dataclass(frozen=True)
+class _NewIncident:
+    """What `escalation.new_escalation` reads of an incident (no ORM object is built)."""
+
+    id: int
+    severity: str
+
+
+def _insert_rows(conn: Connection, stmt: Any, rows: list[_Row]) -> None:
+    """INSERT the new rows (one statement, executemany) and give each its id, in parameter order."""
+    if not rows:
+        return
+    if len(rows) == 1:
+        rows[0].id = int(conn.execute(stmt, rows[0].values).scalar_one())
+        return
+    ids = conn.execute(stmt, [row.values for row in rows]).scalars().all()
+    for row, new_id in zip(rows, ids, strict=True):
+        row.id = int(new_id)
+
+
+@contextmanager
+def _write_transaction(ctx: AppContext) -> Iterator[Connection]:
+    """`engine.db.write_session` without the ORM session: a connection in a write transaction (BEGIN
+    IMMEDIATE on SQLite), committed on success and rolled back on any exception."""
+    with ctx.db.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+def _notify_work(conn: Connection, pass_name: str) -> None:
+    """`escalation.notify_work` on a connection: wake other processes' engines when this commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_NOTIFY, {"p": pass_name})
+
+
+def trigger_many(
+    ctx: AppContext, requests: Sequence[TriggerRequest], *, name_items: bool = True
+) -> list[TriggerResult]:
+    """Open incidents (or join live ones) for every request, in request order, in one write transaction.
+
+    The same as engine.api.trigger called once per request in order: a request whose key matches an open
+    incident whose live escalation started within the policy's cooldown joins it, and that includes an
+    incident opened by an earlier request of the same batch. Every request is validated before the database
+    is touched: an invalid one raises ValidationError naming the item ("item 3: summary: …") and nothing is
+    stored; an unknown policy or team raises NotFound naming the item, and nothing is stored either.
+    Durable when it returns (committed). `name_items=False` keeps the messages of a single call unprefixed."""
+    items = [_validate(req, f"item {i}" if name_items else "") for i, req in enumerate(requests)]
+    if not items:
+        return []
+    now = ctx.clock.now()
+    with _write_transaction(ctx) as conn:
+        batch = _Triggering(conn, ctx, now)
+        try:
+            results = batch.run(items)
+        finally:
+            batch.close()
+    if batch.due_now:
+        ctx.wake("escalate")
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------
+# Acknowledge
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Incident:
+    """The columns of an incident that acknowledging reads or changes (and the notices quote)."""
+
+    id: int
+    key: str
+    source: str
+    summary: str
+    details: str
+    severity: str
+    category: str
+    site: str
+    status: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_by: str | None
+    reporter_name: str | None
+    reporter_contact: str | None
+    reporter_channel: str | None
+    reporter_language: str
+
+
+@dataclass(slots=True)
+class _Escalation:
+    """The columns of an escalation that acknowledging reads or changes (what `_schedule` needs included)."""
+
+    id: int
+    incident_id: int
+    state: str
+    policy_snapshot: dict[str, Any]
+    current_level: int
+    repeat_no: int
+    repeat_base: int
+    level_started_at: datetime | None
+    next_action_at: datetime | None
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+def _columns(table: Any, model: type[Any]) -> list[Any]:
+    """The table's columns named like the dataclass's fields, in field order."""
+    return [table.c[f.name] for f in fields(model)]
+
+
+_OPEN_BY_KEY = (
+    select(_I.key, func.max(_I.id))
+    .where(_I.key.in_(bindparam("keys", expanding=True)), _I.status.in_(OPEN_STATUSES))
+    .group_by(_I.key)
+)
+_LATEST_BY_KEY = (
+    select(_I.key, func.max(_I.id)).where(_I.key.in_(bindparam("keys", expanding=True))).group_by(_I.key)
+)
+_ACK_INCIDENTS = (
+    select(*_columns(_INCIDENT_T, _Incident))
+    .where(_I.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_I.id)
+)
+_ACK_ESCALATIONS = (
+    # The snapshot as text: the escalations of one policy version share it, so it is parsed once per batch.
+    select(
+        *(
+            c if c.key != "policy_snapshot" else cast_(c, Text).label(c.key)
+            for c in _columns(_ESCALATION_T, _Escalation)
+        )
+    )
+    .where(
+        _E.id.in_(
+            select(func.max(_e2.c.id))
+            .where(_e2.c.incident_id.in_(bindparam("ids", expanding=True)))
+            .group_by(_e2.c.incident_id)
+        )
+    )
+    .order_by(_E.id)
+)
+_ACK_INCIDENTS_LOCKED = _ACK_INCIDENTS.with_for_update()
+_ACK_ESCALATIONS_LOCKED = _ACK_ESCALATIONS.with_for_update()
+_SET_ACKNOWLEDGED = (
+    update(_INCIDENT_T)
+    .where(_I.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        status=IncidentStatus.ACKNOWLEDGED.value,
+        acknowledged_at=bindparam("b_now"),
+        acknowledged_by=bindparam("b_by"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_SET_ESCALATIONS_ACKNOWLEDGED = (
+    update(_ESCALATION_T)
+    .where(_E.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        state=S.ACKNOWLEDGED.value,
+        updated_at=bindparam("b_now"),
+        next_action_at=bindparam("b_next"),
+        acknowledged_at=bindparam("b_now"),
+        acknowledged_by=bindparam("b_by"),
+    )
+)
+_PAGE_T: Any = Page.__table__
+_OUTBOX_T: Any = OutboxMessage.__table__
+_CANCEL_PAGES = (
+    update(_PAGE_T)
+    .where(
+        _PAGE_T.c.escalation_id.in_(bindparam("b_ids", expanding=True)),
+        _PAGE_T.c.status.in_(paging.OPEN_PAGE_STATUSES),
+    )
+    .values(status=PageStatus.CANCELLED.value, next_check_at=None)
+)
+_CANCEL_PAGE_MESSAGES = (
+    update(_OUTBOX_T)
+    .where(
+        _OUTBOX_T.c.escalation_id.in_(bindparam("b_ids", expanding=True)),
+        _OUTBOX_T.c.status == MessageStatus.PENDING.value,
+        _OUTBOX_T.c.kind == "page",
+    )
+    .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
+)
+_PG = _PAGE_T.c
+# Every page of the incidents with its person, newest first (the latest page per person wins).
+_NOTICE_PAGES = (
+    select(_PG.incident_id, _PG.person_id, _PG.escalation_id, _PG.chain, _PG.step)
+    .where(_PG.incident_id.in_(bindparam("incident_ids", expanding=True)), _PG.person_id.is_not(None))
+    .order_by(_PG.id.desc())
+)
+_PEOPLE = select(Person).where(Person.id.in_(bindparam("person_ids", expanding=True)))
+
+
+def cancel_pages_many(session: Session, escalation_ids: Sequence[int], now: datetime) -> None:
+    """`paging.cancel_pages` for many stopped escalations: their open pages close and their unsent page
+    messages are withdrawn, with two statements per chunk of ids."""
+    conn = session.connection()
+    for chunk in _chunks(escalation_ids):
+        conn.execute(_CANCEL_PAGES, {"b_ids": chunk})
+        conn.execute(_CANCEL_PAGE_MESSAGES, {"b_ids": chunk, "b_now": now})
+
+
+def notice_rows_many(
+    session: Session, incidents: Sequence[Incident], now: datetime, what: str, by: str
+) -> dict[int, list[dict[str, Any]]]:
+    """The outbox rows of `paging.write_notices` for many incidents at once (one query per chunk for the pages
+    and their people), per incident id; the caller inserts them with INSERT … ON CONFLICT DO NOTHING."""
+    latest: dict[int, dict[int, Any]] = {}
+    conn = session.connection()
+    for chunk in _chunks([incident.id for incident in incidents]):
+        for r in conn.execute(_NOTICE_PAGES, {"incident_ids": chunk}):
+            if r.chain:
+                latest.setdefault(r.incident_id, {}).setdefault(r.person_id, r)
+    people: dict[int, Person] = {}
+    for chunk in _chunks(list({p for pages in latest.values() for p in pages})):
+        people.update((p.id, p) for p in session.scalars(_PEOPLE, {"person_ids": chunk}))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for incident in incidents:
+        pages = latest.get(incident.id)
+        if not pages:
+            continue
+        critical = incident.severity == "critical"
+        base = paging.incident_context(incident)
+        rows = out.setdefault(incident.id, [])
+        for person_id, r in pages.items():
+            person = people.get(person_id)
+            if person is None:  # deleted since it was paged
+                continue
+            row = paging.notice_row(
+                session, incident, r, person, now, what=what, by=by, critical=critical, base=base
+            )
+            if row is not None:
+                rows.append(row)
+    return out
+
+
+def _reporter_rows(
+    session: Session, incidents: Sequence[_Incident], now: datetime, status: str
+) -> dict[int, dict[str, Any]]:
+    """The reporter status notices of `engine.sla.notify_reporter` for many incidents, per incident id."""
+    told = [incident for incident in incidents if incident.reporter_contact]
+    if not told:
+        return {}
+    try:
+        from engine.sla import reporter_counts, reporter_message
+    except ImportError:
+        return {}
+    counts: dict[int, int] = {}
+    for chunk in _chunks([incident.id for incident in told]):
+        counts.update(reporter_counts(session, chunk, status))
+    out: dict[int, dict[str, Any]] = {}
+    for incident in told:
+        row = reporter_message(session, now, cast(Incident, incident), status, counts.get(incident.id, 0))
+        if row is not None:
+            out[incident.id] = row
+    return out
+
+
+def _insert_ignoring_many() -> Any:
+    """INSERT INTO outbox_message … ON CONFLICT (idempotency_key) DO NOTHING for many rows on PostgreSQL: one
+    multi-row statement per batch through SQLAlchemy's insertmanyvalues."""
+    stmt = postgresql.insert(_OUTBOX_T).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return stmt.execution_options(**_MANY)
+
+
+def _same_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Outbox rows of different kinds with one set of columns (one INSERT for all): a column a row lacks
+    takes the column's scalar default, else NULL."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    out = []
+    for row in rows:
+        if len(row) < len(names):
+            row = dict(row)
+            for name in names:
+                if name not in row:
+                    default = _OUTBOX_T.c[name].default
+                    row[name] = default.arg if default is not None and default.is_scalar else None
+        out.append(row)
+    return out
+
+
+def _resolve_refs(session: Session, refs: Sequence[int | str]) -> list[int | WatchkeeperError]:
+    """Each ref as an incident id: an id (int or digits) as it is; a key, its open incident (the latest
+    one), else its latest incident. A ref that names nothing is its error."""
+    out: list[int | str | WatchkeeperError] = []
+    for ref in refs:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+            out.append(int(ref))
+            continue
+        key = str(ref).strip()
+        out.append(key if key else ValidationError("an incident id or key is needed", field="ref"))
+    keys = list(dict.fromkeys(x for x in out if isinstance(x, str)))
+    found: dict[str, int] = {}
+    conn = session.connection()
+    for stmt in (_OPEN_BY_KEY, _LATEST_BY_KEY):
+        missing = [k for k in keys if k not in found]
+        for chunk in _chunks(missing):
+            found.update({k: int(i) for k, i in conn.execute(stmt, {"keys": chunk})})
+    return [
+        (found[x] if x in found else NotFound(f"no incident with key {x!r}")) if isinstance(x, str) else x
+        for x in out
+    ]
+
+
+def acknowledge_in(
+    session: Session, refs: Sequence[int | str], *, by: str, via: str, now: datetime
+) -> list[dict[str, Any] | WatchkeeperError]:
+    """Acknowledge the incidents `refs` name, in order, inside the caller's write transaction; per ref the
+    summary dict of engine.api.acknowledge or the error that ref met (NotFound, InvalidTransition,
+    ValidationError), which writes nothing for it. `by` is already validated."""
+    targets = _resolve_refs(session, refs)
+    ids = sorted({t for t in targets if isinstance(t, int)})
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    incidents: dict[int, _Incident] = {}
+    escalations: dict[int, _Escalation] = {}
+    snapshots: dict[str | None, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        stmt = _ACK_INCIDENTS_LOCKED if postgres else _ACK_INCIDENTS
+        incidents.update({r.id: _Incident(**r._mapping) for r in conn.execute(stmt, {"ids": chunk})})
+    for chunk in _chunks(list(incidents)):
+        stmt = _ACK_ESCALATIONS_LOCKED if postgres else _ACK_ESCALATIONS
+        for r in conn.execute(stmt, {"ids": chunk}):
+            values = dict(r._mapping)
+            raw = values["policy_snapshot"]
+            if raw not in snapshots:
+                snapshots[raw] = json.loads(raw) if raw else {}
+            values["policy_snapshot"] = snapshots[raw]
+            escalations[r.incident_id] = _Escalation(**values)
+    results: list[dict[str, Any] | WatchkeeperError] = []
+    acknowledged: list[_Incident] = []
+    moved: list[_Escalation] = []
+    events: list[dict[str, Any]] = []
+    message = f"acknowledged by {by} via {via}"
+    for ref, target in zip(refs, targets, strict=True):
+        if isinstance(target, WatchkeeperError):
+            results.append(target)
+            continue
+        incident = incidents.get(target)
+        if incident is None:
+            results.append(NotFound(f"no incident {ref}"))
+            continue
+        if incident.status not in ACKNOWLEDGEABLE:
+            results.append(
+                InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be acknowledged")
+            )
+            continue
+        esc = escalations.get(incident.id)
+        old = incident.status
+        incident.status = IncidentStatus.ACKNOWLEDGED.value
+        incident.acknowledged_at = now
+        incident.acknowledged_by = by
+        data: dict[str, Any] = {"via": via, "incident_from": old}
+        escalation_id: int | None = None
+        if (
+            esc is not None
+            and S.ACKNOWLEDGED in esc_mod.TRANSITIONS[S(esc.state)]
+            and esc.state != S.ACKNOWLEDGED
+        ):
+            data = {"from": esc.state, "to": S.ACKNOWLEDGED.value, **data}
+            esc.state = S.ACKNOWLEDGED.value
+            esc.updated_at = now
+            esc.acknowledged_at = now
+            esc.acknowledged_by = by
+            esc_mod._schedule(cast(Escalation, esc), now)  # an auto-resolving level still resolves on time
+            escalation_id = esc.id
+            moved.append(esc)
+        events.append(
+            {
+                "kind": "acknowledged",
+                "at": now,
+                "incident_id": incident.id,
+                "escalation_id": escalation_id,
+                "actor": by,
+                "message": message,
+                "data": data,
+            }
+        )
+        acknowledged.append(incident)
+        results.append(_summary(cast(Incident, incident), cast(Escalation | None, esc)))
+    if not acknowledged:
+        return results
+    for chunk in _chunks([incident.id for incident in acknowledged]):
+        conn.execute(_SET_ACKNOWLEDGED, {"b_ids": chunk, "b_now": now, "b_by": by})
+    if moved:
+        by_next: dict[datetime | None, list[int]] = {}
+        for e in moved:  # usually one group: no level auto-resolves, nothing is due any more
+            by_next.setdefault(e.next_action_at, []).append(e.id)
+        for next_at, esc_ids in by_next.items():
+            for chunk in _chunks(esc_ids):
+                conn.execute(
+                    _SET_ESCALATIONS_ACKNOWLEDGED,
+                    {"b_ids": chunk, "b_now": now, "b_next": next_at, "b_by": by},
+                )
+        cancel_pages_many(session, [e.id for e in moved], now)
+    conn.execute(_INSERT_EVENTS, events)
+    notices = notice_rows_many(session, cast(list[Incident], acknowledged), now, "ack", by)
+    reporters = _reporter_rows(session, acknowledged, now, IncidentStatus.ACKNOWLEDGED.value)
+    outbox: list[dict[str, Any]] = []
+    for incident in acknowledged:  # in the order single calls would have written them
+        outbox.extend(notices.get(incident.id, ()))
+        if incident.id in reporters:
+            outbox.append(reporters[incident.id])
+    if outbox:
+        rows = _same_columns(outbox)
+        if postgres and len(rows) > 1:  # one multi-row statement (compiled once per batch)
+            conn.execute(_insert_ignoring_many(), rows)
+        else:  # a statement compiled once for good; SQLite runs it for every row in one executemany
+            insert_ignore(session, OutboxMessage, rows, ["idempotency_key"])
+    esc_mod.notify_work(session, "dispatch")
+    return results
+
+
+def error_entry(ref: int | str, error: WatchkeeperError) -> dict[str, Any]:
+    """What a batch reports for a ref it could not act on."""
+    kinds = {NotFound: "not_found", InvalidTransition: "invalid_transition", ValidationError: "invalid"}
+    return {"ref": ref, "error": kinds.get(type(error), "error"), "message": str(error)}
+
+
+def acknowledge_many(
+    ctx: AppContext, refs: Sequence[int | str], *, by: str, via: str = "console"
+) -> list[dict[str, Any]]:
+    """Acknowledge many incidents (ids or keys) in one write transaction; one entry per ref, in order.
+
+    Each entry is what engine.api.acknowledge returns for that ref, with the same effects (escalation
+    stopped, pending pages cancelled, everyone already paged told once, the reporter updated, events), or
+    {"ref", "error": "not_found" | "invalid_transition" | "invalid", "message"} for a ref that names no
+    incident or one that cannot be acknowledged. One bad ref does not stop the others: the refs are a
+    selection an operator made on a live board, and by the time the batch runs another operator or a reply
+    may already have acknowledged or resolved some of them; failing the whole selection for that would make
+    the operator redo work already done. A failure of the database itself still rolls the whole batch back."""
+    by = _text(by, "by", limit=200, required=True)
+    refs = list(refs)
+    if not refs:
+        return []
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        outcomes = acknowledge_in(session, refs, by=by, via=via, now=now)
+    if any(isinstance(o, dict) for o in outcomes):
+        ctx.wake("dispatch")
+    return [o if isinstance(o, dict) else error_entry(ref, o) for ref, o in zip(refs, outcomes, strict=True)]

@@ -1,0 +1,92 @@
+"""Screenshots of the board (light and night-shift themes) and an incident's detail, for docs/screenshots/
+(run under Xvfb):
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m tests.console.make_screenshots
+
+A throwaway SQLite database gets the demo centre (`watchkeeper demo`), the embedded engine pages the demo
+incidents over the simulated channels, and the main window is captured as an administrator sees it. Window
+layout and theme settings go to a throwaway directory, never the user's own.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def wait(ms: int) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_until(condition: Callable[[], bool], timeout_ms: int = 10_000) -> None:
+    waited = 0
+    while not condition() and waited < timeout_ms:
+        wait(50)
+        waited += 50
+
+
+def main() -> int:
+    app = QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        QCoreApplication.setOrganizationName("watchkeeper-screenshots")
+        QCoreApplication.setApplicationName("watchkeeper-screenshots")
+        for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+            QSettings.setPath(fmt, QSettings.Scope.UserScope, str(Path(tmp) / "qsettings"))
+
+        from console.app import load_demo_data, start_engine
+        from console.detail import DetailWindow
+        from console.mainwindow import MainWindow
+        from console.services import ConsoleServices, SignedIn
+        from console.theme import apply_theme
+        from engine.bootstrap import open_context
+        from engine.settings import Settings
+
+        apply_theme(app, dark=False, large=False)
+        ctx = open_context(Settings(db=f"sqlite:///{tmp}/shots.db"), "console")
+        load_demo_data(ctx)
+        runner = start_engine(ctx)
+        services = ConsoleServices(ctx, SignedIn(None, "admin", "Administrator", "admin"))
+        window = MainWindow(services, runner=runner, sound=False)
+        window.resize(1600, 960)
+        window.show()
+        wait_until(lambda: window.board.feed.is_loaded)
+        wait(6_000)  # the engine pages the demo incidents and the board follows
+        first = window.board.model.row_at(0)["id"]
+        window.board.select_incident(first)
+        window.open_detail(first, False)
+        wait(1_500)
+        window.grab().save(str(OUT / "board.png"))
+
+        detail = DetailWindow(services, first)
+        detail.resize(1000, 700)
+        detail.show()
+        wait(1_500)
+        detail.grab().save(str(OUT / "detail.png"))
+        detail.close()
+
+        window.dark_action.setChecked(True)
+        window._theme_changed()
+        wait(1_500)
+        window.grab().save(str(OUT / "board-dark.png"))
+
+        window.close()
+        runner.stop()
+        services.shutdown()
+        QCoreApplication.processEvents()
+        ctx.db.dispose()
+    print("wrote", *(OUT / name for name in ("board.png", "detail.png", "board-dark.png")))
+    app.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
