@@ -55,6 +55,8 @@ from engine.models import (
 from engine.targets import TargetCache
 
 S = EscalationState
+# The NOTIFY payload of a change only consoles care about (engines wake on pass names and ignore it).
+BOARD_NOTICE = "board"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,6 +291,7 @@ def cancel(ctx: AppContext, ref: int | str, *, reason: str, by: str) -> dict[str
             timeline.record(
                 session, "cancelled", now, incident_id=incident.id, actor=by, message=message, data=data
             )
+        esc_mod.notify_work(session, BOARD_NOTICE)
         result = _summary(incident, esc)
     return result
 
@@ -386,6 +389,7 @@ def add_note(ctx: AppContext, ref: int | str, *, by: str, text: str) -> dict[str
         incident = _find_incident(session, ref)
         event = timeline.record(session, "note", now, incident_id=incident.id, actor=by, message=body)
         incident.updated_at = now
+        esc_mod.notify_work(session, BOARD_NOTICE)
         session.flush()
         return {"incident_id": incident.id, "event_id": event.id, "at": _iso(now), "by": by, "text": body}
 
@@ -440,6 +444,7 @@ def assign(
             message=f"assigned to {who}" + (f": {reason}" if reason else ""),
             data={"team_id": incident.team_id, "person_id": incident.assignee_id, "reason": reason},
         )
+        esc_mod.notify_work(session, BOARD_NOTICE)
         return {
             "incident_id": incident.id,
             "team": team_row.handle if team_row else None,
@@ -468,6 +473,7 @@ def set_category(ctx: AppContext, ref: int | str, *, by: str, category: str) -> 
             message=f"category {old} → {new}",
             data={"from": old, "to": new},
         )
+        esc_mod.notify_work(session, BOARD_NOTICE)
         return {
             "incident_id": incident.id,
             "category": new,

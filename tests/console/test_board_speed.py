@@ -164,6 +164,27 @@ def test_a_commit_with_notify_shows_without_waiting_for_the_poll(
     assert widget.feed.listener is not None and not widget.feed.listener.running
 
 
+def test_cancel_and_recategorise_from_another_console_show_without_waiting_for_the_poll(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ctx.db.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite consoles follow changes by the poll")
+    from engine import api
+
+    gone = api.trigger(ctx, policy=None, summary="Duplicate call, Block E", severity="low").incident_id
+    moved = api.trigger(ctx, policy=None, summary="Smoke, Block F", severity="high").incident_id
+    monkeypatch.setattr(feed_module, "FEED_INTERVAL_MS", 3_600_000)  # the poll would wait an hour
+    widget = _board(qtbot, services)
+    qtbot.waitUntil(lambda: widget.feed.is_loaded and widget.feed.listening, timeout=5000)
+
+    api.cancel(ctx, gone, reason="duplicate of an earlier call", by="sipho")
+    api.set_category(ctx, moved, by="sipho", category="medical")
+
+    qtbot.waitUntil(lambda: (widget.model.row_for_id(gone) or {}).get("status") == "cancelled", timeout=3000)
+    qtbot.waitUntil(lambda: (widget.model.row_for_id(moved) or {}).get("category") == "medical", timeout=3000)
+    widget.shutdown()
+
+
 def test_long_lived_objects_are_frozen_at_start_and_after_each_large_batch(
     qtbot: QtBot, ctx: AppContext, services: ConsoleServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
