@@ -219,15 +219,15 @@ def handle_inbound(
             row = session.get(InboundMessage, inbound_id)
             if row is not None:
                 row.handled = done
-            page_row = session.get(Page, page_id) if page_id is not None else None
-            if page_row is not None:
-                _confirm(session, page_row, now, f"{channel} {action}")
-            record(
+            _reply_outcome(
                 session,
-                "reply_handled" if done else "reply_not_applied",
+                page_id,
                 now,
+                f"{channel} {action}",
+                confirm=True,
                 incident_id=incident_id,
-                actor=by,
+                by=by,
+                done=done,
                 message=f"{channel} reply {body.strip()[:40]!r} from {by}: {what}",
                 data={"inbound_id": inbound_id, "action": action, "page_id": page_id, "done": done},
             )
@@ -273,19 +273,47 @@ def ack_link(ctx: AppContext, incident_id: int, code: str, *, act: bool) -> dict
     done, what = _act_on_incident(ctx, "ack", incident_id, by, "email link")
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
-        page_row = session.get(Page, info["page_id"])
-        if page_row is not None and done:
-            _confirm(session, page_row, now, "email link")
-        record(
+        _reply_outcome(
             session,
-            "reply_handled" if done else "reply_not_applied",
+            info["page_id"],
             now,
+            "email link",
+            confirm=done,
             incident_id=incident_id,
-            actor=by,
+            by=by,
+            done=done,
             message=f"e-mail acknowledge link from {by}: {what}",
             data={"action": "ack", "page_id": info["page_id"], "done": done, "via": "email link"},
         )
     return info | {"done": done, "outcome": what}
+
+
+def _reply_outcome(
+    session: Session,
+    page_id: int | None,
+    now: datetime,
+    method: str,
+    *,
+    confirm: bool,
+    incident_id: int,
+    by: str,
+    done: bool,
+    message: str,
+    data: dict[str, Any],
+) -> None:
+    """After a reply or link acted on an incident: confirm the page (stops its chain) and record the outcome."""
+    page_row = session.get(Page, page_id) if page_id is not None else None
+    if page_row is not None and confirm:
+        _confirm(session, page_row, now, method)
+    record(
+        session,
+        "reply_handled" if done else "reply_not_applied",
+        now,
+        incident_id=incident_id,
+        actor=by,
+        message=message,
+        data=data,
+    )
 
 
 def _confirm(session: Session, page: Page, now: datetime, method: str) -> None:
