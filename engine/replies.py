@@ -464,15 +464,15 @@ def handle_voice_gather(ctx: AppContext, params: dict[str, Any]) -> str:
         )
     done, what = _act_on_incident(ctx, action, incident_id, by, "voice")
     with write_session(ctx.sessions) as session:
-        page_row = session.get(Page, page_id) if page_id is not None else None
-        if page_row is not None:
-            _confirm(session, page_row, now, f"voice {action}")
-        record(
+        _reply_outcome(
             session,
-            "reply_handled" if done else "reply_not_applied",
+            page_id,
             now,
+            f"voice {action}",
+            confirm=True,
             incident_id=incident_id,
-            actor=by,
+            by=by,
+            done=done,
             message=f"voice keypress {digits} from {by}: {what}",
             data={"action": action, "page_id": page_id, "done": done},
         )
