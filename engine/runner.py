@@ -206,6 +206,7 @@ class EngineRunner:
         self._last_lock = threading.Lock()
         self._stopping = threading.Event()
         self._listener: threading.Thread | None = None
+        self.listening = threading.Event()  # set while the LISTEN connection is in place (PostgreSQL)
         self._previous_wake = ctx.wake
         # Passes whose work has due times, and how to ask for the next one (see _keep_pace).
         self._next_due: dict[str, Callable[[AppContext], datetime | None]] = (
@@ -396,11 +397,13 @@ class EngineRunner:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.payload in self.passes:
                                 self.wake(note.payload)
             except Exception:
+                self.listening.clear()
                 if self._stopping.is_set():
                     return
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)

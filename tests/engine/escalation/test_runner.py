@@ -127,7 +127,7 @@ def test_postgresql_notify_from_another_process_wakes_the_engine(
     other = AppContext.create(Settings(db=url), clock=ctx.clock, mode="other", db=make_engine(url))
     try:
         assert wait_for(lambda: "escalate" in runner.last_pass())
-        time.sleep(0.5)  # the listener connects
+        assert runner.listening.wait(timeout=10)
         api.trigger(other, policy="water", summary="Main burst")  # `other` has no runner: only NOTIFY tells
         assert wait_for(lambda: _outbox_count(sessions) == 1, timeout=10)
     finally:
