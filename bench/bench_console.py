@@ -217,6 +217,9 @@ def child(db_url: str, samples: int) -> int:
 
     app = QApplication(sys.argv[:1])
     app.setOrganizationName("watchkeeper-bench")
+    from console.theme import apply_theme
+
+    apply_theme(app, dark=False, large=False)  # the style sheet and fonts the console runs with
     from console.heap import keep_collector_quiet
     from console.mainwindow import MainWindow
     from console.services import ConsoleServices, SignedIn

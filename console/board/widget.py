@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence
+from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from console.board import format as fmt
 from console.board.actions import IncidentActions
+from console.board.cells import BoardPainter
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
 from console.board.model import COL, BoardModel, BoardProxy
@@ -63,9 +64,22 @@ def _ask(dialog: Any) -> bool:
 
 
 class BoardView(QTableView):
-    """The incident table; Enter opens the selected incident."""
+    """The incident table; Enter opens the selected incident. Its cells are painted by BoardPainter (cells.py)
+    in one pass, not cell by cell through a delegate."""
 
     activated_row = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cell_painter = BoardPainter()
+        self.fast_paint = True  # False: Qt's own cell-by-cell paint (the tests compare the two)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        model = self.model()
+        if self.fast_paint and isinstance(model, BoardProxy):
+            self.cell_painter.paint(self, model, event.rect())
+        else:
+            super().paintEvent(event)
 
     def keyPressEvent(self, event: Any) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
@@ -236,13 +250,13 @@ class BoardWidget(QWidget):
         header.setStretchLastSection(True)
         for key, width in (
             ("severity", 92),
-            ("id", 52),
+            ("id", 64),
             ("status", 104),
             ("summary", 300),
             ("site", 110),
             ("category", 100),
             ("team", 100),
-            ("age", 60),
+            ("age", 72),
             ("response", 110),
             ("resolution", 110),
             ("level", 110),
