@@ -286,7 +286,7 @@ def child(db_url: str, samples: int) -> int:
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
             if event.type() == QEvent.Type.Paint:
                 Paints.any += 1
-                if window.board.proxy.rowCount():
+                if window.board.model.rowCount():
                     Paints.count += 1
             return False
 
@@ -315,10 +315,10 @@ def child(db_url: str, samples: int) -> int:
     spin(10, lambda: view.currentIndex().row() != before)
     interactive = time.perf_counter()
     marks["key answered"] = interactive
-    first_rows = window.board.model.rowCount()
+    first_rows = window.board.model.total_count()
     spin(30, lambda: seen["loaded"])
     marks["working set loaded"] = seen["loaded"]
-    rows_loaded = window.board.model.rowCount()
+    rows_loaded = window.board.model.total_count()
     spin(0.3)
 
     # Commit-to-visible: another connection commits; the board's row_arrived marks the moment it shows.
@@ -465,7 +465,7 @@ def child(db_url: str, samples: int) -> int:
         "first_rows": first_rows,
         "rows_loaded": rows_loaded,
         "marks_ms": {k: round((v - _T0) * 1000) for k, v in marks.items()},
-        "rows_after_paging": window.board.model.rowCount(),
+        "rows_after_paging": window.board.model.total_count(),
         "reload_ms": round(reload_ms),
         "burst_ms": round(burst_ms) if burst_ms is not None else None,
         "listening": window.board.feed.listening,

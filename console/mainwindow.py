@@ -350,14 +350,14 @@ class MainWindow(QMainWindow):
     def _on_first_rows(self) -> None:
         """The top of the board is showing: the operator can start working while the rest loads."""
         self.board.view.setFocus()
-        if self.board.proxy.rowCount() and not self.board.view.currentIndex().isValid():
+        if self.board.model.rowCount() and not self.board.view.currentIndex().isValid():
             self.board.view.selectRow(0)
 
     def _on_loaded(self) -> None:
         self.alerts.remember(self.board.model.rows(), self.services.ctx.clock.now())
         self._update_counter()
-        self.statusBar().showMessage(f"Board loaded: {self.board.model.rowCount()} incidents", 4000)
-        if self.board.proxy.rowCount() and not self.board.view.currentIndex().isValid():
+        self.statusBar().showMessage(f"Board loaded: {self.board.model.total_count()} incidents", 4000)
+        if self.board.model.rowCount() and not self.board.view.currentIndex().isValid():
             self.board.view.setFocus()
             self.board.view.selectRow(0)
 

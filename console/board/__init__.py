@@ -1,1 +1,1 @@
-"""The live incident board: model (ids + row cache), proxy (sort/filter), change feed, actions, widget."""
+"""The live incident board: model (ids + row cache, sorted and filtered), change feed, actions, widget."""

@@ -15,11 +15,13 @@ keys, the header); tooltips, accessible text and sizes still come from the model
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QModelIndex, QPointF, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import QStyle, QTableView
 
-from console.board.model import BoardModel, BoardProxy
+from console.board.model import BoardModel
 
 _R = Qt.ItemDataRole
 _DISPLAY, _DECORATION = int(_R.DisplayRole.value), int(_R.DecorationRole.value)
@@ -65,23 +67,28 @@ class BoardPainter:
         found = self._texts.get(key)
         if found is not None:
             return found
-        metrics = self._metrics[1 if bold else 0]
-        shown = text
-        width = metrics.horizontalAdvance(text)
+        font = self._bold if bold else self._font
+        static = self._prepared(text, font)
+        width = math.ceil(static.size().width())  # laid out once: measuring it apart would lay it out twice
         if width > room:
-            shown = metrics.elidedText(text, _ELIDE, max(0, room))
-            width = metrics.horizontalAdvance(shown)
-        static = QStaticText(shown)
-        static.setTextFormat(Qt.TextFormat.PlainText)
-        static.prepare(self._transform, self._bold if bold else self._font)
+            static = self._prepared(
+                self._metrics[1 if bold else 0].elidedText(text, _ELIDE, max(0, room)), font
+            )
+            width = math.ceil(static.size().width())
         if len(self._texts) >= _KEEP_TEXTS:
             self._texts = {}
         found = self._texts[key] = (static, width)
         return found
 
-    def paint(self, view: QTableView, proxy: BoardProxy, area: QRect) -> None:
-        """Paint the cells of `view` (showing `proxy`) that meet `area` of its viewport."""
-        rows = proxy.rowCount()
+    def _prepared(self, text: str, font: QFont) -> QStaticText:
+        static = QStaticText(text)
+        static.setTextFormat(Qt.TextFormat.PlainText)
+        static.prepare(self._transform, font)
+        return static
+
+    def paint(self, view: QTableView, model: BoardModel, area: QRect) -> None:
+        """Paint the cells of `view` (showing `model`) that meet `area` of its viewport."""
+        rows = model.rowCount()
         if rows == 0:
             return
         first = view.rowAt(area.top())
@@ -100,7 +107,6 @@ class BoardPainter:
         ]
         if not columns:
             return
-        model: BoardModel = proxy.board()
         font = view.font()
         if self._font_seen is None or font != self._font_seen:
             self._use_font(font, view.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize))
@@ -124,7 +130,7 @@ class BoardPainter:
             painter.setFont(self._font)
             for row in range(first, last + 1):
                 y = view.rowViewportPosition(row)
-                cells, tint = model.paint_row(proxy.mapToSource(proxy.index(row, 0)).row(), now)
+                cells, tint = model.paint_row(row, now)
                 selected = selection.isRowSelected(row, root)
                 for column, x, width in columns:
                     rect = QRect(x, y, width - grid, height - grid)

@@ -141,7 +141,7 @@ class BoardFeed(QObject):
     def _apply(self, rows: list[dict[str, Any]], *, from_feed: bool, ordered: bool = False) -> None:
         if not ordered:  # order by id so a batch of new incidents lands in a stable order
             rows.sort(key=lambda r: r["id"], reverse=True)
-        if not self._queue and self.model.rowCount() == 0:
+        if not self._queue and self.model.total_count() == 0:
             # An empty board (first load, reload): the rows go in as one block and one repaint; slicing pays
             # for a repaint per slice and made the first load several times slower.
             self.model.apply_rows(rows, from_feed=from_feed)
@@ -237,7 +237,7 @@ class BoardFeed(QObject):
         found = {r["id"] for r in rows}
 
         def settle() -> None:
-            gone = [i for i in ids if i not in found and self.model.position_of(i) is not None]
+            gone = [i for i in ids if i not in found and self.model.has(i)]
             if gone:
                 self.model.remove_ids(gone)
             self.services.incidents_changed.emit(ids)

@@ -1,4 +1,4 @@
-"""The live incident board's Qt models: ids plus a row cache (BoardModel), sorting and filtering (BoardProxy).
+"""The live incident board's Qt model: ids plus a row cache, kept sorted and filtered by the model itself.
 
 The model never queries: rows arrive from the database worker (see feed.py) as plain dicts and are applied as
 targeted changes — `dataChanged` for a row that changed, one `beginInsertRows` per batch of new rows — so
@@ -6,7 +6,12 @@ selection, scroll position and sort survive every refresh; `beginResetModel` is 
 
 What is loaded (documented choice): the working set — every open incident plus those closed in the last 24 h —
 sits in memory, which is what a dispatch board shows (hundreds to a few thousand rows even in a database of
-100,000 incidents). Sorting and search-as-you-type then run in the proxy without a round trip. Older closed
+100,000 incidents). Sorting and search-as-you-type then run in memory without a round trip.
+
+Filtering lives in the model, not in a QSortFilterProxyModel: a proxy calls into Python once per row for every
+filter change (7,500 calls, 30-40 ms of the GUI thread after paging older incidents) and maps every painted
+index through Python again. Here a filter change is one pass over the rows' cached facts in Python and one
+layout change; rows that start or stop matching after a change arrive or leave as row insertions and removals. Older closed
 incidents are paged in 500 at a time through `canFetchMore`/`fetchMore` when the operator scrolls to the end
 with closed incidents shown; the History tab is the place for searching years of incidents.
 
@@ -17,18 +22,11 @@ ticks with a viewport repaint, not a model signal.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractItemModel,
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-    Signal,
-)
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from console.board import format as fmt
@@ -97,6 +95,60 @@ def _bold() -> QFont:
     return _BOLD[0]
 
 
+@dataclass(frozen=True)
+class BoardFilter:
+    """What the board shows: by status, severity, site, team, "mine" and free text (every word must occur)."""
+
+    statuses: frozenset[str] = frozenset()
+    severities: frozenset[str] = frozenset()
+    sites: frozenset[str] = frozenset()
+    teams: frozenset[str] = frozenset()
+    text: str = ""
+    show_closed: bool = True
+    mine_of: tuple[str, ...] = ()  # names that count as "me" (user name, display name)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return tuple(self.text.lower().split())
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            not self.show_closed
+            or self.statuses
+            or self.severities
+            or self.sites
+            or self.teams
+            or self.mine_of
+            or self.words
+        )
+
+    def test(self) -> Callable[[tuple[bool, str, str, str, str, str, str, str]], bool]:
+        """A function of a row's facts (BoardModel._remember) saying whether the row is shown."""
+        if not self.active:
+            return lambda _facts: True
+        statuses, severities, sites, teams = self.statuses, self.severities, self.sites, self.teams
+        show_closed, mine_of, words = self.show_closed, self.mine_of, self.words
+
+        def accepts(facts: tuple[bool, str, str, str, str, str, str, str]) -> bool:
+            is_open, status, severity, site, team, acked_by, assignee, blob = facts
+            if not show_closed and not is_open:
+                return False
+            if statuses and status not in statuses:
+                return False
+            if severities and severity not in severities:
+                return False
+            if sites and site not in sites:
+                return False
+            if teams and team not in teams:
+                return False
+            if mine_of and acked_by not in mine_of and assignee not in mine_of:
+                return False
+            return all(word in blob for word in words)
+
+        return accepts
+
+
 class BoardModel(QAbstractTableModel):
     # Emitted for rows that arrive through the change feed (not the first load): (row, previous row or None).
     row_arrived = Signal(object, object)
@@ -106,11 +158,13 @@ class BoardModel(QAbstractTableModel):
     def __init__(self, now: Callable[[], datetime], parent: Any = None) -> None:
         super().__init__(parent)
         self._now = now
-        self._ids: list[int] = []
-        self._rows: dict[int, dict[str, Any]] = {}
-        self._position: dict[int, int] = {}
-        # Per-row facts the proxy filters on, built when a row arrives, so filterAcceptsRow is one tuple
-        # lookup: (is open, status, severity, site, team handle, acknowledged by, assignee, search blob).
+        self._ids: list[int] = []  # the rows shown, in order
+        self._rows: dict[int, dict[str, Any]] = {}  # every row loaded, shown or filtered out
+        self._position: dict[int, int] = {}  # id -> row, for the rows shown
+        self.filters = BoardFilter()
+        self._accepts = self.filters.test()
+        # Per-row facts the filter reads, built when a row arrives, so testing a row is one tuple lookup:
+        # (is open, status, severity, site, team handle, acknowledged by, assignee, search blob).
         self._facts: dict[int, tuple[bool, str, str, str, str, str, str, str]] = {}
         self._open: set[int] = set()  # ids of open incidents: the per-second deadline checks walk only these
         self._keys: dict[int, Any] = {}
@@ -143,7 +197,21 @@ class BoardModel(QAbstractTableModel):
         return self._rows[self._ids[row]]
 
     def position_of(self, incident_id: int) -> int | None:
+        """The row showing this incident; None when it is not loaded or filtered out."""
         return self._position.get(incident_id)
+
+    def has(self, incident_id: int) -> bool:
+        """Whether the incident is loaded (shown or filtered out)."""
+        return incident_id in self._rows
+
+    def total_count(self) -> int:
+        """Incidents loaded, shown or not."""
+        return len(self._rows)
+
+    def incident_id(self, index: ModelIndex) -> int | None:
+        if not index.isValid() or not 0 <= index.row() < len(self._ids):
+            return None
+        return self._ids[index.row()]
 
     def rows(self) -> Iterable[dict[str, Any]]:
         return self._rows.values()
@@ -163,12 +231,6 @@ class BoardModel(QAbstractTableModel):
         open_ids = self._open
         closed = [i for i in self._rows if i not in open_ids]
         return min(closed) if closed else None
-
-    def search_blob(self, row: int) -> str:
-        return self._facts[self._ids[row]][7]
-
-    def facts_at(self, row: int) -> tuple[bool, str, str, str, str, str, str, str]:
-        return self._facts[self._ids[row]]
 
     def _remember(self, incident_id: int, row: dict[str, Any]) -> None:
         """Cache what filtering needs for this row (called whenever a row arrives or changes)."""
@@ -229,80 +291,99 @@ class BoardModel(QAbstractTableModel):
 
     def apply_rows(self, rows: list[dict[str, Any]], *, from_feed: bool = True) -> None:
         """Update known rows in place (one dataChanged per changed row) and insert new ones where the sort
-        order puts them; a change that moves a row in the order is one layout change for the whole batch."""
+        order puts them; a change that moves a row in the order is one layout change for the whole batch. A
+        change that makes a row match the filter, or stop matching it, inserts or removes that row."""
         fresh: list[dict[str, Any]] = []
         fresh_ids: set[int] = set()
+        shown: list[dict[str, Any]] = []  # known rows that now match the filter and did not before
+        hidden: list[int] = []  # shown rows that no longer match
         moved = False
         last_col = len(COLUMNS) - 1
+        accepts, facts = self._accepts, self._facts
         for row in rows:
             incident_id = int(row["id"])
-            position = self._position.get(incident_id)
-            if position is None:
+            previous = self._rows.get(incident_id)
+            if previous is None:
                 if incident_id not in fresh_ids:
                     fresh_ids.add(incident_id)
                     fresh.append(row)
                 continue
-            previous = self._rows[incident_id]
             if previous == row:
                 continue
             self._rows[incident_id] = row
             self._forget_cells(incident_id)
             self._remember(incident_id, row)
             key = self._key_of(row)
-            if key != self._keys[incident_id]:
+            position = self._position.get(incident_id)
+            if not accepts(facts[incident_id]):
                 self._keys[incident_id] = key
-                moved = True
-            self.dataChanged.emit(self.index(position, 0), self.index(position, last_col))
+                if position is not None:
+                    hidden.append(incident_id)
+            elif position is None:
+                self._keys[incident_id] = key
+                shown.append(row)
+            else:
+                if key != self._keys[incident_id]:
+                    self._keys[incident_id] = key
+                    moved = True
+                self.dataChanged.emit(self.index(position, 0), self.index(position, last_col))
             if from_feed:
                 self.row_arrived.emit(row, previous)
+        if hidden:
+            self._hide(hidden)
         if moved:
             self._resort()
         if fresh:
-            self._insert_sorted(fresh)
+            for row in fresh:
+                incident_id = int(row["id"])
+                self._rows[incident_id] = row
+                self._forget_cells(incident_id)
+                self._remember(incident_id, row)
+                self._keys[incident_id] = self._key_of(row)
+            shown.extend(r for r in fresh if accepts(facts[int(r["id"])]))
+        if shown:
+            self._show(shown)
         if from_feed:
             for row in fresh:
                 self.row_arrived.emit(row, None)
         if rows:
             self.counts_changed.emit()
 
-    def _insert_sorted(self, fresh: list[dict[str, Any]]) -> None:
-        """Insert new rows at their places in the order, one beginInsertRows per contiguous run.
-
-        Runs, not a layout change: a proxy then filters only the new rows instead of every row, which keeps
-        a page of older incidents cheap on a board of thousands (tried: one block plus one layout change
-        made the proxy re-filter every row and measured no better). The feed hands rows over in slices
-        (feed.py), which bounds the runs per event-loop turn."""
+    def _show(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows (already cached, not yet shown) at their places in the order, one beginInsertRows per
+        contiguous run. The feed hands rows over in slices (feed.py), which bounds the runs per turn."""
         descending = self.sort_order == Qt.SortOrder.DescendingOrder
-        keyed = sorted(((self._key_of(r), r) for r in fresh), key=lambda kr: kr[0], reverse=descending)
-        runs: list[tuple[int, list[tuple[Any, dict[str, Any]]]]] = []
-        for key, row in keyed:
-            at = self._insert_position(key)  # position in the list as it was before this batch
+        keys = self._keys
+        ordered = sorted((int(r["id"]) for r in rows), key=keys.__getitem__, reverse=descending)
+        runs: list[tuple[int, list[int]]] = []
+        for incident_id in ordered:
+            at = self._insert_position(keys[incident_id])  # position in the list as it was before this batch
             if runs and runs[-1][0] == at:
-                runs[-1][1].append((key, row))
+                runs[-1][1].append(incident_id)
             else:
-                runs.append((at, [(key, row)]))
+                runs.append((at, [incident_id]))
         offset = 0
         for at, members in runs:
             start = at + offset
             self.beginInsertRows(QModelIndex(), start, start + len(members) - 1)
-            for key, row in members:
-                incident_id = int(row["id"])
-                self._rows[incident_id] = row
-                self._forget_cells(incident_id)
-                self._remember(incident_id, row)
-                self._keys[incident_id] = key
-            self._ids[start:start] = [int(row["id"]) for _key, row in members]
+            self._ids[start:start] = members
             self.endInsertRows()
             offset += len(members)
         # Positions are only read by our own code (never by Qt during an insert): rebuild once per batch,
         # not once per run, which made a page of older incidents quadratic.
         self._position = {i: n for n, i in enumerate(self._ids)}
 
-    def _resort(self) -> None:
-        """Reorder rows by the cached keys as one layout change: persistent indexes (selection, current
-        row) follow their incidents."""
-        descending = self.sort_order == Qt.SortOrder.DescendingOrder
-        new_ids = sorted(self._ids, key=self._keys.__getitem__, reverse=descending)
+    def _hide(self, ids: list[int]) -> None:
+        """Remove shown rows from view (they stay loaded), last row first so earlier positions hold."""
+        for position in sorted((self._position[i] for i in ids), reverse=True):
+            self.beginRemoveRows(QModelIndex(), position, position)
+            del self._ids[position]
+            self.endRemoveRows()
+        self._position = {i: n for n, i in enumerate(self._ids)}
+
+    def _relayout(self, new_ids: list[int]) -> None:
+        """Show `new_ids` in this order as one layout change: persistent indexes (selection, current row)
+        follow their incidents, and those of incidents no longer shown become invalid."""
         if new_ids == self._ids:
             return
         # Emitted without arguments: PySide6 6.10 refuses the (parents, hint) form of these signals.
@@ -311,10 +392,17 @@ class BoardModel(QAbstractTableModel):
         remembered = [(self._ids[i.row()], i.column()) for i in persistent]
         self._ids = new_ids
         self._position = {i: n for n, i in enumerate(self._ids)}
+        invalid = QModelIndex()
         self.changePersistentIndexList(
-            persistent, [self.index(self._position[i], col) for i, col in remembered]
+            persistent,
+            [self.index(self._position[i], col) if i in self._position else invalid for i, col in remembered],
         )
         self.layoutChanged.emit()
+
+    def _resort(self) -> None:
+        """Reorder the shown rows by the cached keys."""
+        descending = self.sort_order == Qt.SortOrder.DescendingOrder
+        self._relayout(sorted(self._ids, key=self._keys.__getitem__, reverse=descending))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(COLUMNS):
@@ -323,21 +411,52 @@ class BoardModel(QAbstractTableModel):
         self._keys = {i: self._key_of(r) for i, r in self._rows.items()}
         self._resort()
 
+    def set_filters(self, **changes: Any) -> None:
+        """Change what is shown (fields of BoardFilter), as one pass over the loaded rows and one layout
+        change; selection and current row stay on their incidents when these are still shown."""
+        for name, value in changes.items():
+            if isinstance(value, (set, list, tuple)) and name != "mine_of":
+                changes[name] = frozenset(value)
+            elif name == "mine_of":
+                changes[name] = tuple(value)
+        self.filters = replace(self.filters, **changes)
+        self._accepts = accepts = self.filters.test()
+        self.fetch_enabled = self.filters.show_closed
+        facts = self._facts
+        descending = self.sort_order == Qt.SortOrder.DescendingOrder
+        matching = [i for i in self._rows if accepts(facts[i])]
+        self._relayout(sorted(matching, key=self._keys.__getitem__, reverse=descending))
+        self.counts_changed.emit()
+
+    def filter_state(self) -> dict[str, Any]:
+        f = self.filters
+        return {
+            "statuses": sorted(f.statuses),
+            "severities": sorted(f.severities),
+            "sites": sorted(f.sites),
+            "teams": sorted(f.teams),
+            "text": f.text,
+            "show_closed": f.show_closed,
+            "mine": bool(f.mine_of),
+        }
+
     def remove_ids(self, ids: Iterable[int]) -> None:
         """Incidents that no longer exist (retention): rare, so one removal per row is fine."""
         for incident_id in ids:
-            position = self._position.get(incident_id)
-            if position is None:
+            if incident_id not in self._rows:
                 continue
-            self.beginRemoveRows(QModelIndex(), position, position)
-            del self._ids[position]
+            position = self._position.get(incident_id)
+            if position is not None:
+                self.beginRemoveRows(QModelIndex(), position, position)
+                del self._ids[position]
             del self._rows[incident_id]
             self._facts.pop(incident_id, None)
             self._open.discard(incident_id)
             self._keys.pop(incident_id, None)
             self._forget_cells(incident_id)
-            self._position = {i: n for n, i in enumerate(self._ids)}
-            self.endRemoveRows()
+            if position is not None:
+                self._position = {i: n for n, i in enumerate(self._ids)}
+                self.endRemoveRows()
         self.counts_changed.emit()
 
     def clear(self) -> None:
@@ -571,113 +690,3 @@ class BoardModel(QAbstractTableModel):
         if key == "summary":
             return str(row["summary"])
         return None
-
-
-class BoardProxy(QSortFilterProxyModel):
-    """Filters by status, severity, site, team, "mine" and free text; sorts by each column's sort key."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        # The source model keeps itself sorted (keys cached per row, see BoardModel.sort); the proxy only
-        # filters. Sorting here would call back into Python for every comparison: seconds on a busy board.
-        self.setDynamicSortFilter(True)
-        self.statuses: frozenset[str] = frozenset()
-        self.severities: frozenset[str] = frozenset()
-        self.sites: frozenset[str] = frozenset()
-        self.teams: frozenset[str] = frozenset()
-        self.text = ""
-        self.show_closed = True
-        self.mine_of: tuple[str, ...] = ()  # names that count as "me" (user name, display name)
-        self._words: tuple[str, ...] = ()
-        self._active = False  # any filter set; when not, every row is accepted without a lookup
-        self._facts_at: Callable[[int], tuple[bool, str, str, str, str, str, str, str]] = lambda _r: (
-            True,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        )
-
-    def setSourceModel(self, model: QAbstractItemModel) -> None:
-        if isinstance(model, BoardModel):
-            self._facts_at = model.facts_at
-        super().setSourceModel(model)
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        self.board().sort(column, order)
-
-    def board(self) -> BoardModel:
-        model = self.sourceModel()
-        assert isinstance(model, BoardModel)
-        return model
-
-    def set_filters(self, **changes: Any) -> None:
-        self._begin_change()
-        for name, value in changes.items():
-            if not hasattr(self, name):
-                raise AttributeError(name)
-            if isinstance(value, (set, list, tuple)) and name != "mine_of":
-                value = frozenset(value)
-            setattr(self, name, value)
-        self.board().fetch_enabled = self.show_closed
-        self._words = tuple(self.text.lower().split())
-        self._active = bool(
-            not self.show_closed
-            or self.statuses
-            or self.severities
-            or self.sites
-            or self.teams
-            or self.mine_of
-            or self._words
-        )
-        self._end_change()
-
-    def filter_state(self) -> dict[str, Any]:
-        return {
-            "statuses": sorted(self.statuses),
-            "severities": sorted(self.severities),
-            "sites": sorted(self.sites),
-            "teams": sorted(self.teams),
-            "text": self.text,
-            "show_closed": self.show_closed,
-            "mine": bool(self.mine_of),
-        }
-
-    def _begin_change(self) -> None:
-        begin = getattr(self, "beginFilterChange", None)
-        if begin is not None:
-            begin()
-
-    def _end_change(self) -> None:
-        if hasattr(self, "beginFilterChange"):
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:  # Qt < 6.10
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: ModelIndex) -> bool:
-        # Called from C++ once per source row on every filter change: one tuple lookup, no row formatting.
-        if not self._active:
-            return True
-        is_open, status, severity, site, team, acked_by, assignee, blob = self._facts_at(source_row)
-        if not self.show_closed and not is_open:
-            return False
-        if self.statuses and status not in self.statuses:
-            return False
-        if self.severities and severity not in self.severities:
-            return False
-        if self.sites and site not in self.sites:
-            return False
-        if self.teams and team not in self.teams:
-            return False
-        if self.mine_of and acked_by not in self.mine_of and assignee not in self.mine_of:
-            return False
-        return all(word in blob for word in self._words)
-
-    def incident_id(self, index: ModelIndex) -> int | None:
-        if not index.isValid():
-            return None
-        value = self.data(index, ID_ROLE)
-        return int(value) if value is not None else None

@@ -36,7 +36,7 @@ from console.board.actions import IncidentActions
 from console.board.cells import BoardPainter
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
-from console.board.model import COL, BoardModel, BoardProxy
+from console.board.model import COL, BoardModel
 from console.services import ConsoleServices
 from engine import board
 
@@ -76,7 +76,7 @@ class BoardView(QTableView):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         model = self.model()
-        if self.fast_paint and isinstance(model, BoardProxy):
+        if self.fast_paint and isinstance(model, BoardModel):
             self.cell_painter.paint(self, model, event.rect())
         else:
             super().paintEvent(event)
@@ -99,8 +99,6 @@ class BoardWidget(QWidget):
         super().__init__(parent)
         self.services = services
         self.model = BoardModel(services.ctx.clock.now, self)
-        self.proxy = BoardProxy(self)
-        self.proxy.setSourceModel(self.model)
         self.feed = BoardFeed(services, self.model, self)
         self.actions_ = IncidentActions(services, self)
         self.choices: dict[str, list[str]] = {}
@@ -167,7 +165,7 @@ class BoardWidget(QWidget):
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(120)
-        self._search_timer.timeout.connect(lambda: self.proxy.set_filters(text=self.search.text()))
+        self._search_timer.timeout.connect(lambda: self.model.set_filters(text=self.search.text()))
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
         self.status_filter = QComboBox()
         self.status_filter.setObjectName("statusFilter")
@@ -189,7 +187,7 @@ class BoardWidget(QWidget):
         self.site_filter.setObjectName("siteFilter")
         self.site_filter.addItem("All sites", "")
         self.site_filter.currentIndexChanged.connect(
-            lambda _i: self.proxy.set_filters(
+            lambda _i: self.model.set_filters(
                 sites=[self.site_filter.currentData()] if self.site_filter.currentData() else []
             )
         )
@@ -197,7 +195,7 @@ class BoardWidget(QWidget):
         self.team_filter.setObjectName("teamFilter")
         self.team_filter.addItem("All teams", "")
         self.team_filter.currentIndexChanged.connect(
-            lambda _i: self.proxy.set_filters(
+            lambda _i: self.model.set_filters(
                 teams=[self.team_filter.currentData()] if self.team_filter.currentData() else []
             )
         )
@@ -230,7 +228,7 @@ class BoardWidget(QWidget):
 
         self.view = BoardView()
         self.view.setObjectName("board")
-        self.view.setModel(self.proxy)
+        self.view.setModel(self.model)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(COL["severity"], Qt.SortOrder.AscendingOrder)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -275,10 +273,10 @@ class BoardWidget(QWidget):
         self._count_timer.setInterval(0)
         self._count_timer.timeout.connect(self._update_count)
         for signal in (
-            self.proxy.rowsInserted,
-            self.proxy.rowsRemoved,
-            self.proxy.layoutChanged,
-            self.proxy.modelReset,
+            self.model.rowsInserted,
+            self.model.rowsRemoved,
+            self.model.layoutChanged,
+            self.model.modelReset,
         ):
             signal.connect(lambda *_args: self._count_timer.start())
 
@@ -291,12 +289,16 @@ class BoardWidget(QWidget):
         self._install_shortcuts()
 
     def content_width(self, key: str) -> int:
-        """The width the severity or status column needs for its longest value and its header (with the sort
-        arrow) in the current font, so neither is ever cut short."""
+        """The width the severity, number, status or age column needs for its longest value and its header
+        (with the sort arrow) in the current font, so none is ever cut short."""
         self.view.ensurePolished()
         style = self.view.style()
         font = QFont(self.view.font())
-        texts = list(fmt.STATUS_LABEL.values())
+        texts = {
+            "status": list(fmt.STATUS_LABEL.values()),
+            "id": ["9999999"],  # incident numbers up to seven digits
+            "age": [fmt.duration(23 * 3600 + 59 * 60), fmt.duration(99 * 86400 + 23 * 3600)],
+        }.get(key, [])
         extra = 0
         if key == "severity":  # bold when critical and open, after the colour swatch
             font.setBold(True)
@@ -308,10 +310,10 @@ class BoardWidget(QWidget):
         return max(cell, self.view.horizontalHeader().sectionSizeHint(COL[key]) + 8)
 
     def fit_columns(self) -> None:
-        """Widen the severity and status columns to their content (a saved narrower width included); a wider
-        width chosen by the operator stays."""
+        """Widen the severity, number, status and age columns to their content (a saved narrower width
+        included); a wider width chosen by the operator stays."""
         header = self.view.horizontalHeader()
-        for key in ("severity", "status"):
+        for key in ("severity", "id", "status", "age"):
             needed = self.content_width(key)
             if header.sectionSize(COL[key]) < needed:
                 header.resizeSection(COL[key], needed)
@@ -372,21 +374,19 @@ class BoardWidget(QWidget):
 
     def selected_ids(self) -> list[int]:
         rows = self.view.selectionModel().selectedRows()
-        ids = [self.proxy.incident_id(i) for i in rows]
+        ids = [self.model.incident_id(i) for i in rows]
         if not ids and self.view.currentIndex().isValid():
-            ids = [self.proxy.incident_id(self.view.currentIndex())]
+            ids = [self.model.incident_id(self.view.currentIndex())]
         return [i for i in ids if i is not None]
 
     def current_id(self) -> int | None:
-        return self.proxy.incident_id(self.view.currentIndex())
+        return self.model.incident_id(self.view.currentIndex())
 
     def select_incident(self, incident_id: int) -> bool:
         position = self.model.position_of(incident_id)
         if position is None:
             return False
-        index = self.proxy.mapFromSource(self.model.index(position, 0))
-        if not index.isValid():
-            return False
+        index = self.model.index(position, 0)
         self.view.selectionModel().setCurrentIndex(
             index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         )
@@ -394,7 +394,7 @@ class BoardWidget(QWidget):
         return True
 
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        incident_id = self.proxy.incident_id(current)
+        incident_id = self.model.incident_id(current)
         self.current_changed.emit(incident_id or 0)
 
     def _open_current(self, pop_out: bool) -> None:
@@ -539,16 +539,16 @@ class BoardWidget(QWidget):
 
     def _on_status_preset(self, index: int) -> None:
         if 0 <= index < len(STATUS_PRESETS):
-            self.proxy.set_filters(**STATUS_PRESETS[index][1])
+            self.model.set_filters(**STATUS_PRESETS[index][1])
 
     def _on_severity(self) -> None:
         chosen = [s for s, act in self.severity_actions.items() if act.isChecked()]
         self.severity_button.setText("Severity: " + (", ".join(chosen) if chosen else "all"))
-        self.proxy.set_filters(severities=chosen)
+        self.model.set_filters(severities=chosen)
 
     def _on_mine(self, on: bool) -> None:
         op = self.services.operator
-        self.proxy.set_filters(mine_of=(op.username, op.display_name) if on else ())
+        self.model.set_filters(mine_of=(op.username, op.display_name) if on else ())
 
     def _on_loaded(self) -> None:
         self._update_count()
@@ -571,7 +571,7 @@ class BoardWidget(QWidget):
             combo.blockSignals(False)
 
     def _update_count(self, *_args: Any) -> None:
-        self.count_label.setText(f"{self.proxy.rowCount()} shown of {self.model.rowCount()}")
+        self.count_label.setText(f"{self.model.rowCount()} shown of {self.model.total_count()}")
 
     def view_state(self) -> dict[str, Any]:
         header = self.view.horizontalHeader()
@@ -596,7 +596,7 @@ class BoardWidget(QWidget):
                 combo.addItem(value, value)
             combo.setCurrentIndex(max(0, combo.findData(value)))
         self.search.setText(state.get("text", ""))
-        self.proxy.set_filters(text=state.get("text", ""))
+        self.model.set_filters(text=state.get("text", ""))
         self.mine.setChecked(bool(state.get("mine")))
         self.view.sortByColumn(
             int(state.get("sort_column", COL["severity"])), Qt.SortOrder(int(state.get("sort_order", 0)))

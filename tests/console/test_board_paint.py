@@ -67,10 +67,10 @@ def test_the_fast_painter_draws_what_qts_own_paint_draws(
     qtbot.addWidget(widget)
     widget.resize(1400, 400)
     widget.show()
-    qtbot.waitUntil(lambda: widget.feed.is_loaded and widget.proxy.rowCount() == 4, timeout=5000)
+    qtbot.waitUntil(lambda: widget.feed.is_loaded and widget.model.rowCount() == 4, timeout=5000)
     view = widget.view
     view.selectionModel().select(
-        widget.proxy.index(1, 0),
+        widget.model.index(1, 0),
         QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows,
     )
     fast = view.viewport().grab().toImage()
@@ -78,9 +78,9 @@ def test_the_fast_painter_draws_what_qts_own_paint_draws(
     standard = view.viewport().grab().toImage()
 
     checked_text = 0
-    for row in range(widget.proxy.rowCount()):
+    for row in range(widget.model.rowCount()):
         for column in range(len(COL)):
-            index = widget.proxy.index(row, column)
+            index = widget.model.index(row, column)
             rect = view.visualRect(index)
             if not view.viewport().rect().contains(rect):
                 continue  # scrolled out of sight on the right
