@@ -129,8 +129,8 @@ class TimelineModel(QAbstractTableModel):
                     return f"{item['kind']} sent" + (f" (level {item['level']})" if item.get("level") else "")
                 if kind == "reply":
                     return f"reply: {item['kind']}"
-                if kind == "deadline":
-                    return f"DEADLINE: {item['text']}"
+                if kind == "deadline":  # what is due is in the detail column, the time left in the status
+                    return "deadline"
                 return "note" if kind == "note" else str(item["kind"]).replace("_", " ")
             if col == 2:
                 if kind == "message":
@@ -217,7 +217,11 @@ class TimelineStrip(QWidget):
                 p.drawLine(QPointF(x, 4), QPointF(x, self.height() - 4))
                 p.setPen(QPen(color))
                 label = f"{item['kind']} due"
-                p.drawText(QRectF(x + 3, 2, 140, 16), Qt.AlignmentFlag.AlignLeft, label)
+                width = p.fontMetrics().horizontalAdvance(label) + 2
+                if x + 3 + width <= self.width():
+                    p.drawText(QRectF(x + 3, 2, width, 16), Qt.AlignmentFlag.AlignLeft, label)
+                else:  # no room right of the line: its label goes on the left, never cut by the edge
+                    p.drawText(QRectF(x - 3 - width, 2, width, 16), Qt.AlignmentFlag.AlignRight, label)
                 continue
             color = QColor(colors.get(item["type"], palette.muted))
             if item["type"] == "message" and item.get("status") in ("failed", "undelivered"):
