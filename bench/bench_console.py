@@ -13,7 +13,7 @@ Figures (targets in brackets):
 - GUI-thread stalls: a 5 ms timer on the GUI thread records every gap while the board loads, follows the
   change feed, takes a burst of changes in one commit, sorts, reloads (F5), scrolls and pages older
   incidents, searches and opens incidents in the detail; the longest gap per phase is how long the operator
-  waited (<= 50 ms). Beside each wall-clock gap, the GUI thread's own CPU time in its longest gap: on a shared
+  waited (<= 50 ms); the bench's own imports and set-up between phases are left out. Beside each wall-clock gap, the GUI thread's own CPU time in its longest gap: on a shared
   machine the wall figure includes time other processes took;
 - RSS of the console process at the end, and its peak (<= 400 MB).
 
@@ -321,8 +321,9 @@ def child(db_url: str, samples: int) -> int:
     rows_loaded = window.board.model.total_count()
     spin(0.3)
 
-    # Commit-to-visible: another connection commits; the board's row_arrived marks the moment it shows.
-    phase["name"] = "feed"
+    # Commit-to-visible: another connection commits; the board's row_arrived marks the moment it shows. The
+    # bench's own imports and set-up run before the phase starts: they are not the console's work.
+    phase["name"] = "(bench set-up)"
     from sqlalchemy import select, update
 
     from engine.db import make_engine, session_factory
@@ -345,6 +346,8 @@ def child(db_url: str, samples: int) -> int:
     window.board.model.row_arrived.connect(arrived)
     with other() as s:
         open_ids = list(s.scalars(select(Incident.id).where(Incident.status == "open").limit(samples + 500)))
+    spin(0.3)
+    phase["name"] = "feed"
 
     def open_incident(s: Any, key: str, summary: str, severity: str, now: datetime) -> int:
         """A new incident and its event, in the caller's transaction."""
@@ -475,8 +478,8 @@ def child(db_url: str, samples: int) -> int:
             "median": round(latencies[len(latencies) // 2]) if latencies else None,
             "max": round(latencies[-1]) if latencies else None,
         },
-        "max_gui_stall_ms": {k: round(max(0.0, v), 1) for k, v in gaps.items()},
-        "max_gui_stall_cpu_ms": {k: round(v, 1) for k, v in cpu_gaps.items()},
+        "max_gui_stall_ms": {k: round(max(0.0, v), 1) for k, v in gaps.items() if not k.startswith("(")},
+        "max_gui_stall_cpu_ms": {k: round(v, 1) for k, v in cpu_gaps.items() if not k.startswith("(")},
         "load_average": os.getloadavg(),
         "rss_mb": round(rss),
         "peak_rss_mb": round(peak),
