@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.context import AppContext
 from engine.db import read_session
@@ -145,23 +145,30 @@ def lookup_routing_key(ctx: AppContext, plain: str) -> RoutingTarget | None:
         return resolve_routing_key(session, plain)
 
 
-def keys_with_open_incidents(ctx: AppContext, keys: Iterable[str]) -> set[str]:
-    """Which of these keys have an open incident now (one query for a batch of queued events)."""
+def open_incidents_by_key(ctx: AppContext, keys: Iterable[str]) -> dict[str, int]:
+    """The open incident (the latest, as `open_incident_with_key` picks) of each of these keys that has one:
+    one query per 500 keys for a batch of queued events."""
     wanted = sorted(set(keys))
     if not wanted:
-        return set()
+        return {}
     open_statuses = [s.value for s in OPEN_INCIDENT_STATUSES]
-    found: set[str] = set()
+    found: dict[str, int] = {}
     with read_session(ctx.sessions) as session:
         for start in range(0, len(wanted), 500):
             found.update(
-                session.scalars(
-                    select(Incident.key).where(
-                        Incident.key.in_(wanted[start : start + 500]), Incident.status.in_(open_statuses)
-                    )
+                (str(key), int(incident_id))
+                for key, incident_id in session.execute(
+                    select(Incident.key, func.max(Incident.id))
+                    .where(Incident.key.in_(wanted[start : start + 500]), Incident.status.in_(open_statuses))
+                    .group_by(Incident.key)
                 )
             )
     return found
+
+
+def keys_with_open_incidents(ctx: AppContext, keys: Iterable[str]) -> set[str]:
+    """Which of these keys have an open incident now."""
+    return set(open_incidents_by_key(ctx, keys))
 
 
 def open_incident_with_key(ctx: AppContext, key: str) -> int | None:
@@ -197,6 +204,38 @@ def _details_text(event: EnqueueEvent) -> str:
     return "\n".join(lines)
 
 
+def trigger_arguments(event: EnqueueEvent, target: RoutingTarget, dedup_key: str) -> dict[str, Any]:
+    """The keyword arguments of engine.api.trigger (and the fields of a TriggerRequest) for a trigger event."""
+    custom: dict[str, Any] = {
+        "events_api": {
+            "routing_key": target.label,
+            "source": event.source,
+            "component": event.component,
+            "group": event.group,
+            "class": event.event_class,
+            "timestamp": event.timestamp,
+            "client": event.client,
+            "client_url": event.client_url,
+        }
+    }
+    if event.custom_details is not None:
+        custom["custom_details"] = event.custom_details
+    if event.links:
+        custom["links"] = event.links
+    if event.images:
+        custom["images"] = event.images
+    return {
+        "policy": target.policy_name,
+        "summary": event.summary,
+        "key": dedup_key,
+        "severity": SEVERITY_MAP[event.severity],
+        "details": _details_text(event),
+        "source": "monitoring",
+        "actor": f"events-api:{target.label}",
+        "custom": custom,
+    }
+
+
 def process_event(
     ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, *, known_closed: bool = False
 ) -> EnqueueResult:
@@ -213,35 +252,7 @@ def process_event(
             # PagerDuty semantics: a trigger for an open incident's dedup_key is the same alert firing again
             # (Alertmanager re-sends every repeat_interval). It neither opens a second incident nor pages again.
             return EnqueueResult(dedup_key=dedup_key, incident_id=open_id, outcome="deduplicated")
-        custom: dict[str, Any] = {
-            "events_api": {
-                "routing_key": target.label,
-                "source": event.source,
-                "component": event.component,
-                "group": event.group,
-                "class": event.event_class,
-                "timestamp": event.timestamp,
-                "client": event.client,
-                "client_url": event.client_url,
-            }
-        }
-        if event.custom_details is not None:
-            custom["custom_details"] = event.custom_details
-        if event.links:
-            custom["links"] = event.links
-        if event.images:
-            custom["images"] = event.images
-        result = api.trigger(
-            ctx,
-            policy=target.policy_name,
-            summary=event.summary,
-            key=dedup_key,
-            severity=SEVERITY_MAP[event.severity],
-            details=_details_text(event),
-            source="monitoring",
-            actor=actor,
-            custom=custom,
-        )
+        result = api.trigger(ctx, **trigger_arguments(event, target, dedup_key))
         return EnqueueResult(
             dedup_key=dedup_key,
             incident_id=int(result.incident_id),

@@ -9,8 +9,10 @@ workers apply queued events through engine.api in id order.
   has gathered (up to a batch) in one transaction and then releases every waiting request. One commit per
   batch, not per event; nothing is acknowledged before it is durable.
 * `apply_pending` — claim a batch (PostgreSQL: FOR UPDATE SKIP LOCKED, so several nodes share the queue; SQLite:
-  the write lock of BEGIN IMMEDIATE), apply each event, record the outcome. A claim expires, so a node killed
-  mid-batch leaves its events to the others; a trigger applied twice is deduplicated by its key.
+  the write lock of BEGIN IMMEDIATE), apply the events — each run of consecutive triggers in one
+  engine.api.trigger_many transaction, acknowledge and resolve one by one in their place — and record each
+  event's outcome. A claim expires, so a node killed mid-batch leaves its events to the others; a trigger
+  applied twice is deduplicated by its key.
 * `IntakeWorker` — a thread running apply_pending whenever events were queued (or every second).
 """
 
@@ -21,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,7 +37,14 @@ from engine.context import AppContext
 from engine.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, write_session
 from engine.errors import WatchkeeperError
 from engine.models import IntakeEvent
-from engine.service.intake import EnqueueEvent, keys_with_open_incidents, process_event
+from engine.service import integration
+from engine.service.intake import (
+    EnqueueEvent,
+    EnqueueResult,
+    open_incidents_by_key,
+    process_event,
+    trigger_arguments,
+)
 from engine.service.keys import RoutingTarget
 
 log = logging.getLogger("watchkeeper.service.intake")
@@ -261,6 +271,145 @@ _RECORD_RESULT = (
 )
 
 
+# A claimed row: id, routing key id, policy name, routing key label, the event, attempts so far.
+_Claimed = tuple[int, Any, str, str, dict[str, Any], int]
+
+
+def _target(row: _Claimed) -> RoutingTarget:
+    _row_id, key_id, policy_name, label, _data, _attempts = row
+    return RoutingTarget(routing_key_id=key_id or 0, label=label, policy_id=0, policy_name=policy_name)
+
+
+def _key(row: _Claimed) -> str:
+    return str(row[4].get("dedup_key") or "")
+
+
+def _is_trigger(row: _Claimed) -> bool:
+    return row[4].get("event_action") == "trigger"
+
+
+def _outcome(row: _Claimed, applied: EnqueueResult) -> dict[str, Any]:
+    return {
+        "b_id": row[0],
+        "b_attempts": row[5] + 1,
+        "b_status": "done",
+        "b_outcome": applied.outcome,
+        "b_incident_id": applied.incident_id,
+        "b_error": None,
+    }
+
+
+def _failure(row: _Claimed, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, WatchkeeperError):
+        log.warning("queued event %s (%s) not applied: %s", row[0], _key(row), exc)
+        error = str(exc)[:2000]
+    else:
+        log.error("queued event %s (%s) failed", row[0], _key(row), exc_info=exc)
+        error = type(exc).__name__
+    return {
+        "b_id": row[0],
+        "b_attempts": row[5] + 1,
+        "b_status": "failed",
+        "b_outcome": "failed",
+        "b_incident_id": None,
+        "b_error": error,
+    }
+
+
+def _apply_one(ctx: AppContext, row: _Claimed, *, known_closed: bool) -> dict[str, Any]:
+    try:
+        applied = process_event(ctx, _event_from(dict(row[4])), _target(row), known_closed=known_closed)
+    except DBAPIError:
+        raise  # the database itself: the claim expires and the events are applied later
+    except Exception as exc:
+        return _failure(row, exc)
+    return _outcome(row, applied)
+
+
+def _apply_rows(ctx: AppContext, rows: list[_Claimed]) -> list[dict[str, Any]]:
+    """Each claimed event's result row, in id order. Runs of consecutive triggers go through
+    engine.api.trigger_many (one transaction per run); acknowledge and resolve go one by one in their place,
+    since each may change what a later trigger of its key does."""
+    # One look-up for the batch: keys with no open incident now need no look-up per event. A key that does
+    # have one, or that an earlier event of this batch touched, is looked up again when its turn comes.
+    open_ids = open_incidents_by_key(ctx, [_key(r) for r in rows if _is_trigger(r) and _key(r)])
+    touched: set[str] = set()
+    results: list[dict[str, Any]] = []
+    start = 0
+    while start < len(rows):
+        if not _is_trigger(rows[start]):
+            row = rows[start]
+            key = _key(row)
+            results.append(
+                _apply_one(ctx, row, known_closed=bool(key) and key not in open_ids and key not in touched)
+            )
+            touched.add(key)
+            start += 1
+            continue
+        end = start
+        while end < len(rows) and _is_trigger(rows[end]):
+            end += 1
+        run = rows[start:end]
+        stale = {_key(r) for r in run} & (touched | set(open_ids))
+        if stale:  # what earlier events of the batch (or anyone since the look-up) did to these keys
+            fresh = open_incidents_by_key(ctx, stale)
+            open_ids = {k: v for k, v in open_ids.items() if k not in stale} | fresh
+        results.extend(_apply_triggers(ctx, run, open_ids))
+        touched.update(_key(r) for r in run)
+        start = end
+    return results
+
+
+def _apply_triggers(ctx: AppContext, run: list[_Claimed], open_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """A run of trigger events in one engine.api.trigger_many call, with the outcomes applying them one by
+    one would have had: a trigger whose key has an open incident (`open_ids`, or opened by an earlier trigger
+    of the run) is "deduplicated" and sent nowhere: it neither opens a second incident nor pages. If the
+    batch is refused (say a policy was deleted meanwhile), the run's events are applied one by one, so the
+    bad one fails alone."""
+    api = integration.api()
+    results: list[dict[str, Any] | None] = [None] * len(run)
+    requests: list[Any] = []
+    sent: list[int] = []  # index in `run` of each request
+    joins: list[tuple[int, int]] = []  # (index in `run`, index of the request that opens its incident)
+    opened: dict[str, int] = {}  # key -> index of the request that opens it
+    for i, row in enumerate(run):
+        try:
+            event = _event_from(dict(row[4]))
+            key = event.dedup_key or uuid.uuid4().hex
+            if event.dedup_key and key in open_ids:
+                applied = EnqueueResult(dedup_key=key, incident_id=open_ids[key], outcome="deduplicated")
+                results[i] = _outcome(row, applied)
+                continue
+            if event.dedup_key and key in opened:
+                joins.append((i, opened[key]))
+                continue
+            request = api.TriggerRequest(**trigger_arguments(event, _target(row), key))
+        except Exception as exc:
+            results[i] = _failure(row, exc)
+            continue
+        if event.dedup_key:
+            opened[key] = len(requests)
+        requests.append(request)
+        sent.append(i)
+    if requests:
+        try:
+            applied_many = api.trigger_many(ctx, requests)
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "a batch of %d queued triggers was refused (%s); applying them one by one", len(run), exc
+            )
+            return [_apply_one(ctx, row, known_closed=False) for row in run]
+        for n, (i, result) in enumerate(zip(sent, applied_many, strict=True)):
+            outcome = "deduplicated" if result.deduplicated else "triggered"
+            results[i] = _outcome(run[i], EnqueueResult(requests[n].key, int(result.incident_id), outcome))
+        for i, n in joins:
+            incident_id = int(applied_many[n].incident_id)
+            results[i] = _outcome(run[i], EnqueueResult(requests[n].key, incident_id, "deduplicated"))
+    return [r for r in results if r is not None]
+
+
 def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: float = CLAIM_SECONDS) -> int:
     """Claim and apply up to `limit` queued events; returns how many were applied (0: queue empty)."""
     now = ctx.clock.now()
@@ -284,7 +433,7 @@ def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: f
         )
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        rows = [tuple(r) for r in session.execute(due).all()]
+        rows: list[_Claimed] = [tuple(r) for r in session.execute(due).all()]
         if not rows:
             return 0
         session.execute(
@@ -292,42 +441,7 @@ def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: f
             .where(IntakeEvent.id.in_([r[0] for r in rows]))
             .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=claim_seconds))
         )
-    # One look-up for the batch: keys with no open incident now need no look-up per event. A key that does
-    # have one, or that an earlier event of this batch touched, is looked up again when its turn comes.
-    trigger_keys = [
-        str(data.get("dedup_key"))
-        for *_, data, _attempts in rows
-        if data.get("event_action") == "trigger" and data.get("dedup_key")
-    ]
-    open_keys = keys_with_open_incidents(ctx, trigger_keys)
-    touched: set[str] = set()
-    results: list[dict[str, Any]] = []
-    for row_id, key_id, policy_name, label, data, attempts in rows:
-        target = RoutingTarget(routing_key_id=key_id or 0, label=label, policy_id=0, policy_name=policy_name)
-        result: dict[str, Any] = {"b_id": row_id, "b_attempts": attempts + 1}
-        key = str(data.get("dedup_key") or "")
-        try:
-            applied = process_event(
-                ctx,
-                _event_from(dict(data)),
-                target,
-                known_closed=bool(key) and key not in open_keys and key not in touched,
-            )
-            result.update(
-                b_status="done", b_outcome=applied.outcome, b_incident_id=applied.incident_id, b_error=None
-            )
-        except DBAPIError:
-            raise  # the database itself: the claim expires and the events are applied later
-        except WatchkeeperError as exc:
-            log.warning("queued event %s (%s) not applied: %s", row_id, data.get("dedup_key"), exc)
-            result.update(b_status="failed", b_outcome="failed", b_incident_id=None, b_error=str(exc)[:2000])
-        except Exception as exc:
-            log.exception("queued event %s (%s) failed", row_id, data.get("dedup_key"))
-            result.update(
-                b_status="failed", b_outcome="failed", b_incident_id=None, b_error=type(exc).__name__
-            )
-        touched.add(key)
-        results.append(result)
+    results = _apply_rows(ctx, rows)
     done_at = ctx.clock.now()
     for r in results:
         r["b_processed_at"] = done_at
