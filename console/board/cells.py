@@ -18,7 +18,17 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QModelIndex, QPointF, QRect, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QStaticText, QTransform
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPalette,
+    QPen,
+    QStaticText,
+    QTransform,
+)
 from PySide6.QtWidgets import QStyle, QTableView
 
 from console.board.model import BoardModel
@@ -35,6 +45,36 @@ _ELIDE = Qt.TextElideMode.ElideRight
 # Prepared texts kept at most: the visible cells of a few screens. The clock columns make new texts every
 # second, so the store is emptied when it grows past this rather than tracked per entry.
 _KEEP_TEXTS = 6000
+
+
+def warm_up(view: QTableView) -> None:
+    """Make PySide6 do its one-time work for what the painter touches before the window shows.
+
+    PySide6 builds its Python wrappers and enum classes lazily: the first viewport, palette brush, painter
+    and static text a process asks for created some sixty enum classes, 25-30 ms inside the board's first
+    paint with rows; the font engine rasterises each glyph the first time it is drawn. Done here, it costs
+    the same at start-up, and the first paint with rows does only painting."""
+    view.viewport()
+    view.horizontalHeader()
+    view.verticalHeader()
+    view.selectionModel()
+    view.currentIndex()
+    palette = view.palette()
+    highlight = palette.brush(_ACTIVE, _HIGHLIGHT)
+    palette.color(_ACTIVE, _TEXT)
+    image = QImage(4, 4, QImage.Format.Format_ARGB32_Premultiplied)
+    painter = QPainter(image)
+    try:
+        painter.fillRect(QRect(0, 0, 2, 2), highlight)
+        # The glyphs a board shows, regular and bold, rasterised into the font engine's cache.
+        glyphs = "".join(chr(c) for c in range(32, 127)) + "…—→←·"
+        font = QFont(view.font())
+        for bold in (False, True):
+            font.setBold(bold)
+            painter.setFont(font)
+            painter.drawStaticText(QPointF(0, 0), QStaticText(glyphs))
+    finally:
+        painter.end()
 
 
 class BoardPainter:

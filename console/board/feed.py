@@ -77,6 +77,8 @@ class BoardFeed(QObject):
         self._drain_scheduled = False
         self._draining = False
         self._load_order = model.order_for_rows()
+        # Bumped by stop(): a load still on its way when the board is reloaded belongs to the old board.
+        self._generation = 0
 
     # -- first load -----------------------------------------------------------------------------------------
 
@@ -101,15 +103,33 @@ class BoardFeed(QObject):
                 ids = [int(f["id"]) for f in facts]
             return last, ids, _board_rows(session, ids[:FIRST_PAGE]), more
 
-        self.services.worker.submit(first, self._on_first, self._on_error, what="loading the board")
+        generation = self._generation
+        self.services.worker.submit(
+            first,
+            lambda result: self._on_first(result) if generation == self._generation else None,
+            self._on_error,
+            what="loading the board",
+        )
 
     def _on_first(self, result: tuple[int, list[int], list[dict[str, Any]], bool]) -> None:
         last, ids, rows, more = result
+        generation = self._generation  # before first_rows: a slot of it may reload the board
         self.last_event_id = last
         self.model.more_available = more
         self._apply(rows, from_feed=False)
         self.first_rows.emit()
-        rest = ids[FIRST_PAGE:]
+        # The rest is asked for once the top has been painted (the paint is already posted, the timer runs
+        # after it): the worker building rows in Python while the GUI thread paints would make each wait for
+        # the other's interpreter lock and double the time the first paint takes.
+        QTimer.singleShot(0, self, lambda: self._load_rest(ids[FIRST_PAGE:], generation))
+
+    def _load_rest(self, rest: list[int], generation: int) -> None:
+        if generation != self._generation:
+            return
+
+        def current(apply: Callable[[Any], None]) -> Callable[[Any], None]:
+            return lambda result: apply(result) if generation == self._generation else None
+
         key, descending = self._load_order
         for start in range(0, len(rest), LOAD_BATCH):
             batch = rest[start : start + LOAD_BATCH]
@@ -120,13 +140,13 @@ class BoardFeed(QObject):
 
             self.services.worker.submit(
                 job,
-                lambda r: self._apply(r, from_feed=False, ordered=True),
+                current(lambda r: self._apply(r, from_feed=False, ordered=True)),
                 self._on_error,
                 what="loading the board",
             )
         # Runs after the batches on the serial worker, and after their slices reached the model.
         self.services.worker.submit(
-            lambda _s: None, lambda _r: self._after(self._finish_load), self._on_error
+            lambda _s: None, current(lambda _r: self._after(self._finish_load)), self._on_error
         )
 
     def _finish_load(self) -> None:
@@ -313,6 +333,7 @@ class BoardFeed(QObject):
 
     def stop(self) -> None:
         """Stop following (a reload follows); the LISTEN connection stays up, its wake-ups are ignored."""
+        self._generation += 1
         self._timer.stop()
         self._health_timer.stop()
         if self._queue:  # a reload: what was queued belongs to the old board (a page's follow-up included)

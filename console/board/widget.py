@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from console.board import format as fmt
 from console.board.actions import IncidentActions
-from console.board.cells import BoardPainter
+from console.board.cells import BoardPainter, warm_up
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
 from console.board.model import COL, BoardModel
@@ -241,6 +241,8 @@ class BoardWidget(QWidget):
         self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 10)
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        # Always there: rows arriving on an empty board then repaint the rows, not the table laid out anew.
+        self.view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         header = self.view.horizontalHeader()
         header.setSectionsMovable(True)
@@ -262,6 +264,7 @@ class BoardWidget(QWidget):
         ):
             header.resizeSection(COL[key], width)
         self.fit_columns()
+        warm_up(self.view)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.doubleClicked.connect(lambda _i: self._open_current(False))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
+from console.board import feed as feed_module
 from console.board.model import COL
 from console.board.widget import BoardWidget
 from console.services import ConsoleServices
@@ -70,3 +72,29 @@ def test_board_waits_for_nothing_on_an_empty_database(
     assert widget.model.rowCount() == 0
     add_incident(_sessions(ctx), ctx.clock.now() + timedelta(seconds=1), summary="First call of the night")
     qtbot.waitUntil(lambda: widget.model.rowCount() == 1, timeout=1000)
+
+
+def test_a_reload_during_the_first_load_leaves_one_board_loaded_once(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feed_module, "FIRST_PAGE", 2)  # the top first, then the rest: two steps to interrupt
+    now = ctx.clock.now()
+    ids = [add_incident(ctx.sessions, now, summary=f"Incident {n}") for n in range(6)]
+    widget = BoardWidget(services, start=False)
+    qtbot.addWidget(widget)
+    loaded: list[int] = []
+    widget.feed.loaded.connect(lambda: loaded.append(1))
+
+    def reload_once() -> None:  # F5 the moment the top is in: the rest of the first load is on its way
+        widget.feed.first_rows.disconnect(reload_once)
+        widget.feed.stop()
+        widget.model.clear()
+        widget.feed.is_loaded = False
+        widget.feed.start()
+
+    widget.feed.first_rows.connect(reload_once)
+    widget.feed.start()
+    qtbot.waitUntil(lambda: widget.feed.is_loaded, timeout=5000)
+    qtbot.wait(300)  # anything of the old load still queued would have arrived by now
+    assert loaded == [1]
+    assert sorted(widget.model.ids()) == sorted(ids)
