@@ -205,6 +205,7 @@ class EngineRunner:
         self._last: dict[str, dict[str, Any]] = {}
         self._last_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._beat_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self.listening = threading.Event()  # set while the LISTEN connection is in place (PostgreSQL)
         self._previous_wake = ctx.wake
@@ -251,8 +252,11 @@ class EngineRunner:
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self.ctx.wake = self._previous_wake
+        # Not shutdown(wait=True): APScheduler holds its job-store lock while it waits for running jobs, and a
+        # pass that is finishing asks for that lock to schedule its next run (_keep_pace): a deadlock. The
+        # running passes are waited for below through their own locks.
         with contextlib.suppress(Exception):  # already stopped
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + timeout
         for lock in self._locks.values():
             if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -324,7 +328,7 @@ class EngineRunner:
                 self._pending[name].set()
                 return
             delay = DUE_RETRY_SECONDS
-        if delay < self.intervals[name]:
+        if delay < self.intervals[name] and not self._stopping.is_set():
             try:
                 self.scheduler.add_job(
                     self._run_pass,
@@ -368,6 +372,14 @@ class EngineRunner:
     # -- heartbeat and LISTEN ---------------------------------------------------------------------------
 
     def _heartbeat(self, status: str = "running") -> None:
+        # One at a time, and none after the "stopped" one: a scheduled beat still in flight when the runner
+        # stops must not mark the node running again.
+        with self._beat_lock:
+            if status == "running" and self._stopping.is_set():
+                return
+            self._write_heartbeat(status)
+
+    def _write_heartbeat(self, status: str) -> None:
         now = self.ctx.clock.now()
         try:
             with write_session(self.ctx.sessions) as session:

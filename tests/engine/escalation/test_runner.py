@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -133,3 +135,31 @@ def test_postgresql_notify_from_another_process_wakes_the_engine(
     finally:
         runner.stop()
         other.db.dispose()
+
+
+def test_stopping_while_a_pass_is_finishing_does_not_hang(ctx: AppContext, sessions, people) -> None:
+    """A pass that schedules its next run (the next due time) while the runner stops: the scheduler's
+    shutdown must not wait for a job that is itself waiting for the scheduler."""
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    runner = EngineRunner(
+        ctx, mode="test", passes={"escalate": _pass_escalate}, intervals={"escalate": 3600}, listen=False
+    )
+    entered, release = threading.Event(), threading.Event()
+
+    def next_due_slowly(ctx_: AppContext) -> datetime:
+        entered.set()
+        release.wait(10)
+        return ctx_.clock.now() + timedelta(seconds=5)  # before the next tick: a run would be scheduled
+
+    runner._next_due["escalate"] = next_due_slowly
+    runner.start()
+    assert entered.wait(10)
+    stopper = threading.Thread(target=runner.stop)
+    stopper.start()
+    assert wait_for(lambda: runner.scheduler.state == STATE_STOPPED, timeout=10)
+    release.set()  # the pass now finishes and would schedule its next run
+    stopper.join(timeout=20)
+    assert not stopper.is_alive(), "stop() hung"
+    with sessions() as s:
+        assert s.get(EngineNode, ctx.node_id).status == "stopped"
