@@ -22,11 +22,11 @@ from engine.models import (
     EngineNode,
     Escalation,
     Incident,
-    IntakeEvent,
     MessageStatus,
     OutboxMessage,
 )
 from engine.service.http import Counters
+from engine.service.queue import oldest_pending, queue_depth
 
 # Due work older than this means the engine is not keeping up: /healthz answers 503.
 LAG_LIMIT_SECONDS = 120.0
@@ -117,9 +117,8 @@ def _seconds_since(now: datetime, then: Any) -> float:
         return 0.0
 
 
-def intake_lag(session: Session, now: datetime) -> float:
-    oldest = session.scalar(select(func.min(IntakeEvent.received_at)).where(IntakeEvent.status == "pending"))
-    return _seconds_since(now, oldest)
+def intake_lag(ctx: AppContext, now: datetime) -> float:
+    return _seconds_since(now, oldest_pending(ctx))
 
 
 def node_passes(ctx: AppContext, state: ServiceState, session: Session | None) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def health(ctx: AppContext, state: ServiceState) -> tuple[int, dict[str, Any]]:
         with read_session(ctx.sessions) as session:
             esc_lag = escalation_lag(session, now)
             out_lag = outbox_lag(session, now)
-            in_lag = intake_lag(session, now)
+            in_lag = intake_lag(ctx, now)
             passes = node_passes(ctx, state, session)
             nodes = [
                 {"id": n.id, "mode": n.mode, "status": n.status, "heartbeat_at": n.heartbeat_at.isoformat()}
@@ -275,13 +274,8 @@ def metrics(ctx: AppContext, state: ServiceState) -> str:
             ]
             esc_lag = escalation_lag(session, now)
             out_lag = outbox_lag(session, now)
-            in_lag = intake_lag(session, now)
-            intake = [
-                (str(s), int(n))
-                for s, n in session.execute(
-                    select(IntakeEvent.status, func.count()).group_by(IntakeEvent.status)
-                ).all()
-            ]
+            in_lag = intake_lag(ctx, now)
+            intake = sorted(queue_depth(ctx).items())
             passes = node_passes(ctx, state, session)
     except Exception:
         db_up = 0

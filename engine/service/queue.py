@@ -14,6 +14,14 @@ workers apply queued events through engine.api in id order.
   event's outcome. A claim expires, so a node killed mid-batch leaves its events to the others; a trigger
   applied twice is deduplicated by its key.
 * `IntakeWorker` — a thread running apply_pending whenever events were queued (or every second).
+
+Where the queue lives (`intake_store`): on PostgreSQL, the `intake_event` table of the shared database, which
+every node claims from. On SQLite, a file of its own beside the database (`watchkeeper.db` ->
+`watchkeeper.intake.db`), the *intake spool*: SQLite has one write lock per file, and with the queue in the main
+file every HTTP answer waited behind whatever the engine was writing (a batch of triggers, an escalation pass)
+— tens of milliseconds. In its own file an event's commit waits only for other queue writes. Every node on that
+SQLite database finds the same spool beside it. Events still pending in the main file's `intake_event` table
+(queued before the spool existed) are applied first when an intake worker starts.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, Index, MetaData, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.context import AppContext
-from engine.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, write_session
+from engine.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, make_engine, session_factory, write_session
 from engine.errors import WatchkeeperError
 from engine.models import IntakeEvent
 from engine.service import integration
@@ -53,7 +64,10 @@ MAX_BATCH = 256
 # Several writers overlap their commits: on PostgreSQL a commit waits for the WAL flush (milliseconds on
 # ordinary disks), so one writer alone would cap the intake at (batch size / flush time).
 WRITER_THREADS = 3
-CLAIM_BATCH = 50
+# Events applied per claim. Measured at a steady 1,000 events/s on 2 cores: claims of 50 left the engine
+# 2,800 events behind by the end of 20 s on SQLite and 11,000 on PostgreSQL; claims of 200 kept SQLite level
+# and halved PostgreSQL's backlog. The per-claim costs (claim, look-ups, commit, results) are paid 4x less.
+CLAIM_BATCH = 200
 CLAIM_SECONDS = 60.0
 SUBMIT_TIMEOUT_SECONDS = 15.0
 KEEP_DONE_HOURS = 24
@@ -61,6 +75,84 @@ KEEP_DONE_HOURS = 24
 
 class IntakeUnavailable(Exception):
     """The event could not be committed (database away, or the writer is stopping): answer 503."""
+
+
+@dataclass(frozen=True)
+class IntakeStore:
+    """The database the intake queue is in: the main one (PostgreSQL) or the SQLite intake spool."""
+
+    db: Engine
+    sessions: sessionmaker[Session]
+    separate: bool  # True: the SQLite spool file beside the main database
+
+
+_STORES: weakref.WeakKeyDictionary[Engine, IntakeStore] = weakref.WeakKeyDictionary()
+_STORES_LOCK = threading.Lock()
+
+
+def spool_path(db: Engine) -> Path | None:
+    """The SQLite intake spool beside the main database file; None on PostgreSQL and in-memory SQLite."""
+    if not is_sqlite(db):
+        return None
+    database = db.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    main = Path(database)
+    return main.with_name(f"{main.stem}.intake{main.suffix or '.db'}")
+
+
+def _spool_table(metadata: MetaData) -> Table:
+    """intake_event as it is in the main schema, without its foreign key (the routing keys are in the other
+    file; the key's id is kept for the record)."""
+    source: Any = IntakeEvent.__table__
+    columns = [
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, autoincrement=c.autoincrement)
+        for c in source.columns
+    ]
+    indexes = [Index(ix.name, *[c.name for c in ix.columns]) for ix in source.indexes]
+    return Table(source.name, metadata, *columns, *indexes)
+
+
+def _add_new_columns(conn: Connection, table: Table) -> None:
+    """The spool is not under `db upgrade`: a column a later version added to intake_event is added here."""
+    present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+
+
+def intake_store(ctx: AppContext) -> IntakeStore:
+    """Where this context's intake queue lives (opened, and on SQLite created, on first use)."""
+    with _STORES_LOCK:
+        store = _STORES.get(ctx.db)
+        if store is not None:
+            return store
+        path = spool_path(ctx.db)
+        if path is None:
+            store = IntakeStore(ctx.db, ctx.sessions, separate=False)
+        else:
+            spool = make_engine(f"sqlite:///{path}")
+            metadata = MetaData()
+            _spool_table(metadata)
+            # Under BEGIN IMMEDIATE so two nodes opening a new spool at once cannot both create the table.
+            with spool.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    metadata.create_all(conn, checkfirst=True)
+                    _add_new_columns(conn, metadata.tables[IntakeEvent.__tablename__])
+            store = IntakeStore(spool, session_factory(spool), separate=True)
+        _STORES[ctx.db] = store
+        return store
+
+
+def after_fork(ctx: AppContext) -> None:
+    """In a forked child: leave the parent's pooled spool connections alone (SQLite connections must not be
+    shared across a fork); the child opens its own."""
+    with _STORES_LOCK:
+        store = _STORES.get(ctx.db)
+        if store is not None and store.separate:
+            store.db.dispose(close=False)
 
 
 _EVENT_FIELDS = tuple(f for f in EnqueueEvent.__dataclass_fields__ if f != "routing_key")
@@ -215,7 +307,7 @@ class IntakeWriter:
         return fresh
 
     def _connect(self) -> Connection:
-        conn = self.ctx.db.connect()
+        conn = intake_store(self.ctx).db.connect()
         if self.sqlite:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             # Fail at once on a held lock; _insert retries on its own schedule.
@@ -410,11 +502,23 @@ def _apply_triggers(ctx: AppContext, run: list[_Claimed], open_ids: dict[str, in
     return [r for r in results if r is not None]
 
 
-def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: float = CLAIM_SECONDS) -> int:
+def main_store(ctx: AppContext) -> IntakeStore:
+    """The `intake_event` table of the main database (the queue itself on PostgreSQL)."""
+    return IntakeStore(ctx.db, ctx.sessions, separate=False)
+
+
+def apply_pending(
+    ctx: AppContext,
+    *,
+    limit: int = CLAIM_BATCH,
+    claim_seconds: float = CLAIM_SECONDS,
+    store: IntakeStore | None = None,
+) -> int:
     """Claim and apply up to `limit` queued events; returns how many were applied (0: queue empty)."""
+    store = store or intake_store(ctx)
     now = ctx.clock.now()
     owner = ctx.node_id[:80]
-    with write_session(ctx.sessions) as session:
+    with write_session(store.sessions) as session:
         due = (
             select(
                 IntakeEvent.id,
@@ -445,16 +549,16 @@ def apply_pending(ctx: AppContext, *, limit: int = CLAIM_BATCH, claim_seconds: f
     done_at = ctx.clock.now()
     for r in results:
         r["b_processed_at"] = done_at
-    with write_session(ctx.sessions) as session:
+    with write_session(store.sessions) as session:
         session.connection().execute(_RECORD_RESULT, results)
     return len(results)
 
 
-def drain(ctx: AppContext, *, max_rounds: int = 10_000) -> int:
+def drain(ctx: AppContext, *, max_rounds: int = 10_000, store: IntakeStore | None = None) -> int:
     """Apply every queued event now (tests, `check`-style one-shot runs); returns how many."""
     total = 0
     for _ in range(max_rounds):
-        n = apply_pending(ctx)
+        n = apply_pending(ctx, store=store)
         if n == 0:
             break
         total += n
@@ -463,22 +567,46 @@ def drain(ctx: AppContext, *, max_rounds: int = 10_000) -> int:
 
 def purge_done(ctx: AppContext, hours: int = KEEP_DONE_HOURS) -> int:
     cutoff = ctx.clock.now() - timedelta(hours=hours)
-    with write_session(ctx.sessions) as session:
+    with write_session(intake_store(ctx).sessions) as session:
         result = session.execute(
             delete(IntakeEvent).where(IntakeEvent.status == "done", IntakeEvent.processed_at < cutoff)
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def queue_depth(session: Any) -> dict[str, int]:
-    from sqlalchemy import func
+def queue_depth(ctx: AppContext) -> dict[str, int]:
+    """Queued events by status (pending, done, failed)."""
+    with intake_store(ctx).sessions() as session:
+        return {
+            str(status): int(n)
+            for status, n in session.execute(
+                select(IntakeEvent.status, func.count()).group_by(IntakeEvent.status)
+            ).all()
+        }
 
-    return {
-        str(status): int(n)
-        for status, n in session.execute(
-            select(IntakeEvent.status, func.count()).group_by(IntakeEvent.status)
-        ).all()
-    }
+
+def oldest_pending(ctx: AppContext) -> Any:
+    """When the oldest event still waiting was received (None: nothing waits)."""
+    with intake_store(ctx).sessions() as session:
+        return session.scalar(
+            select(func.min(IntakeEvent.received_at)).where(IntakeEvent.status == "pending")
+        )
+
+
+def apply_left_in_main(ctx: AppContext) -> int:
+    """SQLite: apply events still pending in the main file's queue table, where they were queued before the
+    intake spool existed (none are added there any more); returns how many."""
+    if not intake_store(ctx).separate:
+        return 0
+    with ctx.sessions() as session:
+        waiting = session.scalar(
+            select(func.count()).select_from(IntakeEvent).where(IntakeEvent.status == "pending")
+        )
+    if not waiting:
+        return 0
+    applied = drain(ctx, store=main_store(ctx))
+    log.info("applied %d event(s) left in the main database's intake queue", applied)
+    return applied
 
 
 class IntakeWorker:
@@ -510,8 +638,12 @@ class IntakeWorker:
     def _run(self) -> None:
         backoff = 1.0
         last_purge = 0.0
+        left_in_main = True
         while not self._stopping.is_set():
             try:
+                if left_in_main:
+                    self.applied += apply_left_in_main(self.ctx)
+                    left_in_main = False
                 started = time.perf_counter()
                 n = apply_pending(self.ctx)
                 self.applied += n

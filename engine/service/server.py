@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.context import AppContext
 from engine.db import ping, write_session
 from engine.models import EngineNode
-from engine.service import integration
+from engine.service import integration, queue
 from engine.service.app import ServiceApp
 from engine.service.health import ServiceState, health
 from engine.service.queue import IntakeWorker, IntakeWriter
@@ -331,6 +331,7 @@ def _engine_child(ctx: AppContext, read_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     ctx.db.dispose(close=False)  # the parent's pooled connections are not ours to use
+    queue.after_fork(ctx)
     engine = InProcessEngine(ctx)
 
     def _listen() -> None:

@@ -36,7 +36,6 @@ from engine.models import (
     Base,
     Escalation,
     Incident,
-    IntakeEvent,
     OutboxMessage,
     Page,
     Person,
@@ -44,6 +43,7 @@ from engine.models import (
     PolicyLevel,
     PolicyTarget,
 )
+from engine.service.queue import queue_depth
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,14 +339,14 @@ def test_nodes_share_the_work_and_every_page_is_written_once_and_sent(
                 assert resp.status == 202
 
         # A 202 means queued: wait for the nodes' intake workers to apply the resolves.
+        ctx = AppContext.create(Settings(db=url), clock=SystemClock(), mode="test", db=engine)
+
         def _queue_empty() -> bool:
-            with session_factory(engine)() as session:
-                return not session.scalar(select(func.count()).where(IntakeEvent.status == "pending"))
+            return not queue_depth(ctx).get("pending", 0)
 
         _wait(_queue_empty, 60 + N * 0.05, "the intake queue to drain")
         from engine.api import stats
 
-        ctx = AppContext.create(Settings(db=url), clock=SystemClock(), mode="test", db=engine)
         now = ctx.clock.now()
         figures = stats(ctx, since=now - timedelta(days=1), until=now + timedelta(minutes=1))
         assert figures["incidents"]["total"] == N

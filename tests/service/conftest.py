@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from engine.context import AppContext
 from engine.db import write_session
-from engine.models import Base, Person, Policy, PolicyLevel, PolicyTarget
+from engine.models import Base, IntakeEvent, Person, Policy, PolicyLevel, PolicyTarget
 from engine.service.app import ServiceApp
 from engine.service.health import ServiceState
 from engine.service.keys import CreatedSecret, create_api_token, create_routing_key
@@ -137,11 +137,18 @@ class HttpClient:
 
 def row_counts(ctx: AppContext) -> dict[str, int]:
     """Rows in every table: equal before and after a refused request means nothing was stored."""
+    from engine.service.queue import intake_store
+
     with ctx.sessions() as session:
-        return {
+        counts = {
             table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in Base.metadata.sorted_tables
         }
+    store = intake_store(ctx)
+    if store.separate:  # the SQLite intake spool, a file of its own
+        with store.sessions() as session:
+            counts["intake spool"] = int(session.scalar(select(func.count()).select_from(IntakeEvent)) or 0)
+    return counts
 
 
 @pytest.fixture

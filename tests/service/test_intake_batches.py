@@ -16,7 +16,7 @@ from engine.escalation import escalate_pass
 from engine.models import Escalation, Incident, IntakeEvent, OutboxMessage
 from engine.service.intake import lookup_routing_key, parse_event, process_event
 from engine.service.keys import CreatedSecret, RoutingTarget
-from engine.service.queue import apply_pending, queue_row
+from engine.service.queue import apply_pending, intake_store, queue_row
 
 # (action, key) in queue order; "open" already has an open incident when the batch is applied.
 SEQUENCE = [
@@ -52,12 +52,12 @@ def _event(routing_key: str, action: str, key: str, event_body: Any) -> Any:
 
 
 def _queue(ctx: AppContext, rows: list[dict[str, Any]]) -> None:
-    with ctx.db.begin() as conn:
+    with intake_store(ctx).db.begin() as conn:
         conn.execute(insert(IntakeEvent.__table__), rows)
 
 
 def _results(ctx: AppContext, prefix: str) -> list[tuple[str, str, int | None]]:
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         return [
             (r.dedup_key.removeprefix(prefix), r.outcome, r.incident_id)
             for r in session.scalars(select(IntakeEvent).order_by(IntakeEvent.id))
@@ -165,7 +165,7 @@ def test_a_trigger_the_engine_refuses_fails_alone_and_the_rest_of_its_run_is_app
 
     assert apply_pending(ctx) == 4
 
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         applied = session.scalars(select(IntakeEvent).order_by(IntakeEvent.id)).all()
         assert [(r.dedup_key, r.status, r.outcome) for r in applied] == [
             ("a", "done", "triggered"),
@@ -175,6 +175,7 @@ def test_a_trigger_the_engine_refuses_fails_alone_and_the_rest_of_its_run_is_app
         ]
         assert "gone" in (applied[1].error or "")
         assert applied[0].incident_id == applied[2].incident_id
+    with ctx.sessions() as session:
         assert sorted(session.scalars(select(Incident.key)).all()) == ["a", "c"]
 
 
@@ -192,7 +193,7 @@ def test_a_stored_event_that_cannot_be_read_fails_alone_without_holding_up_its_r
 
     assert apply_pending(ctx) == 3
 
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         applied = session.scalars(select(IntakeEvent).order_by(IntakeEvent.id)).all()
         assert [(r.dedup_key, r.status) for r in applied] == [("p", "done"), ("q", "failed"), ("r", "done")]
     assert calls == [2], "the others still went in one batch"

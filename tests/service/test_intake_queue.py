@@ -3,12 +3,15 @@ order, a dead worker's claim expires, and an event applied twice still makes one
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from engine.clock import FakeClock
 from engine.context import AppContext
@@ -17,7 +20,7 @@ from engine.models import Incident, IntakeEvent
 from engine.service.app import ServiceApp
 from engine.service.health import ServiceState
 from engine.service.keys import CreatedSecret
-from engine.service.queue import IntakeWriter, apply_pending, drain
+from engine.service.queue import IntakeWriter, apply_pending, drain, intake_store
 
 
 @pytest.fixture
@@ -35,6 +38,31 @@ def queued_client(ctx: AppContext, writer: IntakeWriter) -> Any:
     return WsgiClient(ServiceApp(ctx, ServiceState(started_at=ctx.clock.now()), intake=writer))
 
 
+@contextlib.contextmanager
+def _write_lock_held(engine: Any) -> Iterator[threading.Event]:
+    """Another connection (as another process would) holds the SQLite file's write lock until the yielded
+    event is set or the block ends."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                conn.execute(text("SELECT 1"))
+                holding.set()
+                release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        yield release
+    finally:
+        release.set()
+        holder.join(10)
+        engine.dispose()
+
+
 def _incidents(ctx: AppContext) -> list[Incident]:
     with ctx.sessions() as session:
         return list(session.scalars(select(Incident).order_by(Incident.id)).all())
@@ -46,7 +74,7 @@ def test_event_is_committed_before_the_answer_and_applied_by_the_worker(
     reply = queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret))
     assert reply.status == 202
     assert reply.json()["dedup_key"] == "disk-full-db1"
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         [row] = session.scalars(select(IntakeEvent)).all()
         assert row.status == "pending" and row.policy_name == "ops"
         assert routing_key.secret not in json.dumps(row.event), "the routing key is a secret: never stored"
@@ -54,7 +82,7 @@ def test_event_is_committed_before_the_answer_and_applied_by_the_worker(
     assert drain(ctx) == 1
     [incident] = _incidents(ctx)
     assert incident.key == "disk-full-db1" and incident.severity == "critical"
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         [row] = session.scalars(select(IntakeEvent)).all()
         assert (row.status, row.outcome, row.incident_id) == ("done", "triggered", incident.id)
 
@@ -73,7 +101,7 @@ def test_a_dead_workers_claim_expires_and_another_applies_the_event(
     ctx: AppContext, clock: FakeClock, queued_client: Any, routing_key: CreatedSecret, event_body: Any
 ) -> None:
     queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret))
-    with write_session(ctx.sessions) as session:
+    with write_session(intake_store(ctx).sessions) as session:
         session.execute(
             update(IntakeEvent).values(
                 claimed_by="dead-node", claim_expires_at=clock.now().replace(microsecond=0)
@@ -92,11 +120,11 @@ def test_an_event_applied_twice_still_makes_one_incident(
     queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret))
     drain(ctx)
     # A node died after applying but before recording it: the event is pending again.
-    with write_session(ctx.sessions) as session:
+    with write_session(intake_store(ctx).sessions) as session:
         session.execute(update(IntakeEvent).values(status="pending", processed_at=None))
     drain(ctx)
     assert len(_incidents(ctx)) == 1
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         assert session.scalars(select(IntakeEvent.outcome)).all() == ["deduplicated"]
 
 
@@ -127,8 +155,6 @@ def test_a_stopped_writer_answers_503_and_stores_nothing(
 def test_many_events_share_a_few_commits(
     ctx: AppContext, writer: IntakeWriter, queued_client: Any, routing_key: CreatedSecret, event_body: Any
 ) -> None:
-    import threading
-
     def post(i: int) -> None:
         assert (
             queued_client.post(
@@ -164,7 +190,7 @@ def test_one_batch_applies_trigger_resolve_trigger_of_one_key_in_order(
 
     assert apply_pending(ctx) == 4  # one batch
 
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         outcomes = session.scalars(select(IntakeEvent.outcome).order_by(IntakeEvent.id)).all()
     assert outcomes == ["triggered", "deduplicated", "triggered", "resolved", "triggered"]
     by_key = [(i.key, i.status) for i in _incidents(ctx)]
@@ -172,8 +198,6 @@ def test_one_batch_applies_trigger_resolve_trigger_of_one_key_in_order(
 
 
 def test_the_writer_reconnects_when_the_database_dropped_its_connection(ctx: AppContext) -> None:
-    from sqlalchemy import text
-
     from engine.service.intake import parse_event
     from engine.service.keys import RoutingTarget
     from engine.service.queue import queue_row
@@ -199,58 +223,144 @@ def test_the_writer_reconnects_when_the_database_dropped_its_connection(ctx: App
 
     assert fresh is not kept
     writer._close(fresh)
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         assert session.scalars(select(IntakeEvent.dedup_key)).all() == ["dropped"]
 
 
 def test_on_sqlite_the_writer_takes_the_lock_as_soon_as_another_process_lets_it_go(
     ctx: AppContext, writer: IntakeWriter, queued_client: Any, routing_key: CreatedSecret, event_body: Any
 ) -> None:
-    import threading
-    import time
-
-    from sqlalchemy import text
-
     from engine.db import make_engine
 
     if ctx.db.dialect.name != "sqlite":
         pytest.skip("one write lock for the whole file is SQLite's; PostgreSQL inserts never wait for it")
-    other = make_engine(ctx.db.url.render_as_string(hide_password=False))  # as another process would
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with other.connect() as conn:
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                conn.execute(text("SELECT 1"))
-                holding.set()
-                release.wait(30)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert holding.wait(10)
+    # The intake spool's lock, held as another process (another node, or this one's engine) would hold it.
+    other = make_engine(intake_store(ctx).db.url.render_as_string(hide_password=False))
     answers: list[int] = []
-    poster = threading.Thread(
-        target=lambda: answers.append(
-            queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret)).status
+    with _write_lock_held(other) as release:
+        poster = threading.Thread(
+            target=lambda: answers.append(
+                queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret)).status
+            )
         )
-    )
-    poster.start()
-    deadline = time.monotonic() + 10
-    while writer.lock_retries < 3 and time.monotonic() < deadline:
-        holding.wait(0.01)  # the writer is asking again and again while the lock is held
-    assert writer.lock_retries >= 3 and answers == []
-    released_at = time.monotonic()
-    release.set()
-    poster.join(10)
-    holder.join(10)
-    other.dispose()
+        poster.start()
+        deadline = time.monotonic() + 10
+        while writer.lock_retries < 3 and time.monotonic() < deadline:
+            release.wait(0.01)  # the writer is asking again and again while the lock is held
+        assert writer.lock_retries >= 3 and answers == []
+        released_at = time.monotonic()
+        release.set()
+        poster.join(10)
 
     assert answers == [202]
     assert time.monotonic() - released_at < 2.0
-    with ctx.sessions() as session:
+    with intake_store(ctx).sessions() as session:
         assert len(session.scalars(select(IntakeEvent)).all()) == 1
     writer.stop()
-    with ctx.db.connect() as conn:
+    with intake_store(ctx).db.connect() as conn:
         busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert busy and int(busy) > 0, "the writer's connection goes back to the pool with its busy timeout"
+
+
+def test_on_sqlite_an_event_is_answered_while_the_engine_holds_the_databases_write_lock(
+    ctx: AppContext, queued_client: Any, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    """The intake spool is a file of its own: an HTTP answer does not wait for the engine's transactions."""
+    from pathlib import Path
+
+    from engine.db import make_engine
+
+    if ctx.db.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no file-wide write lock; its queue is the shared intake_event table")
+    main_file = Path(str(ctx.db.url.database))
+    # The main database's lock, held as the engine process holds it while it writes a batch of triggers.
+    with _write_lock_held(make_engine(ctx.db.url.render_as_string(hide_password=False))):
+        started = time.monotonic()
+        reply = queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret))
+        answered_in = time.monotonic() - started
+        assert reply.status == 202
+        assert answered_in < 2.0, "the answer waited for the main database's write lock"
+
+    store = intake_store(ctx)
+    assert store.separate and Path(str(store.db.url.database)) == main_file.with_name("watchkeeper.intake.db")
+    with store.sessions() as session:
+        assert [r.dedup_key for r in session.scalars(select(IntakeEvent))] == ["disk-full-db1"]
+    assert drain(ctx) == 1
+    assert [i.key for i in _incidents(ctx)] == ["disk-full-db1"]
+
+
+def test_events_left_pending_in_the_main_databases_queue_are_applied_when_the_worker_starts(
+    ctx: AppContext, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    """SQLite: events queued in the main file before the intake spool existed are not lost on upgrade."""
+    from sqlalchemy import insert
+
+    from engine.service.intake import lookup_routing_key, parse_event
+    from engine.service.queue import IntakeWorker, queue_row
+
+    if ctx.db.dialect.name != "sqlite":
+        pytest.skip("on PostgreSQL the main database's table is the queue")
+    target = lookup_routing_key(ctx, routing_key.secret)
+    event, _ = parse_event(event_body(routing_key.secret, dedup_key="queued-before-upgrade"))
+    assert target is not None and event is not None
+    with ctx.db.begin() as conn:
+        conn.execute(insert(IntakeEvent.__table__), [queue_row(ctx, event, target, "queued-before-upgrade")])
+
+    worker = IntakeWorker(ctx)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _incidents(ctx) and time.monotonic() < deadline:
+            worker.wake()
+            time.sleep(0.02)  # waiting for the worker thread, not for the clock
+    finally:
+        worker.stop()
+
+    assert [i.key for i in _incidents(ctx)] == ["queued-before-upgrade"]
+    with ctx.sessions() as session:
+        [row] = session.scalars(select(IntakeEvent)).all()
+        assert (row.status, row.outcome) == ("done", "triggered")
+
+
+def test_a_spool_written_by_an_earlier_version_gets_the_columns_it_lacks(
+    ctx: AppContext, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    """The spool is not under `db upgrade`: opening it adds a column a later version put on intake_event."""
+    from sqlalchemy import Column, MetaData, Table
+
+    from engine.db import make_engine
+    from engine.service.queue import spool_path
+
+    path = spool_path(ctx.db)
+    if path is None:
+        pytest.skip("only SQLite has an intake spool")
+    source: Any = IntakeEvent.__table__
+    old = MetaData()
+    Table(
+        source.name,
+        old,
+        *[
+            Column(c.name, c.type, primary_key=c.primary_key)
+            for c in source.columns
+            if c.name != "source_label"
+        ],
+    )
+    earlier = make_engine(f"sqlite:///{path}")
+    old.create_all(earlier)
+    earlier.dispose()
+
+    store = intake_store(ctx)
+    with store.db.connect() as conn:
+        columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(intake_event)")}
+    assert columns == {c.name for c in source.columns}
+    writer = IntakeWriter(ctx)
+    writer.start()
+    try:
+        from tests.service.conftest import WsgiClient
+
+        client = WsgiClient(ServiceApp(ctx, ServiceState(started_at=ctx.clock.now()), intake=writer))
+        assert client.post("/v2/enqueue", json_body=event_body(routing_key.secret)).status == 202
+    finally:
+        writer.stop()
+    assert drain(ctx) == 1
+    assert [i.key for i in _incidents(ctx)] == ["disk-full-db1"]
