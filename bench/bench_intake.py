@@ -1,15 +1,15 @@
 """HTTP intake benchmark: sustained `POST /v2/enqueue` against one `watchkeeper serve` node.
 
-    .venv/bin/python bench/bench_intake.py [--db URL] [--rate 1000] [--events 20000] [--seconds 20] [--threads 16]
+    .venv/bin/python bench/bench_intake.py [--db URL] [--rate 1000] [--events 100000] [--seconds 20] [--threads 32]
 
 The node is a real `serve` process (its engine passes running, simulated channels); the load generator runs
 in this process with threads on persistent HTTP/1.1 connections over loopback, bounded by --events and
 --seconds. Target: >= 1,000 events/s sustained with p99 response <= 50 ms on 2 cores.
 
-Without --rate the clients send as fast as the node answers (closed loop: the node's ceiling). With --rate
-the events are sent on a fixed schedule, as a monitoring storm would send them (open loop), and each
-response time is counted from the moment its event was due to be sent, so a node that falls behind cannot
-hide it by slowing the clients down.
+By default the events are sent at 1,000 a second on a fixed schedule (--rate), as a monitoring storm would
+send them (open loop), and each response time is counted from the moment its event was due to be sent, so a
+node that falls behind cannot hide it by slowing the clients down. --rate 0 sends as fast as the node answers
+(closed loop: the HTTP front end's ceiling, while the engine falls behind).
 
 BENCH_SERVE_SCRIPT=path runs that script instead of main.py as the node (e.g. one that stubs out the engine
 process, to measure the HTTP intake alone).
@@ -285,9 +285,9 @@ def applied(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def page_lag(url: str) -> tuple[int, list[float]]:
+def page_lag(url: str) -> tuple[list[float], int]:
     """Seconds from each triggering event's arrival (its 202) to the first page of its incident written to the
-    outbox: the intake's share of the engine's due->outbox lag, under this load. (events, lags)."""
+    outbox: the intake's share of the engine's due->outbox lag, under this load. (lags, events not paged yet)."""
     from sqlalchemy import func, select
 
     from engine.db import make_engine, session_factory
@@ -313,7 +313,8 @@ def page_lag(url: str) -> tuple[int, list[float]]:
                 )
             ).all()
         pairs = [(received, first_page[i]) for received, i in arrivals if i in first_page]
-        return len(pairs), [(_aware(paged) - _aware(received)).total_seconds() for received, paged in pairs]
+        lags = [(_aware(paged) - _aware(received)).total_seconds() for received, paged in pairs]
+        return lags, len(arrivals) - len(pairs)
     finally:
         queue.dispose()
         engine.dispose()
@@ -328,13 +329,21 @@ def _aware(value: Any) -> Any:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="database URL (default: a new SQLite file in a temp directory)")
-    parser.add_argument("--events", type=int, default=20_000, help="stop after this many events")
+    parser.add_argument("--events", type=int, default=100_000, help="stop after this many events")
     parser.add_argument("--seconds", type=float, default=20.0, help="stop after this long")
-    parser.add_argument("--threads", type=int, default=16, help="concurrent client connections")
-    parser.add_argument("--rate", type=float, help="send this many events per second on a fixed schedule")
+    parser.add_argument("--threads", type=int, default=32, help="concurrent client connections")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="send this many events per second on a fixed schedule (0: as fast as the node answers)",
+    )
     parser.add_argument("--warmup", type=int, default=300, help="events sent (and not measured) first")
     parser.add_argument(
-        "--drain-seconds", type=float, default=30.0, help="wait this long for the queue after"
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="wait this long for the queue and the first pages after",
     )
     args = parser.parse_args(argv)
 
@@ -362,9 +371,13 @@ def main(argv: list[str]) -> int:
         drain_started = time.monotonic()
         while time.monotonic() - drain_started < args.drain_seconds and applied(url)["queued_pending"] > 0:
             time.sleep(0.5)
+        # Then until every triggered incident has its first page (a page still missing would flatter the lag).
+        lags, unpaged = page_lag(url)
+        while time.monotonic() - drain_started < args.drain_seconds and unpaged:
+            time.sleep(0.5)
+            lags, unpaged = page_lag(url)
         drained_in = time.monotonic() - drain_started
         after = applied(url)
-        paged_events, lags = page_lag(url)
     finally:
         proc.terminate()
         try:
@@ -413,13 +426,17 @@ def main(argv: list[str]) -> int:
     )
     if lags:
         print(
-            f"arrival -> first page in the outbox, {paged_events} triggering events: median "
+            f"arrival -> first page in the outbox, {len(lags)} triggering events: median "
             f"{_percentile(lags, 0.5):.2f} s, p99 {_percentile(lags, 0.99):.2f} s, max {max(lags):.2f} s "
-            "(the engine's lag target: p99 <= 1 s)"
+            f"(the engine's lag target: p99 <= 1 s); {unpaged} triggering events without a page yet"
         )
     print(f"serve exit code after SIGTERM: {code}")
-    lag_p99 = _percentile(lags, 0.99) if lags else float("inf")
-    verdict = "MET" if rate >= 1000 and p99 <= 50 and lag_p99 <= 1.0 else "NOT MET"
+    lag_p99 = _percentile(lags, 0.99) if lags and not unpaged else float("inf")
+    # Paced: the node sustained the offered rate if it took every event on schedule (its lateness would show in
+    # the latencies, which count from when each event was due); the measured rate is a hair under it because
+    # the run's clock also covers the last answers.
+    sustained = args.rate if args.rate and not load.errors and rate >= 0.99 * args.rate else rate
+    verdict = "MET" if sustained >= 1000 and p99 <= 50 and lag_p99 <= 1.0 else "NOT MET"
     print(f"target (>= 1,000 events/s, p99 <= 50 ms, arrival -> first page p99 <= 1 s): {verdict}")
     return 0
 
