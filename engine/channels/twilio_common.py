@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import re
+import select
 import socket
 import ssl
 import threading
@@ -139,6 +140,46 @@ def form_encode(data: dict[str, object]) -> str:
     return "&".join(parts)
 
 
+class AnswerLost(http.client.HTTPException):
+    """The request went out whole but no answer came back (the connection dropped, or the wait ran out): the
+    provider may have acted on it. A message is not simply sent again: the sender first asks the provider."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"no answer to the request: {type(cause).__name__}")
+        self.timed_out = isinstance(cause, TimeoutError)
+
+
+class _NotSent(Exception):
+    """The connection failed while the request was being written: the provider cannot have acted on it."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+# What a connection that dropped after the request went out raises while its answer is read.
+_LOST_ANSWER = (
+    http.client.RemoteDisconnected,
+    http.client.IncompleteRead,
+    http.client.BadStatusLine,
+    ConnectionResetError,
+    TimeoutError,
+)
+
+
+def answer_lost(exc: BaseException) -> bool:
+    """True when a request may have reached the provider although no answer came (either transport)."""
+    if isinstance(exc, AnswerLost):
+        return True
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        return "RemoteDisconnected" in repr(exc) or "Connection aborted" in str(exc)
+    return False
+
+
 class _Wire:
     """One kept-alive HTTP/1.1 connection: a socket and a buffered reader, nothing else.
 
@@ -158,6 +199,15 @@ class _Wire:
         self.used = False
         self.closed = False
 
+    def idle_but_readable(self) -> bool:
+        """A kept-alive connection with something to read between requests: the server has closed it (or sent
+        what nobody asked for). Checked before reuse, so a request is never written into a closed connection."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     def close(self) -> None:
         self.closed = True
         with contextlib.suppress(OSError):
@@ -170,7 +220,10 @@ class _Wire:
     ) -> tuple[int, dict[str, str], bytes, bool]:
         """Send one request; (status, headers, body, keep the connection)."""
         self.sock.settimeout(timeout)
-        self.sock.sendall(head + body if body else head)
+        try:
+            self.sock.sendall(head + body if body else head)
+        except OSError as exc:
+            raise _NotSent(exc) from exc
         self.used = True
         while True:
             line = self.reader.readline(_MAX_LINE)
@@ -261,6 +314,8 @@ class KeepAliveHttpClient(HttpClient):  # type: ignore[misc]
     def _wire(self, scheme: str, host: str, port: int | None, timeout: float | None) -> _Wire:
         pool: dict[tuple[str, str, int | None], _Wire] = self._local.__dict__.setdefault("pool", {})
         wire = pool.get((scheme, host, port))
+        if wire is not None and not wire.closed and wire.idle_but_readable():
+            self._drop(wire)
         if wire is None or wire.closed:
             wire = _Wire(scheme, host, port, timeout)
             pool[(scheme, host, port)] = wire
@@ -318,12 +373,22 @@ class KeepAliveHttpClient(HttpClient):  # type: ignore[misc]
             reused = wire.used
             try:
                 status, answer_headers, raw, keep = wire.exchange(method, head, body, wait)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except _NotSent as exc:
                 self._drop(wire)
-                # A kept-alive connection the server had already closed: the request never arrived; once more.
+                # A kept-alive connection the server had closed meanwhile: the request never arrived; once more.
                 if reused and attempt == 1:
                     continue
-                raise
+                raise exc.cause from None
+            except _LOST_ANSWER as exc:
+                self._drop(wire)
+                # A read (GET) is asked again at once; a POST may have created a message or a call, so it is
+                # not written twice here: the caller decides, after asking the provider (AnswerLost).
+                idempotent = method in ("GET", "HEAD")
+                if idempotent and reused and attempt == 1 and not isinstance(exc, TimeoutError):
+                    continue
+                if idempotent:
+                    raise
+                raise AnswerLost(exc) from exc
             except BaseException:
                 self._drop(wire)
                 raise
@@ -367,6 +432,12 @@ def send_error_from(
         if code in RETRYABLE_TWILIO_CODES or exc.status == 429 or exc.status >= 500:
             return SendError(text, retryable=True, code=str(code or exc.status), retry_after=retry_after)
         return SendError(text, retryable=False, code=str(code or exc.status))
+    if isinstance(exc, AnswerLost):
+        if exc.timed_out:
+            return SendError("Twilio did not answer in time", retryable=True, code="timeout")
+        return SendError(
+            "the connection to Twilio dropped before its answer", retryable=True, code="connection"
+        )
     if isinstance(exc, requests.Timeout | TimeoutError):
         return SendError("Twilio did not answer in time", retryable=True, code="timeout")
     if isinstance(exc, requests.ConnectionError | OSError | http.client.HTTPException):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.channels.base import (
@@ -13,12 +15,17 @@ from engine.channels.base import (
 )
 from engine.channels.twilio_common import (
     MESSAGE_STATUS_MAP,
+    answer_lost,
     int_or_none,
     make_client,
     price_of,
     send_error_from,
 )
 from engine.templates import sms_info
+
+log = logging.getLogger("watchkeeper.channels.twilio")
+# How far Twilio's clock may be behind ours when matching a message it created to the one we sent.
+CLOCK_SKEW = timedelta(seconds=5)
 
 
 class TwilioMessagesSender:
@@ -62,8 +69,9 @@ class TwilioMessagesSender:
         args = self._create_args(message)
         if self.status_callback:
             args["status_callback"] = self.status_callback
+        started = datetime.now(UTC)
         try:
-            created = self.client.messages.create(**args)
+            created = self._create(args, started)
         except Exception as exc:
             raise send_error_from(exc, self.http, [self._token]) from None
         encoding, segments, _chars = sms_info(message.body)
@@ -76,6 +84,47 @@ class TwilioMessagesSender:
             currency=(created.price_unit or None),
             detail=f"{created.sid} {created.status}",
         )
+
+    def _create(self, args: dict[str, Any], started: datetime) -> Any:
+        """Create the message. When the request went out but its answer was lost, Twilio may have the message:
+        look for it before writing it again, so a dropped connection does not page someone twice."""
+        try:
+            return self.client.messages.create(**args)
+        except Exception as exc:
+            if not answer_lost(exc):
+                raise
+            try:
+                found = self._created_since(args, started)
+            except Exception:
+                log.warning(
+                    "no answer from Twilio and it cannot be asked whether it has the message; it is retried"
+                )
+                raise exc from None
+            if found is not None:
+                log.info("no answer from Twilio, but it has the message: %s", found.sid)
+                return found
+            if "body" not in args:
+                raise  # a content template: Twilio's body is its rendering, so the message cannot be told apart
+            return self.client.messages.create(**args)  # Twilio does not have it: it never arrived
+
+    def _created_since(self, args: dict[str, Any], started: datetime) -> Any:
+        """The message Twilio created from these arguments since `started` (allowing for clock skew), or None.
+        Matched on recipient, sender and the exact body: a page's body names its incident, so another message
+        to the same person within those seconds does not match."""
+        if "body" not in args:
+            return None
+        since = started - CLOCK_SKEW
+        for m in self.client.messages.list(to=args["to"], limit=20):  # newest first
+            created = m.date_created
+            if created is not None and created < since:
+                break
+            if (
+                str(m.direction or "").startswith("outbound")
+                and m.body == args["body"]
+                and ("from_" not in args or getattr(m, "from_", None) == args["from_"])
+            ):
+                return m
+        return None
 
     def fetch_status(self, provider_id: str) -> StatusResult:
         try:

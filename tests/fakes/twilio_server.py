@@ -5,7 +5,8 @@ It speaks the 2010-04-01 Messages and Calls resources as JSON, as Twilio does: P
 num_segments, price, price_unit; GET …/Messages/{sid}.json; GET …/Messages.json?To=… lists; Calls.json
 likewise. Errors use Twilio's body: {"code": 21211, "message": …, "more_info": …, "status": 400}.
 
-Scriptable: `fail_next(status, code, count, retry_after)` for the next requests, `invalid_numbers` (21211),
+Scriptable: `fail_next(status, code, count, retry_after)` for the next requests, `lose_next_answer(when)` (the
+connection closes before an answer, after or before the message is created), `invalid_numbers` (21211),
 `unsubscribed` (21610), `landlines` (21614), per-sender-type `delay` (slow responses), `set_status` for
 delivery reports, `add_inbound` for replies people send.
 """
@@ -50,6 +51,9 @@ class FakeTwilio:
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     failures: list[ScriptedFailure] = field(default_factory=list)
+    # Scripted lost answers for the next POSTs: "after" stores the new resource, then closes the connection
+    # without answering (a crash after accepting); "before" closes it without storing anything.
+    lost_answers: list[str] = field(default_factory=list)
     invalid_numbers: set[str] = field(default_factory=set)
     unsubscribed: set[str] = field(default_factory=set)
     landlines: set[str] = field(default_factory=set)
@@ -73,6 +77,13 @@ class FakeTwilio:
             self.failures.extend(
                 ScriptedFailure(status, code, message, retry_after, kind) for _ in range(count)
             )
+
+    def lose_next_answer(self, when: str = "after", count: int = 1) -> None:
+        """The next `count` POSTs get no answer: the connection closes after ("after") or without ("before")
+        the message or call being created."""
+        assert when in ("after", "before")
+        with self.lock:
+            self.lost_answers.extend([when] * count)
 
     def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
         with self.lock:
@@ -196,6 +207,13 @@ class FakeTwilio:
             )
             return self._error(h, failure.status, failure.code, failure.message, headers)
         if method == "POST" and match["sid"] is None:
+            with self.lock:
+                lost = self.lost_answers.pop(0) if self.lost_answers else None
+            if lost is not None:
+                if lost == "after":
+                    self._create(h, kind, form, answer=False)
+                h.close_connection = True
+                return None
             return self._create(h, kind, form)
         if method == "GET" and match["sid"]:
             store = self.messages if kind == "Messages" else self.calls
@@ -215,7 +233,9 @@ class FakeTwilio:
         user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         return user == self.account_sid and password == self.auth_token
 
-    def _create(self, h: BaseHTTPRequestHandler, kind: str, form: dict[str, str]) -> None:
+    def _create(
+        self, h: BaseHTTPRequestHandler, kind: str, form: dict[str, str], *, answer: bool = True
+    ) -> None:
         to = form.get("To", "")
         number = to.removeprefix("whatsapp:")
         if not E164.match(number) or number in self.invalid_numbers:
@@ -241,7 +261,7 @@ class FakeTwilio:
             message["status_callback"] = form.get("StatusCallback")
             with self.lock:
                 self.messages[sid] = message
-            return self._json(h, 201, message)
+            return self._json(h, 201, message) if answer else None
         if not (form.get("Twiml") or form.get("Url")):
             return self._error(h, 400, 21205, "Url or Twiml parameter is required.")
         sid = "CA" + uuid.uuid4().hex
@@ -259,7 +279,7 @@ class FakeTwilio:
         }
         with self.lock:
             self.calls[sid] = call
-        return self._json(h, 201, call)
+        return self._json(h, 201, call) if answer else None
 
     def _list(self, h: BaseHTTPRequestHandler, kind: str, path: str, query: dict[str, str]) -> None:
         store = self.messages if kind == "Messages" else self.calls

@@ -8,6 +8,7 @@ from datetime import timedelta
 from conftest import SMS_FROM, add_message, configure, events, message, messages_for_page, page_of, start_page
 
 from engine import dispatch
+from engine.clock import FakeClock
 from engine.context import AppContext
 from engine.db import write_session
 from engine.models import InboundMessage, Person, Template
@@ -270,3 +271,65 @@ def test_poll_picks_up_replies_sent_to_our_number(channels_ctx: AppContext, fake
         stored = session.query(InboundMessage).one()
     assert stored.body == "Hello, is anyone there?" and stored.channel == "sms"
     assert stored.provider_id is not None
+
+
+def _bodies(fake: FakeTwilio) -> list[str]:
+    return [m["body"] for m in fake.sent()]
+
+
+def test_a_message_twilio_took_before_its_answer_was_lost_is_not_sent_twice(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio
+) -> None:
+    first = add_message(channels_ctx, "sms", "+27821110000", "Incident 41: pump 7 offline. Reply 1.")
+    dispatch.dispatch_pass(channels_ctx)  # the connection is now kept alive for the next message
+    fake_twilio.lose_next_answer("after")  # Twilio creates the message, then the connection drops
+    second = add_message(channels_ctx, "sms", "+27821110000", "Incident 42: reservoir low. Reply 1.")
+
+    result = dispatch.dispatch_pass(channels_ctx)
+
+    assert result["sent"] == 1
+    row = message(channels_ctx, second)
+    assert row.status == "sent" and row.provider_id in fake_twilio.messages
+    assert fake_twilio.messages[row.provider_id or ""]["body"] == "Incident 42: reservoir low. Reply 1."
+    assert _bodies(fake_twilio) == [
+        "Incident 41: pump 7 offline. Reply 1.",
+        "Incident 42: reservoir low. Reply 1.",
+    ], "the page whose answer was lost reached Twilio once"
+    assert message(channels_ctx, first).provider_id != row.provider_id
+
+
+def test_a_message_lost_before_twilio_took_it_is_sent_again_at_once(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio
+) -> None:
+    fake_twilio.lose_next_answer("before")  # the connection drops before Twilio creates anything
+    msg_id = add_message(channels_ctx, "sms", "+27821110000", "Incident 43: gate 2 open. Reply 1.")
+
+    result = dispatch.dispatch_pass(channels_ctx)
+
+    assert result["sent"] == 1
+    row = message(channels_ctx, msg_id)
+    assert row.status == "sent" and row.attempts == 1
+    assert _bodies(fake_twilio) == ["Incident 43: gate 2 open. Reply 1."]
+
+
+def test_an_earlier_identical_message_is_not_taken_for_the_lost_one(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio, clock: FakeClock
+) -> None:
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    body = "Incident 44: pump 7 offline. Reply 1."
+    earlier = add_message(channels_ctx, "sms", "+27821110000", body)
+    dispatch.dispatch_pass(channels_ctx)
+    earlier_sid = message(channels_ctx, earlier).provider_id or ""
+    a_minute_ago = format_datetime(datetime.now(UTC) - timedelta(minutes=1))
+    fake_twilio.messages[earlier_sid]["date_created"] = a_minute_ago  # a repeat of the same page, a minute on
+    fake_twilio.lose_next_answer("before")
+    clock.advance(60)
+    repeat = add_message(channels_ctx, "sms", "+27821110000", body)
+
+    dispatch.dispatch_pass(channels_ctx)
+
+    row = message(channels_ctx, repeat)
+    assert row.status == "sent" and row.provider_id not in (None, earlier_sid)
+    assert _bodies(fake_twilio) == [body, body], "the repeat was sent, not mistaken for the earlier page"

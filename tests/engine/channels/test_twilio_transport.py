@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from engine.channels.twilio_common import KeepAliveHttpClient, form_encode
+from engine.channels.twilio_common import AnswerLost, KeepAliveHttpClient, form_encode
 
 ANSWERS = {
     "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
@@ -31,6 +31,7 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
         self.connections = 0
         self.requests: list[tuple[str, bytes]] = []
         self.drop_after_answer = False  # close the connection after the next answer, without saying so
+        self.swallow_next_get = False  # take the next GET and close the connection without answering
 
 
 class ScriptedHandler(socketserver.StreamRequestHandler):
@@ -50,6 +51,11 @@ class ScriptedHandler(socketserver.StreamRequestHandler):
                     length = int(value)
             body = self.rfile.read(length) if length else b""
             self.server.requests.append((path, body))
+            if path == "/swallow":  # took the request, then went away without answering
+                return
+            if _method == "GET" and self.server.swallow_next_get:
+                self.server.swallow_next_get = False
+                return
             if path == "/until-close":
                 self.wfile.write(b"HTTP/1.0 200 OK\r\n\r\nevery byte until the end")
                 return
@@ -143,3 +149,26 @@ def test_connection_close_and_a_silently_dropped_connection_both_lead_to_a_fresh
     assert client.request("POST", _url(server, "/plain"), data={"n": "1"}).status_code == 200
     assert server.connections == 3
     assert [p for p, b in server.requests if b == b"n=1"] == ["/plain"], "the request arrived exactly once"
+
+
+def test_a_post_whose_answer_is_lost_is_not_written_again(
+    server: ScriptedServer, client: KeepAliveHttpClient
+) -> None:
+    """The provider may have acted on it (created the message): the caller asks it before sending again."""
+    assert client.request("GET", _url(server, "/plain")).status_code == 200  # a kept-alive connection
+    with pytest.raises(AnswerLost) as lost:
+        client.request("POST", _url(server, "/swallow"), data={"Body": "page"})
+    assert not lost.value.timed_out
+    assert [p for p, _b in server.requests].count("/swallow") == 1, (
+        "written once, not again on a new connection"
+    )
+    assert client.request("POST", _url(server, "/plain"), data={"n": "2"}).status_code == 200
+
+
+def test_a_read_whose_answer_is_lost_on_a_reused_connection_is_asked_again(
+    server: ScriptedServer, client: KeepAliveHttpClient
+) -> None:
+    assert client.request("GET", _url(server, "/plain")).status_code == 200
+    server.swallow_next_get = True
+    assert client.request("GET", _url(server, "/plain")).status_code == 200
+    assert server.connections == 2
