@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,15 +49,21 @@ def fresh_sqlite() -> str:
     return f"sqlite:///{tempfile.mkdtemp()}/bench.db"
 
 
-def fresh_pg(admin_url: str) -> str:
+@contextmanager
+def fresh_pg(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database for one run, dropped afterwards (its benchmark's connections included)."""
     from sqlalchemy import make_url
 
     name = f"wk_bench_{uuid.uuid4().hex[:8]}"
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def setup(url: str) -> AppContext:
@@ -291,17 +298,20 @@ def main() -> None:
         if sqlite:
             bench_rates(fresh_sqlite(), "sqlite", a.incidents)
         if postgres:
-            bench_rates(fresh_pg(a.pg), "postgres", a.incidents)
+            with fresh_pg(a.pg) as url:
+                bench_rates(url, "postgres", a.incidents)
     if a.only in (None, "lag"):
         if sqlite:
             bench_lag(fresh_sqlite(), "sqlite", a.active, a.spread)
         if postgres:
-            bench_lag(fresh_pg(a.pg), "postgres", a.active, a.spread)
+            with fresh_pg(a.pg) as url:
+                bench_lag(url, "postgres", a.active, a.spread)
     if a.only in (None, "burst"):
         if sqlite:
             bench_burst(fresh_sqlite(), "sqlite", a.burst)
         if postgres:
-            bench_burst(fresh_pg(a.pg), "postgres", a.burst)
+            with fresh_pg(a.pg) as url:
+                bench_burst(url, "postgres", a.burst)
 
 
 if __name__ == "__main__":
