@@ -1,4 +1,7 @@
-"""The service's WSGI application: Events API v2 intake, REST API, Twilio webhooks, /healthz, /metrics.
+"""The service's application: Events API v2 intake, REST API, Twilio webhooks, /healthz, /metrics.
+
+A WSGI callable (the tests call it in-process); the service's HTTP server (engine.service.asgi) calls
+`respond` and, for the Events API, `settle` once the intake queue has the event.
 
 Every handler validates all of its input before it writes anything: a malformed, oversized, mistyped or
 unauthorised request leaves the database exactly as it was.
@@ -11,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from engine.context import AppContext
@@ -45,6 +49,26 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TWIML_CONTENT_TYPE = "application/xml; charset=utf-8"
 ROUTING_KEY_CACHE_SECONDS = 5.0
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class WouldBlock(Exception):
+    """Raised by `respond(inline=True)` where answering would wait for the database."""
+
+
+@dataclass
+class StagedEvent:
+    """A valid Events API event with a known routing key, ready for the intake queue."""
+
+    row: dict[str, Any]
+    dedup_key: str
+    action: str
+    route: str = "/v2/enqueue"
+
+
+def _accepted(dedup_key: str) -> Response:
+    return Response.json(
+        {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status=202
+    )
 
 
 def _invalid_event(errors: list[str]) -> Response:
@@ -109,11 +133,33 @@ class ServiceApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ, self.max_body)
+        response = self.respond(request)
+        assert isinstance(response, Response)
+        return finish(response, start_response, request.method)
+
+    def respond(
+        self, request: Request, *, stage: bool = False, inline: bool = False
+    ) -> Response | StagedEvent:
+        """The answer to a request, errors mapped to their status codes and counted.
+
+        `stage`: an Events API event that is valid and known is returned as a StagedEvent instead of being
+        queued here; the server submits it to the intake writer without holding a thread, then answers with
+        `settle`. `inline`: the caller is an event loop that must not wait for the database; a routing key
+        that is not in the cache raises WouldBlock (ask again from a thread)."""
         route = "unmatched"
         try:
             handler, params, route = self.router.match(request.method, request.path)
             request.params = params
-            response = handler(request)
+            if stage and route == "/v2/enqueue" and self.intake is not None:
+                staged = self._stage_event(request, inline=inline)
+                if isinstance(staged, StagedEvent):
+                    staged.route = route
+                    return staged
+                response = staged
+            else:
+                response = handler(request)
+        except WouldBlock:
+            raise
         except HttpError as exc:
             response = self._error_response(request, exc)
         except NotFound as exc:
@@ -159,7 +205,15 @@ class ServiceApp:
                     {"error": "internal", "message": "internal error; nothing was stored"}, status=500
                 )
         self.state.counters.inc("watchkeeper_http_requests_total", route=route, code=str(response.status))
-        return finish(response, start_response, request.method)
+        return response
+
+    def settle(self, staged: StagedEvent, error: BaseException | None) -> Response:
+        """The answer to a staged event once the intake writer has committed it (or could not)."""
+        response = self._not_stored(error) if error is not None else self._queued(staged)
+        self.state.counters.inc(
+            "watchkeeper_http_requests_total", route=staged.route, code=str(response.status)
+        )
+        return response
 
     def _database_answers(self) -> bool:
         try:
@@ -194,37 +248,47 @@ class ServiceApp:
     # -- Events API v2 ------------------------------------------------------------------------------------
 
     def enqueue(self, request: Request) -> Response:
+        staged = self._stage_event(request)
+        if isinstance(staged, Response):
+            return staged
+        assert self.intake is not None
+        try:
+            self.intake.submit(staged.row)
+        except IntakeUnavailable as exc:
+            return self._not_stored(exc)
+        return self._queued(staged)
+
+    def _stage_event(self, request: Request, *, inline: bool = False) -> Response | StagedEvent:
+        """Check the event and its routing key: an answer (invalid, or applied at once without an intake
+        queue), or the row to queue."""
         body = request.json()
         event, errors = parse_event(body)
         if event is None:
             return _invalid_event(errors)
-        target = self._routing_target(event.routing_key)
+        target = self._routing_target(event.routing_key, inline=inline)
         if target is None:
             log.info("event refused: unknown routing key")
             return _invalid_event([INVALID_ROUTING_KEY])
         if self.intake is not None:
             dedup_key = event.dedup_key or uuid.uuid4().hex
-            try:
-                self.intake.submit(queue_row(self.ctx, event, target, dedup_key))
-            except IntakeUnavailable as exc:
-                log.warning("event not queued: %s", exc)
-                return Response.json(
-                    {"status": "unavailable", "message": "event not stored; try again"},
-                    status=503,
-                    headers=[("Retry-After", "2")],
-                )
-            self.state.counters.inc("watchkeeper_events_total", action=event.event_action, outcome="queued")
-        else:
-            result = process_event(self.ctx, event, target)
-            dedup_key = result.dedup_key
-            self.state.counters.inc(
-                "watchkeeper_events_total", action=event.event_action, outcome=result.outcome
-            )
+            return StagedEvent(queue_row(self.ctx, event, target, dedup_key), dedup_key, event.event_action)
+        result = process_event(self.ctx, event, target)
+        self.state.counters.inc("watchkeeper_events_total", action=event.event_action, outcome=result.outcome)
+        return _accepted(result.dedup_key)
+
+    def _not_stored(self, exc: BaseException) -> Response:
+        log.warning("event not queued: %s", exc)
         return Response.json(
-            {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status=202
+            {"status": "unavailable", "message": "event not stored; try again"},
+            status=503,
+            headers=[("Retry-After", "2")],
         )
 
-    def _routing_target(self, plain: str) -> RoutingTarget | None:
+    def _queued(self, staged: StagedEvent) -> Response:
+        self.state.counters.inc("watchkeeper_events_total", action=staged.action, outcome="queued")
+        return _accepted(staged.dedup_key)
+
+    def _routing_target(self, plain: str, *, inline: bool = False) -> RoutingTarget | None:
         """The routing key's policy; known keys are remembered for ROUTING_KEY_CACHE_SECONDS (a revoked key
         stops working within that time)."""
         digest = hash_secret(plain)
@@ -233,6 +297,8 @@ class ServiceApp:
             cached = self._keys.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if inline:
+            raise WouldBlock("the routing key must be looked up in the database")
         target = lookup_routing_key(self.ctx, plain)
         with self._keys_lock:
             if target is None:

@@ -1,7 +1,7 @@
 """A small WSGI toolkit for the service: request parsing with a body limit, JSON answers, a tiny router.
 
-No web framework: the routes are few, and a plain WSGI application runs under waitress in production and
-in-process in the tests.
+No web framework: the routes are few. The application is a plain WSGI callable, called in-process by the
+tests and through engine.service.asgi (uvicorn) in production.
 """
 
 from __future__ import annotations

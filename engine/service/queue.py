@@ -181,6 +181,16 @@ class _Submission:
     row: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    # Called from the writer thread once the row is committed (None) or could not be (the error).
+    callback: Callable[[BaseException | None], None] | None = None
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.callback is not None:
+            try:
+                self.callback(self.error)
+            except Exception:  # the waiting side's problem; the writer carries on
+                log.exception("intake writer: a commit callback failed")
 
 
 _INTAKE_T: Any = IntakeEvent.__table__
@@ -248,6 +258,15 @@ class IntakeWriter:
         if item.error is not None:
             raise IntakeUnavailable(type(item.error).__name__)
 
+    def submit_nowait(self, row: dict[str, Any], callback: Callable[[BaseException | None], None]) -> None:
+        """Queue the row and return at once; `callback(None)` runs once it is durable, `callback(error)` if it
+        cannot be (IntakeUnavailable when stopping). The HTTP server's event loop waits this way, with no
+        thread held per request."""
+        if self._stopping.is_set() or not self._workers:
+            callback(IntakeUnavailable("the node is stopping"))
+            return
+        self._queue.put(_Submission(row, callback=callback))
+
     def _run(self) -> None:
         conn: Connection | None = None
         try:
@@ -278,7 +297,7 @@ class IntakeWriter:
                     self._close(conn)
                     conn = None  # a fresh connection for the next batch
                 for b in batch:
-                    b.done.set()
+                    b.finish()
                 if any(b.error is None for b in batch):
                     self.on_commit()
                 if stop_seen:

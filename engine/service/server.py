@@ -1,6 +1,6 @@
 """`watchkeeper serve`: the engine's passes and the HTTP API in one process, with no window.
 
-The passes are the same EngineRunner the console embeds. The HTTP server is waitress (pure Python, threaded)
+The passes are the same EngineRunner the console embeds. The HTTP server is uvicorn (engine.service.asgi)
 bound to settings.http_host (127.0.0.1 unless the operator says otherwise). SIGTERM or SIGINT stops the node
 gracefully: the HTTP server stops accepting, the runner finishes the pass in hand and releases its leases, the
 node's EngineNode row is marked stopped, and the process exits 0. A database that goes away while the node
@@ -29,12 +29,12 @@ from engine.db import ping, write_session
 from engine.models import EngineNode
 from engine.service import integration, queue
 from engine.service.app import ServiceApp
+from engine.service.asgi import HttpServer
 from engine.service.health import ServiceState, health
 from engine.service.queue import IntakeWorker, IntakeWriter
 
 log = logging.getLogger("watchkeeper.service")
 
-HTTP_THREADS = 48  # request threads mostly wait for the group commit; they cost little
 # How often the serve loop checks the database while all is well, and the backoff when it is not.
 CHECK_INTERVAL_SECONDS = 5.0
 BACKOFF_START_SECONDS = 1.0
@@ -366,43 +366,19 @@ def _make_engine(ctx: AppContext) -> InProcessEngine | ForkedEngine:
     return InProcessEngine(ctx)
 
 
-def make_server(app: ServiceApp, host: str, port: int) -> Any:
-    """A waitress server bound now (so port 0 gets its real port); run it with .run(), stop with .close()."""
-    from waitress.server import create_server  # type: ignore[import-untyped]
-
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=HTTP_THREADS,
-        ident="watchkeeper",
-        # The app enforces 512 KiB itself (413 with a JSON answer); waitress cuts off anything absurd.
-        max_request_body_size=4 * 1024 * 1024,
-        channel_timeout=30,
-        clear_untrusted_proxy_headers=True,
-    )
+def make_server(app: ServiceApp, host: str, port: int) -> HttpServer:
+    """The HTTP server, bound now (so port 0 gets its real port); run it with .run(), stop with
+    shutdown_server."""
+    return HttpServer(app, host, port)
 
 
-def shutdown_server(server: Any, timeout: float = 10.0) -> None:
-    """Stop a waitress server gracefully: stop accepting, let requests in hand finish and their answers go
-    out, then close every socket (which ends the server's loop)."""
-    from waitress import wasyncore  # type: ignore[import-untyped]
-
-    with contextlib.suppress(Exception):
-        wasyncore.dispatcher.close(server)  # the listening socket only; the loop and its trigger live on
-    server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
-    deadline = time.monotonic() + 2.0
-    channels = getattr(server, "active_channels", {})
-    while time.monotonic() < deadline and any(
-        getattr(ch, "total_outbufs_len", 0) for ch in list(channels.values())
-    ):
-        time.sleep(0.02)
-    wasyncore.close_all(getattr(server, "_map", None) or getattr(server, "map", None))
+def shutdown_server(server: HttpServer, timeout: float = 10.0) -> None:
+    """Stop gracefully: stop accepting, let requests in hand finish and their answers go out."""
+    server.close(timeout)
 
 
-def bound_address(server: Any) -> tuple[str, int]:
-    addr = server.socket.getsockname()
-    return str(addr[0]), int(addr[1])
+def bound_address(server: HttpServer) -> tuple[str, int]:
+    return server.address()
 
 
 def serve(ctx: AppContext, host: str, port: int) -> int:
@@ -413,6 +389,7 @@ def serve(ctx: AppContext, host: str, port: int) -> int:
         configure_logging(ctx.settings, "service")
     # APScheduler logs every run of every pass at INFO: a line a second that buries what matters.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("uvicorn").setLevel(max(logging.WARNING, logging.getLogger().level))
     label = _describe_db(ctx)
     try:
         ping(ctx.db)
@@ -501,7 +478,7 @@ def serve(ctx: AppContext, host: str, port: int) -> int:
     return 0
 
 
-def _run_server(server: Any) -> None:
+def _run_server(server: HttpServer) -> None:
     try:
         server.run()
     except Exception:  # closing the sockets during shutdown ends run() with an error on some platforms

@@ -378,7 +378,7 @@ def test_nodes_share_the_work_and_every_page_is_written_once_and_sent(
         for line in log.read_text().splitlines()
         if " ERROR " in line
     ]
-    ours = [e for e in errors if "watchkeeper.service" in e or "waitress" in e]
+    ours = [e for e in errors if "watchkeeper.service" in e or "uvicorn" in e]
     if errors:
         print(f"[e2e] {len(errors)} ERROR lines in node logs, e.g. {errors[:3]}")
     assert ours == [], "\n".join(ours[:20])

@@ -1,5 +1,5 @@
 """Fixtures for the service tests: a policy to route to, routing keys and API tokens, the WSGI app called
-in-process, and the same app under a real waitress server on 127.0.0.1 (port 0) in a thread."""
+in-process, and the same app under the real HTTP server (uvicorn) on 127.0.0.1 (port 0) in a thread."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import func, select
 
 from engine.context import AppContext
@@ -29,7 +30,7 @@ TWILIO_TOKEN = "twilio-auth-token-for-tests-0123456789"
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: bytes
 
     def json(self) -> Any:
@@ -98,7 +99,7 @@ class WsgiClient:
 
 
 class HttpClient:
-    """The same calls over a real socket with urllib."""
+    """The same calls over a real socket with urllib. Header names are case-insensitive, as in HTTP."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -123,10 +124,10 @@ class HttpClient:
             req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
-                return Reply(resp.status, dict(resp.headers.items()), resp.read())
+                return Reply(resp.status, CaseInsensitiveDict(resp.headers.items()), resp.read())
         except urllib.error.HTTPError as exc:
             with exc:
-                return Reply(exc.code, dict(exc.headers.items()), exc.read())
+                return Reply(exc.code, CaseInsensitiveDict(exc.headers.items()), exc.read())
 
     def get(self, path: str, **kw: Any) -> Reply:
         return self.request("GET", path, **kw)
@@ -194,7 +195,7 @@ def client(app: ServiceApp) -> WsgiClient:
 
 @pytest.fixture
 def live(app: ServiceApp) -> Iterator[HttpClient]:
-    """The app under waitress on 127.0.0.1, an ephemeral port, in a thread."""
+    """The app under the service's HTTP server on 127.0.0.1, an ephemeral port, in a thread."""
     server = make_server(app, "127.0.0.1", 0)
     host, port = bound_address(server)
     thread = threading.Thread(target=server.run, daemon=True)

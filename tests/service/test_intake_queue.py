@@ -364,3 +364,37 @@ def test_a_spool_written_by_an_earlier_version_gets_the_columns_it_lacks(
         writer.stop()
     assert drain(ctx) == 1
     assert [i.key for i in _incidents(ctx)] == ["disk-full-db1"]
+
+
+def test_over_the_real_server_an_event_is_answered_once_it_is_committed_and_not_when_it_cannot_be(
+    ctx: AppContext, writer: IntakeWriter, routing_key: CreatedSecret, event_body: Any
+) -> None:
+    """The HTTP server's event loop queues an event without a thread per request: the first event's routing
+    key is looked up from a thread (not yet cached), the next is checked on the loop; both answer 202 only
+    once committed. With the writer stopped the answer is 503 and nothing is stored."""
+    from engine.service.server import bound_address, make_server, shutdown_server
+    from tests.service.conftest import HttpClient
+
+    server = make_server(
+        ServiceApp(ctx, ServiceState(started_at=ctx.clock.now()), intake=writer), "127.0.0.1", 0
+    )
+    host, port = bound_address(server)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        live = HttpClient(f"http://{host}:{port}")
+        for key in ("first", "second"):
+            reply = live.post("/v2/enqueue", json_body=event_body(routing_key.secret, dedup_key=key))
+            assert reply.status == 202 and reply.json()["dedup_key"] == key
+        with intake_store(ctx).sessions() as session:
+            assert sorted(session.scalars(select(IntakeEvent.dedup_key))) == ["first", "second"]
+        writer.stop()
+        refused = live.post("/v2/enqueue", json_body=event_body(routing_key.secret, dedup_key="third"))
+        assert refused.status == 503 and refused.headers["Retry-After"]
+        with intake_store(ctx).sessions() as session:
+            assert "third" not in session.scalars(select(IntakeEvent.dedup_key)).all()
+    finally:
+        shutdown_server(server)
+        thread.join(timeout=5)
+    assert drain(ctx) == 2
+    assert sorted(i.key for i in _incidents(ctx)) == ["first", "second"]
