@@ -284,6 +284,12 @@ _INSERT_ESCALATIONS = (
 )
 _INSERT_EVENTS = _EVENT_T.insert().execution_options(**_MANY)
 _PG_NOTIFY = text("SELECT pg_notify('watchkeeper_work', :p)")
+# Transaction-scoped advisory locks on incident keys, taken in one order (by lock id) so that two batches
+# sharing keys cannot deadlock. 7201 names these locks apart from any other advisory lock.
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(7201, h)) FROM "
+    "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS locks"
+)
 _TEAMS = select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True)))
 _i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
 # The escalation a repeated trigger would join, per key: the latest joinable one of an open incident.
@@ -483,6 +489,12 @@ class _Triggering:
             return
         postgres = self.conn.dialect.name == "postgresql"
         stmt = _LATEST_JOINABLE_LOCKED if postgres else _LATEST_JOINABLE
+        if postgres:
+            # Two nodes given the same alert at once (a monitoring tool resending, a client retrying on another
+            # node) must not both find no live incident and both open one: the keys are locked first, for the
+            # rest of the transaction, so the second waits and then finds the first's incident. SQLite's
+            # BEGIN IMMEDIATE already lets one batch write at a time.
+            self.conn.execute(_LOCK_KEYS, {"keys": list(keys)})
         for chunk in _chunks(list(keys)):
             for r in self.conn.execute(stmt, {"keys": chunk}):
                 self.live[r.key] = _Live(

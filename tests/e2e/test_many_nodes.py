@@ -36,6 +36,7 @@ from engine.models import (
     Base,
     Escalation,
     Incident,
+    IntakeEvent,
     OutboxMessage,
     Page,
     Person,
@@ -224,13 +225,32 @@ class Feeder:
         return threads
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
+def _wait(predicate: Any, timeout: float, what: str, state: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}" + (f": {state()}" if state else "")
+    )
+
+
+def _stuck(engine: Engine) -> dict[str, Any]:
+    """Where the work stands, for a timeout's message."""
+
+    def by(column: Any, *where: Any) -> dict[str, int]:
+        query = select(column, func.count()).where(*where).group_by(column)
+        with session_factory(engine)() as session:
+            return {str(k): int(n) for k, n in session.execute(query).all()}
+
+    return {
+        "progress": _progress(engine),
+        "escalations": by(Escalation.state),
+        "page outbox": by(OutboxMessage.status, OutboxMessage.kind == "page"),
+        "pages": by(Page.level),
+        "intake (PostgreSQL)": by(IntakeEvent.status),
+    }
 
 
 def _progress(engine: Engine) -> dict[str, int]:
@@ -291,6 +311,7 @@ def test_nodes_share_the_work_and_every_page_is_written_once_and_sent(
             lambda: (p := _progress(engine))["level2_pages"] == N and p["unsent"] == 0,
             120 + N * 0.05,
             "every level-2 page sent",
+            lambda: _stuck(engine),
         )
         done = time.monotonic() - started
 

@@ -440,3 +440,40 @@ def test_an_acknowledge_batch_the_database_fails_half_way_leaves_nothing(ctx, se
     done = api.acknowledge_many(ctx, ids, by="anna")  # and once the database is well, it all goes through
     assert all(d["status"] == "acknowledged" for d in done)
     assert len(outbox(sessions, kind="notice")) == 6
+
+
+def test_the_same_alert_triggered_at_once_from_two_places_opens_one_incident(ctx, sessions, people) -> None:
+    """Two nodes (here two threads) given the same key at the same moment: one opens the incident, the other
+    joins it, on either database; never two incidents, never two escalations paging the same people."""
+    import threading
+
+    _policies(sessions)
+    rounds = 12
+    for n in range(rounds):
+        gate = threading.Barrier(2)
+        results: list[api.TriggerResult] = []
+
+        def trigger(
+            key: str = f"feeder-{n}", gate: threading.Barrier = gate, results: list[Any] = results
+        ) -> None:
+            gate.wait()
+            batch = [
+                TriggerRequest(policy="water", summary=f"Other {key} {i}", key=f"{key}-{i}")
+                for i in range(20)
+            ]
+            results.extend(
+                api.trigger_many(ctx, [*batch, TriggerRequest(policy="water", summary="Trip", key=key)])[-1:]
+            )
+
+        threads = [threading.Thread(target=trigger) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(results) == 2
+        assert len({r.incident_id for r in results}) == 1, f"round {n}: two incidents for one key"
+        assert sorted(r.deduplicated for r in results) == [False, True]
+    with sessions() as s:
+        keys = s.scalars(select(Incident.key).where(Incident.key.like("feeder-%"))).all()
+    # Each round's 21 keys (the alert and the 20 beside it, sent by both) have one incident each.
+    assert len(keys) == rounds * 21 and len(set(keys)) == len(keys)
