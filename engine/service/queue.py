@@ -657,7 +657,13 @@ class IntakeWorker:
     def _run(self) -> None:
         backoff = 1.0
         last_purge = 0.0
+        # First, before anything else (even when stopped at once): events left in the main file's queue.
         left_in_main = True
+        try:
+            self.applied += apply_left_in_main(self.ctx)
+            left_in_main = False
+        except Exception as exc:
+            log.warning("intake worker: %s; events left in the main database's queue are tried again", exc)
         while not self._stopping.is_set():
             try:
                 if left_in_main:
