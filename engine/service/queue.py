@@ -124,24 +124,24 @@ def _add_new_columns(conn: Connection, table: Table) -> None:
 
 def intake_store(ctx: AppContext) -> IntakeStore:
     """Where this context's intake queue lives (opened, and on SQLite created, on first use)."""
+    path = spool_path(ctx.db)
+    if path is None:
+        # Not cached: a cached store holding ctx.db would keep the weak key alive for good.
+        return IntakeStore(ctx.db, ctx.sessions, separate=False)
     with _STORES_LOCK:
         store = _STORES.get(ctx.db)
         if store is not None:
             return store
-        path = spool_path(ctx.db)
-        if path is None:
-            store = IntakeStore(ctx.db, ctx.sessions, separate=False)
-        else:
-            spool = make_engine(f"sqlite:///{path}")
-            metadata = MetaData()
-            _spool_table(metadata)
-            # Under BEGIN IMMEDIATE so two nodes opening a new spool at once cannot both create the table.
-            with spool.connect() as conn:
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-                with conn.begin():
-                    metadata.create_all(conn, checkfirst=True)
-                    _add_new_columns(conn, metadata.tables[IntakeEvent.__tablename__])
-            store = IntakeStore(spool, session_factory(spool), separate=True)
+        spool = make_engine(f"sqlite:///{path}")
+        metadata = MetaData()
+        _spool_table(metadata)
+        # Under BEGIN IMMEDIATE so two nodes opening a new spool at once cannot both create the table.
+        with spool.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                metadata.create_all(conn, checkfirst=True)
+                _add_new_columns(conn, metadata.tables[IntakeEvent.__tablename__])
+        store = IntakeStore(spool, session_factory(spool), separate=True)
         _STORES[ctx.db] = store
         return store
 
