@@ -28,7 +28,6 @@ from engine import batch, paging, timeline
 from engine import escalation as esc_mod
 
 # Re-exported: callers know these as engine.api's.
-from engine.batch import JOINABLE as JOINABLE
 from engine.batch import OPEN_STATUSES as OPEN_STATUSES
 from engine.batch import SEVERITIES as SEVERITIES
 from engine.batch import TriggerRequest as TriggerRequest
@@ -111,7 +110,8 @@ def _find_incident(session: Session, ref: int | str, *, lock: bool = False) -> I
             raise NotFound(f"no incident with key {key!r}")
         stmt = stmt.where(Incident.id == open_id)
     if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        # The lock order (engine.claims.lock_incidents): the incident first, NO KEY UPDATE.
+        stmt = stmt.with_for_update(key_share=True)
     incident = session.scalars(stmt).one_or_none()
     if incident is None:
         raise NotFound(f"no incident {ref}")
@@ -126,8 +126,44 @@ def _latest_escalation(session: Session, incident_id: int, *, lock: bool = False
         .limit(1)
     )
     if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return session.scalars(stmt).first()
+
+
+def _end_escalations(
+    session: Session,
+    incident: Incident,
+    to: EscalationState,
+    now: datetime,
+    *,
+    by: str,
+    kind: str,
+    message: str,
+    data: dict[str, Any],
+) -> Escalation | None:
+    """Resolve or cancel every escalation of the incident still open — not only the newest — and end all its
+    paging (every page, pending fallback and repeat) in the caller's transaction. The newest escalation carries
+    the event of `kind`; with none open, the event is the incident's own. Returns the newest escalation."""
+    stmt = (
+        select(Escalation)
+        .where(Escalation.incident_id == incident.id, Escalation.state.in_([s.value for s in esc_mod.OPEN]))
+        .order_by(Escalation.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(key_share=True)
+    escs = list(session.scalars(stmt))
+    for esc in escs:
+        last = esc is escs[-1]
+        esc_mod.transition(
+            session, esc, to, now, actor=by, kind=kind if last else None, message=message, data=data
+        )
+        if to == S.RESOLVED:
+            esc.resolved_at = now
+            esc.resolved_by = by
+    if not escs:
+        timeline.record(session, kind, now, incident_id=incident.id, actor=by, message=message, data=data)
+    paging.stop_paging(session, [incident.id], now)
+    return escs[-1] if escs else _latest_escalation(session, incident.id)
 
 
 def _status_event(
@@ -238,7 +274,6 @@ def resolve(
         incident = _find_incident(session, ref, lock=True)
         if incident.status not in OPEN_STATUSES:
             raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be resolved")
-        esc = _latest_escalation(session, incident.id, lock=True)
         old = incident.status
         incident.status = IncidentStatus.RESOLVED.value
         incident.resolved_at = now
@@ -246,17 +281,9 @@ def resolve(
         incident.updated_at = now
         message = f"resolved by {by} via {via}" + (f": {note}" if note else "")
         data = {"via": via, "note": note, "incident_from": old}
-        if esc is not None and esc.state in {s.value for s in esc_mod.OPEN}:
-            esc_mod.transition(
-                session, esc, S.RESOLVED, now, actor=by, kind="resolved", message=message, data=data
-            )
-            esc.resolved_at = now
-            esc.resolved_by = by
-            paging.cancel_pages(session, esc.id, now)
-        else:
-            timeline.record(
-                session, "resolved", now, incident_id=incident.id, actor=by, message=message, data=data
-            )
+        esc = _end_escalations(
+            session, incident, S.RESOLVED, now, by=by, kind="resolved", message=message, data=data
+        )
         paging.write_notices(session, incident, now, "resolve", by)
         _reporter_update(session, incident, now, IncidentStatus.RESOLVED.value)
         esc_mod.notify_work(session, "dispatch")
@@ -273,7 +300,6 @@ def cancel(ctx: AppContext, ref: int | str, *, reason: str, by: str) -> dict[str
         incident = _find_incident(session, ref, lock=True)
         if incident.status not in OPEN_STATUSES:
             raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be cancelled")
-        esc = _latest_escalation(session, incident.id, lock=True)
         old = incident.status
         incident.status = IncidentStatus.CANCELLED.value
         incident.cancelled_at = now
@@ -281,16 +307,11 @@ def cancel(ctx: AppContext, ref: int | str, *, reason: str, by: str) -> dict[str
         incident.updated_at = now
         message = f"cancelled by {by}: {reason}"
         data = {"reason": reason, "incident_from": old}
-        if esc is not None and esc.state in {s.value for s in esc_mod.OPEN}:
-            esc_mod.transition(
-                session, esc, S.CANCELLED, now, actor=by, kind="cancelled", message=message, data=data
-            )
+        esc = _end_escalations(
+            session, incident, S.CANCELLED, now, by=by, kind="cancelled", message=message, data=data
+        )
+        if esc is not None and esc.state == S.CANCELLED:
             esc.end_reason = reason
-            paging.cancel_pages(session, esc.id, now)
-        else:
-            timeline.record(
-                session, "cancelled", now, incident_id=incident.id, actor=by, message=message, data=data
-            )
         esc_mod.notify_work(session, BOARD_NOTICE)
         result = _summary(incident, esc)
     return result
@@ -334,6 +355,15 @@ def reopen(ctx: AppContext, ref: int | str, *, by: str, reason: str = "") -> dic
         if incident.status not in (IncidentStatus.RESOLVED, IncidentStatus.CANCELLED):
             raise InvalidTransition(
                 f"incident {incident.id} is {incident.status}; only a closed one can be re-opened"
+            )
+        other = session.scalar(
+            select(Incident.id).where(
+                Incident.key == incident.key, Incident.status.in_(OPEN_STATUSES), Incident.id != incident.id
+            )
+        )
+        if other is not None:
+            raise InvalidTransition(
+                f"incident {other} with the same key {incident.key!r} is open; one key has one open incident"
             )
         old_esc = _latest_escalation(session, incident.id)
         old = incident.status

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Text, bindparam, func, select, text, update
@@ -45,10 +45,8 @@ from engine.models import (
     Event,
     Incident,
     IncidentStatus,
-    MessageStatus,
     OutboxMessage,
     Page,
-    PageStatus,
     Person,
     Policy,
     PolicyLevel,
@@ -60,8 +58,8 @@ from engine.models import (
 
 S = EscalationState
 OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
-# An open incident's escalation that a repeated trigger may join (inside the policy's cooldown).
-JOINABLE = (S.PENDING.value, S.ACTIVE.value, S.ESCALATING.value, S.ACKNOWLEDGED.value)
+# Escalation states that page: a repeated trigger of an incident with one of these adds nothing.
+_PAGING_STATES = (S.PENDING.value, S.ACTIVE.value, S.ESCALATING.value)
 SEVERITIES = tuple(s.value for s in Severity)
 ACKNOWLEDGEABLE = (IncidentStatus.OPEN.value, IncidentStatus.ESCALATED.value)
 # Lists of ids go to the database this many at a time (far below SQLite's limit on bound parameters).
@@ -251,16 +249,18 @@ def _load_snapshot(session: Session | Connection, name: str) -> tuple[dict[str, 
     return snapshot, bool(first.enabled)
 
 
-def _why_not_escalated(snapshot: dict[str, Any], enabled: bool, severity: str) -> str:
+def _why_not_escalated(
+    snapshot: dict[str, Any], enabled: bool, severity: str, *, at_trigger: bool = True
+) -> str:
     name = snapshot["name"]
     if not enabled:
         return f"policy {name} is disabled; no escalation started"
     if not esc_mod.severity_matches(snapshot, severity):
         wanted = ", ".join(str(s) for s in snapshot.get("severity_filter") or [])
         return f"policy {name} only escalates {wanted}; {severity} is not escalated"
-    triggers = [str(t) for t in snapshot.get("triggers") or []]
-    if triggers and not ({Trigger.UNACKNOWLEDGED.value, Trigger.MANUAL.value} & set(triggers)):
-        return f"policy {name} runs only on {', '.join(triggers)}; no escalation started"
+    if at_trigger and not esc_mod.starts_at_trigger(snapshot):
+        triggers = ", ".join(str(t) for t in snapshot.get("triggers") or [])
+        return f"policy {name} escalates on {triggers}, not when an incident opens; no escalation started yet"
     return ""
 
 
@@ -292,32 +292,48 @@ _LOCK_KEYS = text(
 )
 _TEAMS = select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True)))
 _i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
-# The escalation a repeated trigger would join, per key: the latest joinable one of an open incident.
-_LATEST_JOINABLE = (
-    select(
-        _I.id,
-        _I.key,
-        _I.trigger_count,
-        _E.id.label("esc_id"),
-        _E.started_at,
-        _E.trigger_count.label("esc_trigger_count"),
-    )
-    .select_from(_INCIDENT_T.join(_ESCALATION_T, _E.incident_id == _I.id))
-    .where(
-        _E.id.in_(
-            select(func.max(_e2.c.id))
-            .select_from(_i2.join(_e2, _e2.c.incident_id == _i2.c.id))
-            .where(
-                _i2.c.key.in_(bindparam("keys", expanding=True)),
-                _i2.c.status.in_(OPEN_STATUSES),
-                _e2.c.state.in_(JOINABLE),
-            )
-            .group_by(_i2.c.key)
-        )
-    )
-    .order_by(_E.id)
+# The open incident of each key, which a repeated trigger joins whatever the cooldown (one key, one open
+# incident). Locked in id order on PostgreSQL: the incident first (engine.claims.lock_incidents).
+_OPEN_BY_KEYS = (
+    select(_I.id, _I.key, _I.status, _I.trigger_count)
+    .where(_I.key.in_(bindparam("keys", expanding=True)), _I.status.in_(OPEN_STATUSES))
+    .order_by(_I.id)
 )
-_LATEST_JOINABLE_LOCKED = _LATEST_JOINABLE.with_for_update()
+_OPEN_BY_KEYS_LOCKED = _OPEN_BY_KEYS.with_for_update(key_share=True)
+# The newest escalation of each of those incidents: its trigger count goes up too, and whether it still pages
+# decides if a `repeated_failure` policy starts one.
+_NEWEST_ESCALATIONS = select(_E.id, _E.incident_id, _E.state, _E.trigger_count).where(
+    _E.id.in_(
+        select(func.max(_e2.c.id))
+        .where(_e2.c.incident_id.in_(bindparam("ids", expanding=True)))
+        .group_by(_e2.c.incident_id)
+    )
+)
+# Incidents of the keys resolved since a moment (the longest cooldown of the batch), newest last: a trigger
+# within its policy's cooldown re-opens the key's last incident instead of opening another.
+_RESOLVED_SINCE = (
+    select(_I.id, _I.key, _I.trigger_count, _I.resolved_at)
+    .where(
+        _I.key.in_(bindparam("keys", expanding=True)),
+        _I.status == IncidentStatus.RESOLVED.value,
+        _I.resolved_at >= bindparam("since"),
+    )
+    .order_by(_I.id)
+)
+_REOPEN_INCIDENT = (
+    update(_INCIDENT_T)
+    .where(_I.id == bindparam("b_id"))
+    .values(
+        status=IncidentStatus.OPEN.value,
+        trigger_count=bindparam("b_count"),
+        last_triggered_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+        acknowledged_at=None,
+        acknowledged_by=None,
+        resolved_at=None,
+        resolved_by=None,
+    )
+)
 _RETRIGGER_INCIDENT = (
     update(_INCIDENT_T)
     .where(_I.id == bindparam("b_id"))
@@ -347,14 +363,25 @@ class _Row:
 
 @dataclass(slots=True)
 class _Live:
-    """The escalation a repeated trigger of one key joins, with the counts it has reached so far."""
+    """The open incident of one key that repeated triggers join, with the counts it has reached so far."""
 
     incident: _Row
-    escalation: _Row
-    started_at: datetime
+    escalation: _Row | None  # its newest escalation (its trigger count goes up too)
+    paging: bool  # whether that escalation still pages (pending, active, escalating)
+    status: str  # the incident's status
     incident_count: int
     escalation_count: int
-    existing: bool
+    existing: bool  # in the database before this batch (else opened by an earlier request of it)
+    escalation_existing: bool = True
+
+
+@dataclass(slots=True)
+class _Recent:
+    """A key's incident resolved lately: a trigger within the cooldown re-opens it."""
+
+    id: int
+    trigger_count: int
+    resolved_at: datetime
 
 
 @dataclass(slots=True)
@@ -437,8 +464,10 @@ class _Triggering:
         self.live: dict[str, _Live] = {}
         self.sla: dict[tuple[str, str, bool], dict[str, Any]] = {}
         self.escalation_values: dict[
-            tuple[str, str], tuple[str, dict[str, Any], str, dict[str, Any], bool]
+            tuple[str, str, bool], tuple[str, dict[str, Any], str, dict[str, Any], bool]
         ] = {}
+        self.recent: dict[str, _Recent] = {}
+        self.reopened: list[tuple[_Row, int]] = []
         self.incidents: list[_Row] = []
         self.escalations: list[_Row] = []
         self.events: list[_Event] = []
@@ -477,38 +506,62 @@ class _Triggering:
         if handles:
             self.teams = {r.handle: r.id for r in self.conn.execute(_TEAMS, {"handles": handles})}
         keys: dict[str, None] = {}
+        cooldown = 0
         for item in items:
             found = self.policies.get(item.policy) if item.policy else None
             if isinstance(found, NotFound):
                 raise _located(item.where, found)
             if item.team and item.team not in self.teams:
                 raise _located(item.where, NotFound(f"no team with handle {item.team!r}"))
-            if item.key and found is not None and int(found[0].get("cooldown_seconds") or 0) > 0:
+            if item.key:
                 keys[item.key] = None
+                if found is not None:
+                    cooldown = max(cooldown, int(found[0].get("cooldown_seconds") or 0))
         if not keys:
             return
         postgres = self.conn.dialect.name == "postgresql"
-        stmt = _LATEST_JOINABLE_LOCKED if postgres else _LATEST_JOINABLE
         if postgres:
             # Two nodes given the same alert at once (a monitoring tool resending, a client retrying on another
-            # node) must not both find no live incident and both open one: the keys are locked first, for the
+            # node) must not both find no open incident and both open one: the keys are locked first, for the
             # rest of the transaction, so the second waits and then finds the first's incident. SQLite's
             # BEGIN IMMEDIATE already lets one batch write at a time.
             self.conn.execute(_LOCK_KEYS, {"keys": list(keys)})
+        stmt = _OPEN_BY_KEYS_LOCKED if postgres else _OPEN_BY_KEYS
+        found_open: dict[int, Any] = {}
         for chunk in _chunks(list(keys)):
-            for r in self.conn.execute(stmt, {"keys": chunk}):
-                self.live[r.key] = _Live(
-                    _Row(r.id), _Row(r.esc_id), r.started_at, r.trigger_count, r.esc_trigger_count, True
-                )
+            found_open.update((r.id, r) for r in self.conn.execute(stmt, {"keys": chunk}))
+        newest: dict[int, Any] = {}
+        for chunk in _chunks(list(found_open)):
+            newest.update((r.incident_id, r) for r in self.conn.execute(_NEWEST_ESCALATIONS, {"ids": chunk}))
+        for incident_id, r in found_open.items():
+            e = newest.get(incident_id)
+            self.live[r.key] = _Live(
+                incident=_Row(incident_id),
+                escalation=_Row(e.id) if e is not None else None,
+                paging=e is not None and e.state in _PAGING_STATES,
+                status=r.status,
+                incident_count=r.trigger_count,
+                escalation_count=e.trigger_count if e is not None else 0,
+                existing=True,
+            )
+        closed = [k for k in keys if k not in self.live]
+        if cooldown > 0 and closed:
+            since = self.now - timedelta(seconds=cooldown)
+            for chunk in _chunks(closed):
+                for r in self.conn.execute(_RESOLVED_SINCE, {"keys": chunk, "since": since}):
+                    self.recent[r.key] = _Recent(r.id, r.trigger_count, r.resolved_at)
 
     def _one(self, item: _Item) -> tuple[_Row, _Row | None, bool]:
         found = self.policies.get(item.policy) if item.policy else None
         snapshot, enabled = cast(tuple[dict[str, Any], bool], found) if found is not None else (None, False)
-        if item.key and snapshot is not None:
-            cooldown = int(snapshot.get("cooldown_seconds") or 0)
-            live = self.live.get(item.key) if cooldown > 0 else None
-            if live is not None and (self.now - live.started_at).total_seconds() < cooldown:
-                return self._join(live, item)
+        if item.key:
+            live = self.live.get(item.key)
+            if live is not None:
+                return self._join(live, item, snapshot, enabled)
+            recent = self.recent.pop(item.key, None)
+            cooldown = int(snapshot.get("cooldown_seconds") or 0) if snapshot is not None else 0
+            if recent is not None and (self.now - recent.resolved_at).total_seconds() < cooldown:
+                return self._reopen(recent, item, cast(dict[str, Any], snapshot), enabled)
         now = self.now
         values = dict(item.values)
         values.update(
@@ -523,33 +576,92 @@ class _Triggering:
         self.incidents.append(incident)
         data = {"severity": item.severity, "source": item.source, "policy": item.policy}
         self.events.append(_Event("triggered", incident, None, item.actor, item.summary, data))
-        if snapshot is None:
-            return incident, None, False
-        reason, esc_values, message, data, due_now = self._escalation(snapshot, enabled, item.severity)
-        if reason:
-            self.events.append(_Event("not_escalated", incident, None, "system", reason, data))
-            return incident, None, False
-        esc = _Row(values=dict(esc_values), parent=incident)
-        self.escalations.append(esc)
-        self.events.append(_Event("escalation_started", incident, esc, item.actor, message, data))
-        self.due_now = self.due_now or due_now
+        esc = (
+            self._start(incident, item, snapshot, enabled, at_trigger=True) if snapshot is not None else None
+        )
         if item.key:
-            self.live[item.key] = _Live(incident, esc, now, 1, 1, False)
+            self.live[item.key] = _Live(
+                incident, esc, esc is not None, IncidentStatus.OPEN.value, 1, 1, False, False
+            )
         return incident, esc, False
 
-    def _join(self, live: _Live, item: _Item) -> tuple[_Row, _Row | None, bool]:
+    def _start(
+        self,
+        incident: _Row,
+        item: _Item,
+        snapshot: dict[str, Any],
+        enabled: bool,
+        *,
+        at_trigger: bool,
+        why: str = "",
+    ) -> _Row | None:
+        """A new escalation of `incident` with `snapshot`, or the `not_escalated` event saying why not (at a
+        trigger: the policy is disabled, filters the severity out or escalates on other triggers)."""
+        reason, esc_values, message, data, due_now = self._escalation(
+            snapshot, enabled, item.severity, at_trigger=at_trigger
+        )
+        if reason:
+            self.events.append(_Event("not_escalated", incident, None, "system", reason, data))
+            return None
+        esc = _Row(values=dict(esc_values), parent=incident)
+        self.escalations.append(esc)
+        self.events.append(_Event("escalation_started", incident, esc, item.actor, f"{message}{why}", data))
+        self.due_now = self.due_now or due_now
+        return esc
+
+    def _join(
+        self, live: _Live, item: _Item, snapshot: dict[str, Any] | None, enabled: bool
+    ) -> tuple[_Row, _Row | None, bool]:
+        """A trigger for a key with an open incident: counted on it (event `retriggered`), nothing paged again —
+        unless nothing pages for it and its policy escalates on `repeated_failure` (the alert came back)."""
         live.incident_count += 1
-        live.escalation_count += 1
+        if live.escalation is not None:
+            live.escalation_count += 1
         if live.existing:
             self.retriggered[live.incident.id] = live
-        else:  # opened earlier in this batch: the new rows carry the count
+        else:  # opened earlier in this batch: the new row carries the count
             live.incident.values["trigger_count"] = live.incident_count
+        if live.escalation is not None and not live.escalation_existing:
             live.escalation.values["trigger_count"] = live.escalation_count
         message = f"triggered again ({live.incident_count} times): {item.summary}"[:2000]
         data = {"trigger_count": live.incident_count}
         self.events.append(_Event("retriggered", live.incident, live.escalation, item.actor, message, data))
         self.joined = True
+        if (
+            snapshot is not None
+            and not live.paging
+            and live.status in (IncidentStatus.OPEN.value, IncidentStatus.ESCALATED.value)
+            and Trigger.REPEATED_FAILURE.value in (snapshot.get("triggers") or [])
+        ):
+            esc = self._start(
+                live.incident, item, snapshot, enabled, at_trigger=False, why=" (the alert came back)"
+            )
+            if esc is not None:
+                live.escalation, live.paging, live.escalation_existing = esc, True, False
+                live.escalation_count = 1
         return live.incident, live.escalation, True
+
+    def _reopen(
+        self, recent: _Recent, item: _Item, snapshot: dict[str, Any], enabled: bool
+    ) -> tuple[_Row, _Row | None, bool]:
+        """A trigger within the policy's cooldown after the key's incident was resolved: that incident opens
+        again (same number, same timeline) with a new escalation, instead of a second incident."""
+        incident = _Row(recent.id)
+        count = recent.trigger_count + 1
+        self.reopened.append((incident, count))
+        after = int((self.now - recent.resolved_at).total_seconds())
+        message = f"re-opened: triggered again {after} s after it was resolved (within the cooldown)"
+        self.events.append(
+            _Event(
+                "reopened", incident, None, item.actor, message, {"trigger_count": count, "cooldown": True}
+            )
+        )
+        esc = self._start(incident, item, snapshot, enabled, at_trigger=True)
+        self.live[item.key] = _Live(
+            incident, esc, esc is not None, IncidentStatus.OPEN.value, count, 1, True, esc is None
+        )
+        # Counted by the re-open itself; a later request of this batch adds to it through `retriggered`.
+        return incident, esc, True
 
     def _sla_values(self, values: dict[str, Any]) -> dict[str, Any]:
         key = (values["site"], values["category"], values["sensitive"])
@@ -561,15 +673,15 @@ class _Triggering:
         return found
 
     def _escalation(
-        self, snapshot: dict[str, Any], enabled: bool, severity: str
+        self, snapshot: dict[str, Any], enabled: bool, severity: str, *, at_trigger: bool = True
     ) -> tuple[str, dict[str, Any], str, dict[str, Any], bool]:
         """(why no escalation starts, or "" and the new escalation's row but its incident, the message and
         data of its started event, whether it is due now): the same for every incident of one (policy,
         severity) in the batch, so worked out once. When no escalation starts, the data is the event's."""
-        key = (str(snapshot["name"]), severity)
+        key = (str(snapshot["name"]), severity, at_trigger)
         found = self.escalation_values.get(key)
         if found is None:
-            reason = _why_not_escalated(snapshot, enabled, severity)
+            reason = _why_not_escalated(snapshot, enabled, severity, at_trigger=at_trigger)
             if reason:
                 found = self.escalation_values[key] = (reason, {}, "", {"policy": snapshot["name"]}, False)
                 return found
@@ -584,6 +696,11 @@ class _Triggering:
 
     def _write(self) -> None:
         conn, now = self.conn, self.now
+        if self.reopened:
+            conn.execute(
+                _REOPEN_INCIDENT,
+                [{"b_id": row.id, "b_count": count, "b_now": now} for row, count in self.reopened],
+            )
         _insert_rows(conn, _INSERT_INCIDENTS, self.incidents)
         for esc in self.escalations:
             assert esc.parent is not None
@@ -595,10 +712,15 @@ class _Triggering:
                 _RETRIGGER_INCIDENT,
                 [{"b_id": x.incident.id, "b_count": x.incident_count, "b_now": now} for x in lives],
             )
-            conn.execute(
-                _RETRIGGER_ESCALATION,
-                [{"b_id": x.escalation.id, "b_count": x.escalation_count, "b_now": now} for x in lives],
-            )
+            counted = [x for x in lives if x.escalation is not None and x.escalation_existing]
+            if counted:
+                conn.execute(
+                    _RETRIGGER_ESCALATION,
+                    [
+                        {"b_id": cast(_Row, x.escalation).id, "b_count": x.escalation_count, "b_now": now}
+                        for x in counted
+                    ],
+                )
         conn.execute(
             _INSERT_EVENTS,
             [
@@ -744,6 +866,8 @@ _ACK_INCIDENTS = (
     .where(_I.id.in_(bindparam("ids", expanding=True)))
     .order_by(_I.id)
 )
+# Every escalation of the incidents that acknowledging may still move (the latest, and any older one still
+# open), oldest first: acknowledging ends them all, not only the newest.
 _ACK_ESCALATIONS = (
     # The snapshot as text: the escalations of one policy version share it, so it is parsed once per batch.
     select(
@@ -753,16 +877,15 @@ _ACK_ESCALATIONS = (
         )
     )
     .where(
-        _E.id.in_(
-            select(func.max(_e2.c.id))
-            .where(_e2.c.incident_id.in_(bindparam("ids", expanding=True)))
-            .group_by(_e2.c.incident_id)
-        )
+        _E.incident_id.in_(bindparam("ids", expanding=True)),
+        _E.state.in_([s.value for s in esc_mod.OPEN]),
     )
-    .order_by(_E.id)
+    .order_by(_E.incident_id, _E.id)
 )
-_ACK_INCIDENTS_LOCKED = _ACK_INCIDENTS.with_for_update()
-_ACK_ESCALATIONS_LOCKED = _ACK_ESCALATIONS.with_for_update()
+# The lock order (engine.claims.lock_incidents): incidents, then their escalations; NO KEY UPDATE so that
+# foreign-key checks of pages and messages written by others never wait on an acknowledgement.
+_ACK_INCIDENTS_LOCKED = _ACK_INCIDENTS.with_for_update(key_share=True)
+_ACK_ESCALATIONS_LOCKED = _ACK_ESCALATIONS.with_for_update(key_share=True)
 _SET_ACKNOWLEDGED = (
     update(_INCIDENT_T)
     .where(_I.id.in_(bindparam("b_ids", expanding=True)))
@@ -786,23 +909,6 @@ _SET_ESCALATIONS_ACKNOWLEDGED = (
 )
 _PAGE_T: Any = Page.__table__
 _OUTBOX_T: Any = OutboxMessage.__table__
-_CANCEL_PAGES = (
-    update(_PAGE_T)
-    .where(
-        _PAGE_T.c.escalation_id.in_(bindparam("b_ids", expanding=True)),
-        _PAGE_T.c.status.in_(paging.OPEN_PAGE_STATUSES),
-    )
-    .values(status=PageStatus.CANCELLED.value, next_check_at=None)
-)
-_CANCEL_PAGE_MESSAGES = (
-    update(_OUTBOX_T)
-    .where(
-        _OUTBOX_T.c.escalation_id.in_(bindparam("b_ids", expanding=True)),
-        _OUTBOX_T.c.status == MessageStatus.PENDING.value,
-        _OUTBOX_T.c.kind == "page",
-    )
-    .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
-)
 _PG = _PAGE_T.c
 # Every page of the incidents with its person, newest first (the latest page per person wins).
 _NOTICE_PAGES = (
@@ -811,15 +917,6 @@ _NOTICE_PAGES = (
     .order_by(_PG.id.desc())
 )
 _PEOPLE = select(Person).where(Person.id.in_(bindparam("person_ids", expanding=True)))
-
-
-def cancel_pages_many(session: Session, escalation_ids: Sequence[int], now: datetime) -> None:
-    """`paging.cancel_pages` for many stopped escalations: their open pages close and their unsent page
-    messages are withdrawn, with two statements per chunk of ids."""
-    conn = session.connection()
-    for chunk in _chunks(escalation_ids):
-        conn.execute(_CANCEL_PAGES, {"b_ids": chunk})
-        conn.execute(_CANCEL_PAGE_MESSAGES, {"b_ids": chunk, "b_now": now})
 
 
 def notice_rows_many(
@@ -937,7 +1034,7 @@ def acknowledge_in(
     conn = session.connection()
     postgres = conn.dialect.name == "postgresql"
     incidents: dict[int, _Incident] = {}
-    escalations: dict[int, _Escalation] = {}
+    escalations: dict[int, list[_Escalation]] = {}  # per incident, oldest first
     snapshots: dict[str | None, dict[str, Any]] = {}
     for chunk in _chunks(ids):
         stmt = _ACK_INCIDENTS_LOCKED if postgres else _ACK_INCIDENTS
@@ -950,7 +1047,7 @@ def acknowledge_in(
             if raw not in snapshots:
                 snapshots[raw] = json.loads(raw) if raw else {}
             values["policy_snapshot"] = snapshots[raw]
-            escalations[r.incident_id] = _Escalation(**values)
+            escalations.setdefault(r.incident_id, []).append(_Escalation(**values))
     results: list[dict[str, Any] | WatchkeeperError] = []
     acknowledged: list[_Incident] = []
     moved: list[_Escalation] = []
@@ -969,26 +1066,26 @@ def acknowledge_in(
                 InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be acknowledged")
             )
             continue
-        esc = escalations.get(incident.id)
+        escs = escalations.get(incident.id, [])
+        esc = escs[-1] if escs else None
         old = incident.status
         incident.status = IncidentStatus.ACKNOWLEDGED.value
         incident.acknowledged_at = now
         incident.acknowledged_by = by
         data: dict[str, Any] = {"via": via, "incident_from": old}
         escalation_id: int | None = None
-        if (
-            esc is not None
-            and S.ACKNOWLEDGED in esc_mod.TRANSITIONS[S(esc.state)]
-            and esc.state != S.ACKNOWLEDGED
-        ):
-            data = {"from": esc.state, "to": S.ACKNOWLEDGED.value, **data}
-            esc.state = S.ACKNOWLEDGED.value
-            esc.updated_at = now
-            esc.acknowledged_at = now
-            esc.acknowledged_by = by
-            esc_mod._schedule(cast(Escalation, esc), now)  # an auto-resolving level still resolves on time
-            escalation_id = esc.id
-            moved.append(esc)
+        for each in escs:
+            if S.ACKNOWLEDGED not in esc_mod.TRANSITIONS[S(each.state)] or each.state == S.ACKNOWLEDGED:
+                continue
+            if each is esc:
+                data = {"from": each.state, "to": S.ACKNOWLEDGED.value, **data}
+                escalation_id = each.id
+            each.state = S.ACKNOWLEDGED.value
+            each.updated_at = now
+            each.acknowledged_at = now
+            each.acknowledged_by = by
+            esc_mod._schedule(cast(Escalation, each), now)  # an auto-resolving level still resolves on time
+            moved.append(each)
         events.append(
             {
                 "kind": "acknowledged",
@@ -1016,7 +1113,8 @@ def acknowledge_in(
                     _SET_ESCALATIONS_ACKNOWLEDGED,
                     {"b_ids": chunk, "b_now": now, "b_next": next_at, "b_by": by},
                 )
-        cancel_pages_many(session, [e.id for e in moved], now)
+    # Every page of these incidents, whichever escalation wrote it, in this same transaction.
+    paging.stop_paging(session, [incident.id for incident in acknowledged], now)
     conn.execute(_INSERT_EVENTS, events)
     notices = notice_rows_many(session, cast(list[Incident], acknowledged), now, "ack", by)
     reporters = _reporter_rows(session, acknowledged, now, IncidentStatus.ACKNOWLEDGED.value)

@@ -194,6 +194,7 @@ class EscalationRow:
     started_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    levels_done_at: datetime | None
     resolved_at: datetime | None
     resolved_by: str | None
     lease_owner: str | None
@@ -218,6 +219,7 @@ ESCALATION_WRITABLE = (
     "notification_count",
     "updated_at",
     "ended_at",
+    "levels_done_at",
     "resolved_at",
     "resolved_by",
     "lease_owner",
@@ -249,13 +251,17 @@ def claim_due_escalation_rows(
     """Up to `limit` due escalations for this engine alone, with their incidents, oldest due first (the same
     rows and exclusivity as `claim_due_escalations`)."""
     if dialect_name(session) == "postgresql":
-        # Lock and order the ids alone (a narrow sort), then read the rows and their incidents.
+        # Lock and order the ids alone (a narrow sort), then read the rows and their incidents. The incident is
+        # locked with its escalation (the lock order of docs/locking: incident first; SKIP LOCKED never waits),
+        # so an acknowledgement holding the incident is never waited for here, and never waits on a pass that
+        # would then wait on it.
         locked = (
             select(_ESC.c.id)
+            .select_from(_LOAD_FROM)
             .where(_due(now))
             .order_by(_ESC.c.next_action_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True, of=[_ESC, _INC])
         )
         stmt = (
             select(*_LOAD_COLUMNS)
@@ -317,16 +323,39 @@ def next_escalation_due(session: Session) -> datetime | None:
 
 
 def claim_due_pages(session: Session, now: datetime, limit: int) -> list[int]:
-    """Ids of up to `limit` pages whose confirmation window has run out (locked on PostgreSQL)."""
+    """Ids of up to `limit` pages whose check time has come (locked on PostgreSQL, with their incidents: the
+    incident is always locked before its pages, see `lock_incidents`)."""
     stmt = (
         select(Page.id)
+        .select_from(Page.__table__.join(_INC, _INC.c.id == Page.incident_id))
         .where(Page.status.in_((PageStatus.ACTIVE.value, PageStatus.HELD.value)), Page.next_check_at <= now)
         .order_by(Page.next_check_at)
         .limit(limit)
     )
     if dialect_name(session) == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
+        stmt = stmt.with_for_update(skip_locked=True, key_share=True, of=[Page.__table__, _INC])
     return list(session.scalars(stmt))
+
+
+_LOCK_INCIDENTS = (
+    select(_INC.c.id)
+    .where(_INC.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_INC.c.id)
+    .with_for_update(key_share=True)
+)
+
+
+def lock_incidents(session: Session, incident_ids: Sequence[int | None]) -> None:
+    """The lock order of every write that touches an incident's escalations, pages or page messages: the
+    incidents first (PostgreSQL `FOR NO KEY UPDATE`, in id order), then the rest. Acknowledge, resolve, cancel
+    and escalate lock them this way; the passes claim them with SKIP LOCKED; dispatch results and delivery
+    reports lock them before moving a chain on. With one order a deadlock cannot form. `NO KEY UPDATE` leaves
+    foreign-key checks (`KEY SHARE`) of new pages and messages unblocked. SQLite writes one at a time anyway."""
+    ids = sorted({i for i in incident_ids if i is not None})
+    if not ids or dialect_name(session) != "postgresql":
+        return
+    for start in range(0, len(ids), 1000):
+        session.execute(_LOCK_INCIDENTS, {"ids": ids[start : start + 1000]}).all()
 
 
 def acquire_lease(session: Session, name: str, owner: str, now: datetime, seconds: float) -> bool:

@@ -165,6 +165,20 @@ def snapshot_policy(policy: Policy) -> dict[str, Any]:
     }
 
 
+def starts_at_trigger(snapshot: dict[str, Any]) -> bool:
+    """Whether the policy starts escalating when an incident opens (`unacknowledged`, the default). Its other
+    triggers start it later: `sla_breach` at a missed response deadline, `unresolved` at a missed resolution
+    deadline (engine.sla), `overdue` when a workflow item of the incident is overdue twice over
+    (engine.overdue), `repeated_failure` when the alert comes back while the incident is open (engine.batch),
+    `manual` only when an operator escalates."""
+    triggers = [str(t) for t in snapshot.get("triggers") or []]
+    return not triggers or Trigger.UNACKNOWLEDGED.value in triggers
+
+
+def has_trigger(snapshot: dict[str, Any], trigger: Trigger) -> bool:
+    return trigger.value in [str(t) for t in snapshot.get("triggers") or []]
+
+
 def severity_matches(snapshot: dict[str, Any], severity: str) -> bool:
     wanted = [str(s) for s in snapshot.get("severity_filter") or []]
     return not wanted or severity in wanted
@@ -407,9 +421,11 @@ def enter_level(
     *,
     actor: str = "system",
     manual: bool = False,
+    why: str = "",
     buffer: paging.PageBuffer | None = None,
 ) -> None:
-    """Page level `number`: PENDING → ACTIVE for the first, X → ESCALATING → ACTIVE for any later move."""
+    """Page level `number`: PENDING → ACTIVE for the first, X → ESCALATING → ACTIVE for any later move.
+    `manual`: an operator (or an SLA breach, `why` saying so) moves it now, whatever the timers say."""
     snap = esc.policy_snapshot
     if _level(snap, number) is None:
         raise ValidationError(f"policy {esc.policy_name} has no level {number} (it has {len(_levels(snap))})")
@@ -420,11 +436,12 @@ def enter_level(
             S.ESCALATING,
             now,
             actor=actor,
-            message=f"escalating to level {number}" + (" by hand" if manual else ""),
-            data={"level": number, "from_level": esc.current_level, "manual": manual},
+            message=f"escalating to level {number}" + (f": {why}" if why else " by hand" if manual else ""),
+            data={"level": number, "from_level": esc.current_level, "manual": manual, "why": why},
         )
         esc.escalation_count += 1
     base = int((esc.level_rounds or {}).get(str(number), 0))
+    esc.levels_done_at = None  # paged again: its chains decide anew when it times out
     esc.current_level = number
     esc.repeat_base = base
     esc.repeat_no = base
@@ -442,9 +459,74 @@ def enter_level(
     _schedule(esc, now)
 
 
+def raise_escalation(
+    session: Session, esc: Escalation, incident: Incident, now: datetime, *, actor: str, why: str
+) -> int:
+    """Move the incident's live escalation on now (an SLA breach): the next level, or the last one paged again
+    when there is none; returns the level paged. One escalation keeps running, so one acknowledgement ends
+    it — a second escalation started beside it would page on after the first was acknowledged."""
+    levels = len(_levels(esc.policy_snapshot))
+    if esc.state == S.PENDING:
+        number = 1
+    else:
+        number = min(esc.current_level + 1, levels) if levels else 0
+    if number < 1:
+        return 0
+    enter_level(session, esc, incident, number, now, TargetCache(session), actor=actor, manual=True, why=why)
+    return number
+
+
 def _time_out(session: Session, esc: AnyEscalation, now: datetime, why: str) -> None:
+    """Nobody acknowledged and nobody is being tried any more. The pages stay as they ended (confirmed, sent,
+    exhausted): timing out stops escalating, it never withdraws a page."""
+    esc.levels_done_at = esc.levels_done_at or now
     transition(session, esc, S.TIMED_OUT, now, message=why, data={"level": esc.current_level})
-    paging.cancel_pages(session, esc.id, now)
+
+
+def _levels_done(session: Session, esc: AnyEscalation, now: datetime, why: str) -> str:
+    """No level is left to page (or `max_escalations` was reached). The people already paged go on being tried
+    through their chains; the escalation times out only when the last chain has ended."""
+    still = paging.open_pages(session, esc.id)
+    if not still:
+        _time_out(session, esc, now, f"nobody acknowledged; {why}")
+        return "timed_out"
+    esc.levels_done_at = now
+    esc.updated_at = now
+    timeline.emit(
+        session,
+        "levels_done",
+        now,
+        incident_id=esc.incident_id,
+        escalation_id=esc.id,
+        message=f"{why}; still trying {len(still)} "
+        + ("person" if len(still) == 1 else "people")
+        + " through their channels",
+        data={"level": esc.current_level, "open_pages": len(still)},
+    )
+    esc.next_action_at = _chains_recheck(session, esc, now)
+    return "levels_done"
+
+
+# An escalation waiting for its chains looks again at least this often (a chain that ends nudges it sooner).
+CHAINS_RECHECK_SECONDS = 900
+
+
+def _chains_recheck(session: Session, esc: AnyEscalation, now: datetime) -> datetime:
+    """When an escalation whose levels are done looks at its chains again: the earliest check of an open page
+    (the confirm pass nudges it when a chain ends before that), at most CHAINS_RECHECK_SECONDS away."""
+    soonest = paging.next_page_check(session, esc.id)
+    latest = now + timedelta(seconds=CHAINS_RECHECK_SECONDS)
+    if soonest is None or soonest > latest:
+        return latest
+    return max(soonest, now + timedelta(seconds=1))
+
+
+def _await_chains(session: Session, esc: AnyEscalation, now: datetime) -> str:
+    if paging.open_pages(session, esc.id):
+        esc.next_action_at = _chains_recheck(session, esc, now)
+        return "waiting_for_chains"
+    _time_out(session, esc, now, "nobody acknowledged; every person paged was tried on every channel")
+    return "timed_out"
 
 
 def auto_resolve(session: Session, esc: AnyEscalation, incident: AnyIncident, now: datetime) -> None:
@@ -460,7 +542,7 @@ def auto_resolve(session: Session, esc: AnyEscalation, incident: AnyIncident, no
     )
     esc.resolved_at = now
     esc.resolved_by = "system"
-    paging.cancel_pages(session, esc.id, now)
+    paging.stop_paging(session, [incident.id], now)
     if incident.status in (
         IncidentStatus.OPEN,
         IncidentStatus.ACKNOWLEDGED,
@@ -484,10 +566,17 @@ def process_escalation(
     """Do whatever is due for one claimed escalation; returns what was done."""
     incident = esc.incident
     state = EscalationState(esc.state)
-    if incident.status in (IncidentStatus.RESOLVED, IncidentStatus.CANCELLED) and state in LIVE:
-        transition(session, esc, S.CANCELLED, now, message=f"incident is {incident.status}")
-        paging.cancel_pages(session, esc.id, now)
-        return "cancelled"
+    if state in LIVE and incident.status not in paging.PAGING_STATUSES:
+        # Acknowledge, resolve and cancel end every escalation in their own transaction; this only meets rows
+        # written before that rule (or by hand), and ends them the same way.
+        to = (
+            S.ACKNOWLEDGED
+            if incident.status in (IncidentStatus.ACKNOWLEDGED, IncidentStatus.IN_PROGRESS)
+            else S.CANCELLED
+        )
+        transition(session, esc, to, now, message=f"incident is {incident.status}")
+        paging.stop_paging(session, [incident.id], now)
+        return to.value
     snap = esc.policy_snapshot
     if state == S.PENDING:
         if not _levels(snap):
@@ -520,37 +609,51 @@ def process_escalation(
     if state != S.ACTIVE:  # acknowledged: only auto-resolve is ever due
         _schedule(esc, now)
         return "nothing"
+    if esc.levels_done_at is not None:
+        return _await_chains(session, esc, now)
     nxt = _level(snap, esc.current_level + 1)
     interval = int(level.get("repeat_interval_seconds") or 0)
     repeat_count = int(level.get("repeat_count") or 0)
-    if nxt is not None and now >= t0 + timedelta(seconds=int(nxt.get("delay_seconds") or 0)):
+    level_due = t0 + timedelta(seconds=int(nxt.get("delay_seconds") or 0)) if nxt is not None else None
+    done = esc.repeat_no - esc.repeat_base
+    repeated = False
+    if done < repeat_count and now >= t0 + timedelta(seconds=(done + 1) * interval):
+        # A repeat due before (or with) the next level is paged even when the engine runs late; repeats missed
+        # while no engine ran are one round, not a burst of identical pages.
+        due = (
+            repeat_count if interval <= 0 else min(repeat_count, int((now - t0).total_seconds() // interval))
+        )
+        if level_due is not None and interval > 0:
+            due = min(due, int((level_due - t0).total_seconds() // interval))
+        if due > done:
+            esc.repeat_no = esc.repeat_base + due
+            esc.updated_at = now
+            summary = page_round(session, esc, incident, now, cache, buffer)
+            missed = due - done - 1
+            timeline.emit(
+                session,
+                "level_repeated",
+                now,
+                incident_id=incident.id,
+                escalation_id=esc.id,
+                message=f"level {esc.current_level} paged again (repeat {due} of {repeat_count})"
+                + (f"; {missed} missed while no engine ran" if missed else ""),
+                data=summary | {"missed": missed},
+            )
+            repeated = True
+    if level_due is not None and now >= level_due:
         limit = int(snap.get("max_escalations") or 0)
         if limit and esc.escalation_count >= limit:
-            _time_out(session, esc, now, f"nobody acknowledged; the limit of {limit} escalations was reached")
-            return "timed_out"
+            if repeated:  # its pages are written with the batch; look at the chains next time round
+                _schedule(esc, now)
+                return "repeated"
+            return _levels_done(session, esc, now, f"the limit of {limit} escalations was reached")
         enter_level(session, esc, incident, esc.current_level + 1, now, cache, buffer=buffer)
         return "escalated"
-    if nxt is None and now >= t0 + timedelta(seconds=(repeat_count + 1) * interval):
-        _time_out(session, esc, now, f"nobody acknowledged; level {esc.current_level} is the last level")
-        return "timed_out"
-    done = esc.repeat_no - esc.repeat_base
-    if done < repeat_count and now >= t0 + timedelta(seconds=(done + 1) * interval):
-        esc.repeat_no += 1
-        esc.updated_at = now
-        summary = page_round(session, esc, incident, now, cache, buffer)
-        timeline.emit(
-            session,
-            "level_repeated",
-            now,
-            incident_id=incident.id,
-            escalation_id=esc.id,
-            message=f"level {esc.current_level} paged again (repeat {done + 1} of {repeat_count})",
-            data=summary,
-        )
-        _schedule(esc, now)
-        return "repeated"
+    if not repeated and nxt is None and now >= t0 + timedelta(seconds=(repeat_count + 1) * interval):
+        return _levels_done(session, esc, now, f"level {esc.current_level} is the last level")
     _schedule(esc, now)
-    return "rescheduled"
+    return "repeated" if repeated else "rescheduled"
 
 
 def notify_work(session: Session, pass_name: str) -> None:

@@ -129,6 +129,8 @@ class EscalationState(StrEnum):
 
 
 LIVE_ESCALATION_STATES = (EscalationState.PENDING, EscalationState.ACTIVE, EscalationState.ESCALATING)
+# The same states as SQL, for the partial index that allows one live escalation per incident.
+_LIVE_SQL = "state IN ('pending', 'active', 'escalating')"
 
 
 class PageStatus(StrEnum):
@@ -137,8 +139,9 @@ class PageStatus(StrEnum):
     ACTIVE = "active"  # a message is out or about to be; waiting for a result or a confirmation
     HELD = "held"  # quiet hours: waiting until they end
     CONFIRMED = "confirmed"  # the person responded
+    SENT = "sent"  # the level asks for no acknowledgement: the message went out, the chain is done
     EXHAUSTED = "exhausted"  # every channel tried, nobody confirmed
-    CANCELLED = "cancelled"  # the escalation stopped (acknowledged, resolved, cancelled)
+    CANCELLED = "cancelled"  # the incident was acknowledged, resolved or cancelled
 
 
 class MessageStatus(StrEnum):
@@ -442,6 +445,15 @@ class Incident(Base):
 
     __table_args__ = (
         Index("ix_incident_key_status", "key", "status"),
+        # One dedup key, one open incident, however many nodes trigger at once (the trigger path locks the key
+        # first; this makes a bug there an error instead of a second incident paging the same people).
+        Index(
+            "ux_incident_open_key",
+            "key",
+            unique=True,
+            sqlite_where=text(f"status IN {_RESOLUTION_STATUSES}"),
+            postgresql_where=text(f"status IN {_RESOLUTION_STATUSES}"),
+        ),
         Index("ix_incident_status_created", "status", "created_at"),
         Index("ix_incident_response_due", "status", "response_due_at"),
         Index("ix_incident_resolution_due", "status", "resolution_due_at"),
@@ -510,6 +522,9 @@ class Escalation(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # When the escalation ran out of levels (or reached max_escalations) while people it paged were still being
+    # tried through their channel chains: it escalates no further, and times out once the last chain ends.
+    levels_done_at: Mapped[datetime | None]
     # A claimed row: on SQLite (no SKIP LOCKED) an engine marks what it works on, the lease makes a dead
     # engine's claim visible and lets another take over once it expires.
     lease_owner: Mapped[str | None] = mapped_column(String(80))
@@ -520,6 +535,15 @@ class Escalation(Base):
     __table_args__ = (
         Index("ix_escalation_due", "state", "next_action_at"),
         Index("ix_escalation_incident_state", "incident_id", "state"),
+        # One live escalation per incident, guarded by the database: an SLA breach or a manual escalation
+        # raises the live one instead of starting a second, so acknowledging always has one thing to stop.
+        Index(
+            "ux_escalation_one_live",
+            "incident_id",
+            unique=True,
+            sqlite_where=text(_LIVE_SQL),
+            postgresql_where=text(_LIVE_SQL),
+        ),
     )
 
 

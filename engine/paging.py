@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from engine import timeline
@@ -303,7 +304,9 @@ def _write_step(
     page.last_attempt_at = attempt_at
     page.status = PageStatus.HELD.value if held_until else PageStatus.ACTIVE.value
     wait = int(entry.get("wait_seconds", 0))
-    page.next_check_at = attempt_at + timedelta(seconds=wait) if page.require_confirmation else None
+    # A level that asks for no acknowledgement still has its page looked at once the message should be out:
+    # sent, the chain is done (status "sent"); failed, the next channel.
+    page.next_check_at = attempt_at + timedelta(seconds=wait) if page.require_confirmation else attempt_at
     if held_until:
         timeline.record(
             session,
@@ -353,7 +356,7 @@ def _page_values(
         values["status"] = PageStatus.HELD.value if held_until else PageStatus.ACTIVE.value
         values["last_attempt_at"] = attempt_at
         wait = timedelta(seconds=int(chain[0]["wait_seconds"]))
-        values["next_check_at"] = attempt_at + wait if require_confirmation else None
+        values["next_check_at"] = attempt_at + wait if require_confirmation else attempt_at
     return chain, values
 
 
@@ -585,6 +588,7 @@ def advance_page(
     if page.step >= len(page.chain):
         page.status = PageStatus.EXHAUSTED.value
         page.next_check_at = None
+        chain_ended(session, page.escalation_id, now)
         timeline.record(
             session,
             "page_exhausted",
@@ -634,23 +638,80 @@ _CANCEL_PAGE_MESSAGES = (
     )
     .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
 )
-_CANCEL_ESCALATION_MESSAGES = (
+# Ending all paging for incidents: every open page of every escalation (a chain still running after its
+# escalation ran out of levels included), and every page message not yet handed to a provider.
+_STOP_PAGES = (
+    update(_PAGE)
+    .where(
+        _PAGE.c.incident_id.in_(bindparam("b_ids", expanding=True)),
+        _PAGE.c.status.in_(OPEN_PAGE_STATUSES),
+    )
+    .values(status=PageStatus.CANCELLED.value, next_check_at=None)
+)
+_STOP_PAGE_MESSAGES = (
     update(_OUTBOX)
     .where(
-        _OUTBOX.c.escalation_id == bindparam("b_escalation_id"),
+        _OUTBOX.c.incident_id.in_(bindparam("b_ids", expanding=True)),
         _OUTBOX.c.status == MessageStatus.PENDING.value,
         _OUTBOX.c.kind == "page",
     )
     .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
 )
-_CANCEL_PAGES = (
-    update(_PAGE)
+# Incident statuses in which people are paged: acknowledged, in progress, resolved and cancelled end it.
+PAGING_STATUSES = ("open", "escalated")
+# Ids per statement when stopping many incidents at once (far below SQLite's limit on bound parameters).
+_STOP_CHUNK = 1000
+
+
+def stop_paging(session: Session, incident_ids: Sequence[int], now: datetime) -> None:
+    """Acknowledge, resolve or cancel: every open page of these incidents closes and every page message not
+    yet handed to a provider is withdrawn, in the caller's transaction (so nothing pages after its commit)."""
+    conn = session.connection()
+    ids = sorted(set(incident_ids))
+    for start in range(0, len(ids), _STOP_CHUNK):
+        chunk = ids[start : start + _STOP_CHUNK]
+        conn.execute(_STOP_PAGES, {"b_ids": chunk})
+        conn.execute(_STOP_PAGE_MESSAGES, {"b_ids": chunk, "b_now": now})
+
+
+_ESC_T: Any = Escalation.__table__
+_NUDGE = (
+    update(_ESC_T)
     .where(
-        _PAGE.c.escalation_id == bindparam("b_escalation_id"),
-        _PAGE.c.status.in_(OPEN_PAGE_STATUSES),
+        _ESC_T.c.id == bindparam("b_id"),
+        _ESC_T.c.levels_done_at.is_not(None),
+        _ESC_T.c.state == EscalationState.ACTIVE.value,
     )
-    .values(status=PageStatus.CANCELLED.value, next_check_at=None)
+    .values(next_action_at=bindparam("b_now"))
 )
+
+
+def chain_ended(session: Session, escalation_id: int | None, now: datetime) -> None:
+    """A page's chain ended (confirmed, sent, exhausted): an escalation with no levels left that waits for its
+    chains looks again now, so it times out as soon as the last one ends."""
+    if escalation_id is not None:
+        session.connection().execute(_NUDGE, {"b_id": escalation_id, "b_now": now})
+
+
+def open_pages(session: Session, escalation_id: int) -> list[int]:
+    """Ids of the escalation's pages whose chains are still running (active or held)."""
+    return list(
+        session.scalars(
+            select(Page.id).where(Page.escalation_id == escalation_id, Page.status.in_(OPEN_PAGE_STATUSES))
+        )
+    )
+
+
+def next_page_check(session: Session, escalation_id: int) -> datetime | None:
+    """The earliest check time of the escalation's open pages."""
+    found: datetime | None = session.scalar(
+        select(func.min(Page.next_check_at)).where(
+            Page.escalation_id == escalation_id, Page.status.in_(OPEN_PAGE_STATUSES)
+        )
+    )
+    if found is not None and found.tzinfo is None:  # SQLite gives an aggregate without the column's type
+        found = found.replace(tzinfo=UTC)
+    return found
 
 
 def confirm_page(session: Session, page: Page, now: datetime, method: str) -> bool:
@@ -669,6 +730,7 @@ def confirm_page(session: Session, page: Page, now: datetime, method: str) -> bo
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
     session.connection().execute(_CANCEL_PAGE_MESSAGES, {"b_page_id": page.id, "b_now": now})
+    chain_ended(session, page.escalation_id, now)
     timeline.record(
         session,
         "page_confirmed",
@@ -679,13 +741,6 @@ def confirm_page(session: Session, page: Page, now: datetime, method: str) -> bo
         data={"page_id": page.id, "person_id": page.person_id, "method": method, "step": page.step},
     )
     return True
-
-
-def cancel_pages(session: Session, escalation_id: int, now: datetime) -> None:
-    """The escalation stopped: open pages close and their unsent page messages are withdrawn."""
-    conn = session.connection()
-    conn.execute(_CANCEL_PAGES, {"b_escalation_id": escalation_id})
-    conn.execute(_CANCEL_ESCALATION_MESSAGES, {"b_escalation_id": escalation_id, "b_now": now})
 
 
 def has_responded(session: Session, page: Page) -> bool:
@@ -795,20 +850,17 @@ def write_notices(session: Session, incident: AnyIncident, now: datetime, what: 
 # --------------------------------------------------------------------------------------------------------
 
 
-def check_page(session: Session, page: Page, now: datetime) -> str:
-    """Look at one page whose check time has come; returns what happened (for logs and tests)."""
-    esc = session.get(Escalation, page.escalation_id) if page.escalation_id is not None else None
-    if esc is not None and esc.state not in (
-        EscalationState.PENDING,
-        EscalationState.ACTIVE,
-        EscalationState.ESCALATING,
-    ):
+def check_page(session: Session, page: Page, now: datetime, incident_status: str | None = None) -> str:
+    """Look at one page whose check time has come; returns what happened (for logs and tests).
+
+    The page's chain goes on whatever became of its escalation (a level that timed out still has its people
+    tried to the end of their chains); only the incident being acknowledged, resolved or cancelled ends it."""
+    if incident_status is None:
+        incident_status = session.scalar(select(Incident.status).where(Incident.id == page.incident_id))
+    if incident_status not in PAGING_STATUSES:
         page.status = PageStatus.CANCELLED.value
         page.next_check_at = None
         return "cancelled"
-    if not page.require_confirmation:
-        page.next_check_at = None
-        return "no_confirmation_needed"
     key = page_key(page.escalation_id, page.level, page.repeat_no, page.person_id, page.step)
     msg = session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one_or_none()
     wait = timedelta(seconds=int(page.chain[page.step].get("wait_seconds", 0))) if page.chain else timedelta()
@@ -826,6 +878,11 @@ def check_page(session: Session, page: Page, now: datetime) -> str:
             page.last_attempt_at = sent_at
         if page.status == PageStatus.HELD:
             page.status = PageStatus.ACTIVE.value
+        if not page.require_confirmation:
+            page.status = PageStatus.SENT.value
+            page.next_check_at = None
+            chain_ended(session, page.escalation_id, now)
+            return "sent"
         if sent_at + wait > now:
             page.next_check_at = sent_at + wait
             return "waiting"
@@ -842,10 +899,16 @@ def confirm_pass(ctx: AppContext, limit: int = 500) -> int:
     done = 0
     with write_session(ctx.sessions) as session:
         ids = claim_due_pages(session, now, limit)
-        for page in session.scalars(select(Page).where(Page.id.in_(ids)).order_by(Page.id)):
+        found = session.execute(
+            select(Page, Incident.status)
+            .join(Incident, Incident.id == Page.incident_id)
+            .where(Page.id.in_(ids))
+            .order_by(Page.id)
+        ).all()
+        for page, status in found:
             try:
                 with session.begin_nested():
-                    check_page(session, page, now)
+                    check_page(session, page, now, status)
                 done += 1
             except Exception:
                 log.exception("confirm pass: page %s could not be checked; retrying next tick", page.id)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 from engine.calendar import WorkingCalendar, add_working_time
 from engine.context import AppContext
 from engine.db import write_session
-from engine.escalation import start_escalation
+from engine.escalation import raise_escalation, start_escalation
 from engine.models import (
     LIVE_ESCALATION_STATES,
     Assignment,
@@ -289,7 +289,7 @@ def _compute_pending(ctx: AppContext, now: datetime) -> int:
             select(Incident.id)
             .where(Incident.sla_computed_at.is_(None))
             .limit(BATCH_SIZE)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         ).all()
         if not ids:
             return 0
@@ -334,7 +334,9 @@ def claim_query(conditions: Sequence[ColumnElement[bool]]) -> Select[tuple[int, 
         .where(*conditions)
         .order_by(deadline)
         .limit(BATCH_SIZE)
-        .with_for_update(skip_locked=True)
+        # NO KEY UPDATE: the lock order of engine.claims.lock_incidents, and foreign-key checks of rows that
+        # others write for these incidents never wait on it.
+        .with_for_update(skip_locked=True, key_share=True)
     )
 
 
@@ -557,25 +559,34 @@ class BreachBatch:
 def _start_breach_policy(
     session: Session, now: datetime, incident: Incident, kind: str, cache: SlaCache | None
 ) -> int:
-    sla = resolve_config(session, incident.site, incident.category, cache)
-    if sla.breach_policy_id is None:
-        return 0
-    policy = session.get(Policy, sla.breach_policy_id)
-    if policy is None or not policy.enabled:
-        return 0
-    live = session.scalar(
-        select(func.count())
-        .select_from(Escalation)
-        .where(
-            Escalation.incident_id == incident.id,
-            Escalation.trigger == Trigger.SLA_BREACH.value,
-            Escalation.state.in_([s.value for s in LIVE_ESCALATION_STATES]),
-        )
+    """Escalate for a breach this engine won; 1 when an escalation was started.
+
+    An incident has at most one live escalation: a breach raises it (the next level now) rather than starting
+    a second one beside it. With none live, the SLA configuration's breach policy starts; without one, the
+    incident's own policy when it escalates on this breach (`sla_breach` for a missed response, `unresolved`
+    for a missed resolution)."""
+    why = f"SLA {kind} deadline missed"
+    stmt = select(Escalation).where(
+        Escalation.incident_id == incident.id,
+        Escalation.state.in_([s.value for s in LIVE_ESCALATION_STATES]),
     )
-    if live:
-        # One breach escalation at a time: a resolution breach while the response one still pages adds nothing.
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(key_share=True)
+    live = session.scalars(stmt).first()
+    if live is not None:
+        raise_escalation(session, live, incident, now, actor="sla", why=why)
         return 0
-    start_escalation(session, now, incident, policy, Trigger.SLA_BREACH.value, actor="sla")
+    sla = resolve_config(session, incident.site, incident.category, cache)
+    policy = session.get(Policy, sla.breach_policy_id) if sla.breach_policy_id is not None else None
+    if policy is None or not policy.enabled:
+        policy = session.get(Policy, incident.policy_id) if incident.policy_id is not None else None
+        wanted = Trigger.SLA_BREACH if kind == "response" else Trigger.UNRESOLVED
+        if policy is None or not policy.enabled or wanted.value not in (policy.triggers or []):
+            return 0
+        trigger = wanted
+    else:
+        trigger = Trigger.SLA_BREACH
+    start_escalation(session, now, incident, policy, trigger.value, actor="sla")
     return 1
 
 

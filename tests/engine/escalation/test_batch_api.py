@@ -67,12 +67,12 @@ def _requests(prefix: str) -> list[TriggerRequest]:
         req("off", "k4"),
         req("urgent", "k5"),
         req("water", "k1", summary="third time"),
-        req("water", "k4"),  # k4's first incident has no escalation: this opens a new one …
-        req("water", "k4"),  # … and this joins it
+        req("water", "k4"),  # k4 is open (with no escalation: policy "off"): this joins it …
+        req("water", "k4"),  # … and so does this
         req("water", None),
         req("water", "k6", sensitive=True, severity="critical"),
-        req("delayed", "k1"),  # no cooldown: a second open incident with key k1 …
-        req("water", "k1", summary="fourth"),  # … whose escalation, the latest, is the one this joins
+        req("delayed", "k1"),  # k1 is open: joined, whatever the policy …
+        req("water", "k1", summary="fourth"),  # … one key, one open incident
     ]
 
 
@@ -167,7 +167,7 @@ def test_a_key_repeated_in_a_batch_joins_the_incident_the_batch_opened(ctx, sess
     assert len(outbox(sessions, kind="page")) == 1  # one escalation, one page
 
 
-def test_batches_join_live_escalations_inside_the_cooldown_only(ctx, sessions, people, run) -> None:
+def test_batches_join_the_open_incident_of_a_key_and_reopen_within_the_cooldown(ctx, sessions, people, run) -> None:
     _policies(sessions)
     add_policy(sessions, "nodedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=0)
     trip = TriggerRequest(policy="water", summary="Trip", key="sub-12")
@@ -178,15 +178,23 @@ def test_batches_join_live_escalations_inside_the_cooldown_only(ctx, sessions, p
     with sessions() as s:
         assert s.get(Incident, first.incident_id).trigger_count == 3
         assert s.get(Escalation, first.escalation_id).trigger_count == 3
-    run(500)  # 600 s after the escalation started: the cooldown is over
-    later = api.trigger_many(ctx, [trip, trip])
-    assert not later[0].deduplicated and later[0].incident_id != first.incident_id
-    assert later[1].deduplicated and later[1].incident_id == later[0].incident_id
+    run(5000)  # long after the cooldown: the incident is still open, so it is still joined
+    assert api.trigger_many(ctx, [trip])[0].incident_id == first.incident_id
+    api.resolve(ctx, first.incident_id, by="thandi")
+    run(10)  # within "water"'s cooldown of the resolution: the same incident opens again, once
+    reopened = api.trigger_many(ctx, [trip, trip])
+    assert [r.incident_id for r in reopened] == [first.incident_id] * 2
+    assert reopened[0].escalation_id == reopened[1].escalation_id != first.escalation_id
     with sessions() as s:
-        assert s.get(Incident, first.incident_id).trigger_count == 3  # the old one was not counted again
-    # Without a cooldown every trigger opens its own incident, in a batch as one by one.
-    plain = api.trigger_many(ctx, [TriggerRequest(policy="nodedup", summary="Trip", key="sub-13")] * 2)
-    assert not any(r.deduplicated for r in plain) and plain[0].incident_id != plain[1].incident_id
+        assert s.get(Incident, first.incident_id).status == "open"
+        assert s.get(Incident, first.incident_id).trigger_count == 6
+    # Without a cooldown a resolved key opens a new incident, and the batch's second request joins it.
+    plain = TriggerRequest(policy="nodedup", summary="Trip", key="sub-13")
+    (one,) = api.trigger_many(ctx, [plain])
+    api.resolve(ctx, one.incident_id, by="thandi")
+    two, three = api.trigger_many(ctx, [plain, plain])
+    assert two.incident_id != one.incident_id and not two.deduplicated
+    assert three.deduplicated and three.incident_id == two.incident_id
 
 
 def test_an_invalid_request_names_its_item_and_field_and_nothing_is_stored(ctx, sessions, people) -> None:

@@ -93,7 +93,9 @@ def test_a_level_repeats_at_its_interval_before_escalating(ctx, sessions, people
     assert len(events(sessions, "level_repeated")) == 2
 
 
-def test_escalation_times_out_after_the_last_level(ctx, sessions, people, run) -> None:
+def test_the_last_level_stops_escalating_and_times_out_only_when_its_chains_end(
+    ctx, sessions, people, run
+) -> None:
     add_policy(sessions, "short", [{"targets": [("person", "thandi")], "repeat_interval_seconds": 300}])
     r = api.trigger(ctx, policy="short", summary="Generator fault")
     run()
@@ -101,13 +103,22 @@ def test_escalation_times_out_after_the_last_level(ctx, sessions, people, run) -
     assert _escalation(sessions, r.escalation_id).state == EscalationState.ACTIVE
     run(1)
     esc = _escalation(sessions, r.escalation_id)
+    # No level is left, but Thandi's chain (SMS, then her fallbacks) still runs: not timed out yet.
+    assert esc.state == EscalationState.ACTIVE and esc.levels_done_at is not None
+    assert "last level" in events(sessions, "levels_done")[0].message
+    with sessions() as s:
+        assert s.scalar(select(Page.status)) == "active"
+        s.execute(Page.__table__.update().values(status="exhausted", next_check_at=None))
+        s.commit()
+    run(900)
+    esc = _escalation(sessions, r.escalation_id)
     assert esc.state == EscalationState.TIMED_OUT and esc.next_action_at is None and esc.ended_at is not None
-    assert "last level" in events(sessions, "escalation_timed_out")[0].message
-    with sessions() as s:  # the incident stays open for operators; nothing pages any more
+    assert "every person paged was tried" in events(sessions, "escalation_timed_out")[0].message
+    with sessions() as s:  # the incident stays open for operators
         assert s.get(Incident, r.incident_id).status == "open"
 
 
-def test_max_escalations_reached_times_out(ctx, sessions, people, run) -> None:
+def test_max_escalations_reached_stops_escalating(ctx, sessions, people, run) -> None:
     levels = [{"targets": [("person", name)], "delay_seconds": 60} for name in ("thandi", "sipho", "anna")]
     add_policy(sessions, "capped", levels, max_escalations=1)
     r = api.trigger(ctx, policy="capped", summary="Sewage overflow")
@@ -115,9 +126,9 @@ def test_max_escalations_reached_times_out(ctx, sessions, people, run) -> None:
     run(60)  # level 2 (escalation 1 of 1)
     run(60)  # level 3 would be escalation 2: refused
     esc = _escalation(sessions, r.escalation_id)
-    assert esc.state == EscalationState.TIMED_OUT and esc.current_level == 2
+    assert esc.state == EscalationState.ACTIVE and esc.current_level == 2 and esc.levels_done_at is not None
     assert [p[0] for p in _paged(sessions)] == [1, 2]
-    assert "limit of 1" in events(sessions, "escalation_timed_out")[0].message
+    assert "limit of 1" in events(sessions, "levels_done")[0].message
 
 
 def test_a_second_trigger_inside_the_cooldown_joins_the_live_escalation(ctx, sessions, people, run) -> None:
@@ -135,18 +146,32 @@ def test_a_second_trigger_inside_the_cooldown_joins_the_live_escalation(ctx, ses
     assert len(_paged(sessions)) == 1  # joining never pages again
 
 
-def test_a_trigger_after_the_cooldown_opens_a_new_incident(ctx, sessions, people, run) -> None:
-    add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=600)
+def test_a_trigger_for_an_open_incident_joins_it_whatever_the_cooldown(ctx, sessions, people, run) -> None:
+    add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=0)
     first = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
-    run(600)
+    run(3600)
     second = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
-    assert not second.deduplicated and second.incident_id != first.incident_id
+    assert second.deduplicated and second.incident_id == first.incident_id
 
 
-def test_a_trigger_for_a_resolved_key_opens_a_new_incident(ctx, sessions, people) -> None:
+def test_a_trigger_within_the_cooldown_after_resolving_reopens_the_incident(ctx, sessions, people, run) -> None:
     add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=600)
     first = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
     api.resolve(ctx, first.incident_id, by="thandi")
+    run(599)
+    second = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
+    assert second.incident_id == first.incident_id and second.escalation_id != first.escalation_id
+    with sessions() as s:
+        incident = s.get(Incident, first.incident_id)
+        assert incident.status == "open" and incident.resolved_at is None and incident.trigger_count == 2
+    assert "within the cooldown" in events(sessions, "reopened")[0].message
+
+
+def test_a_trigger_for_a_resolved_key_after_the_cooldown_opens_a_new_incident(ctx, sessions, people, run) -> None:
+    add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=600)
+    first = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
+    api.resolve(ctx, first.incident_id, by="thandi")
+    run(600)
     second = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
     assert not second.deduplicated and second.incident_id != first.incident_id
 

@@ -36,13 +36,19 @@ def test_every_transition_is_allowed_or_refused_exactly_as_the_table_says(
 ) -> None:
     now = clock.now()
     with sessions.begin() as s:
-        incident = Incident(
-            key="k", summary="Gas leak", created_at=now, updated_at=now, last_triggered_at=now
-        )
-        s.add(incident)
-        s.flush()
         allowed = refused = 0
         for frm, to in EVERY_PAIR:
+            # An incident of its own per pair: an incident has at most one live escalation.
+            incident = Incident(
+                key=f"k-{frm.value}-{to.value}",
+                summary="Gas leak",
+                status="cancelled",
+                created_at=now,
+                updated_at=now,
+                last_triggered_at=now,
+            )
+            s.add(incident)
+            s.flush()
             esc = Escalation(
                 incident_id=incident.id, policy_name="p", state=frm.value, started_at=now, updated_at=now
             )
