@@ -234,32 +234,34 @@ class Story:
         if not self.running:
             return
         for _ in range(30):
-            if len(self.engines) == 1:
-                did = self._round(self.engines[0])
-            else:  # several engines on one database work at the same moment, each in its own thread
-                results: list[int] = [0] * len(self.engines)
-                errors: list[BaseException] = []
-
-                def work(i: int, runner: EngineRunner) -> None:
-                    try:
-                        results[i] = self._round(runner)
-                    except BaseException as exc:  # surfaced below, in the story's thread
-                        errors.append(exc)
-
-                threads = [
-                    threading.Thread(target=work, args=(i, r), daemon=True)
-                    for i, r in enumerate(self.engines)
-                ]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(timeout=120)
-                if errors:
-                    raise errors[0]
-                did = sum(results)
-            if not did:
+            if not self._all_round():
                 return
         raise StoryError("the engines never settled: a pass keeps finding work at the same moment")
+
+    def _all_round(self) -> int:
+        """One round of every engine; several engines on one database work at the same moment, each in its
+        own thread, as separate processes would."""
+        if len(self.engines) == 1:
+            return self._round(self.engines[0])
+        results: list[int] = [0] * len(self.engines)
+        errors: list[BaseException] = []
+
+        def work(i: int, runner: EngineRunner) -> None:
+            try:
+                results[i] = self._round(runner)
+            except BaseException as exc:  # surfaced below, in the story's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=work, args=(i, r), daemon=True) for i, r in enumerate(self.engines)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        if errors:
+            raise errors[0]
+        return sum(results)
 
     def _round(self, runner: EngineRunner) -> int:
         did = 0

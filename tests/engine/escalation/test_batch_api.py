@@ -167,7 +167,9 @@ def test_a_key_repeated_in_a_batch_joins_the_incident_the_batch_opened(ctx, sess
     assert len(outbox(sessions, kind="page")) == 1  # one escalation, one page
 
 
-def test_batches_join_the_open_incident_of_a_key_and_reopen_within_the_cooldown(ctx, sessions, people, run) -> None:
+def test_batches_join_the_open_incident_of_a_key_and_reopen_within_the_cooldown(
+    ctx, sessions, people, run
+) -> None:
     _policies(sessions)
     add_policy(sessions, "nodedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=0)
     trip = TriggerRequest(policy="water", summary="Trip", key="sub-12")

@@ -154,7 +154,9 @@ def test_a_trigger_for_an_open_incident_joins_it_whatever_the_cooldown(ctx, sess
     assert second.deduplicated and second.incident_id == first.incident_id
 
 
-def test_a_trigger_within_the_cooldown_after_resolving_reopens_the_incident(ctx, sessions, people, run) -> None:
+def test_a_trigger_within_the_cooldown_after_resolving_reopens_the_incident(
+    ctx, sessions, people, run
+) -> None:
     add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=600)
     first = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
     api.resolve(ctx, first.incident_id, by="thandi")
@@ -167,7 +169,9 @@ def test_a_trigger_within_the_cooldown_after_resolving_reopens_the_incident(ctx,
     assert "within the cooldown" in events(sessions, "reopened")[0].message
 
 
-def test_a_trigger_for_a_resolved_key_after_the_cooldown_opens_a_new_incident(ctx, sessions, people, run) -> None:
+def test_a_trigger_for_a_resolved_key_after_the_cooldown_opens_a_new_incident(
+    ctx, sessions, people, run
+) -> None:
     add_policy(sessions, "dedup", [{"targets": [("person", "thandi")]}], cooldown_seconds=600)
     first = api.trigger(ctx, policy="dedup", summary="Substation trip", key="sub-12")
     api.resolve(ctx, first.incident_id, by="thandi")
