@@ -336,8 +336,16 @@ class MainWindow(QMainWindow):
         simulated = health.get("simulated_channels", [])
         self._set_problem(
             "simulated",
-            f"Simulated channels: {', '.join(simulated)} — no real messages leave this machine"
+            f"Simulated channels: {', '.join(simulated)} — messages on them do not leave this machine"
             if simulated
+            else None,
+        )
+        not_set_up = health.get("channels_not_set_up", {})
+        self._set_problem(
+            "not_set_up",
+            "Not set up, skipped in every chain: "
+            + "; ".join(f"{name} ({why})" for name, why in sorted(not_set_up.items()))
+            if not_set_up
             else None,
         )
 

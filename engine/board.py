@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
+from engine.channels.setup import channel_modes
 from engine.models import (
     OPEN_INCIDENT_STATUSES,
     EngineNode,
@@ -355,18 +356,22 @@ def board_choices(session: Session) -> dict[str, list[str]]:
 def board_health(
     session: Session, now: datetime, settings: Settings, stale_after: float = 30.0
 ) -> dict[str, Any]:
-    """Engines alive (a heartbeat within `stale_after` seconds) and channels running simulated."""
+    """Engines alive (a heartbeat within `stale_after` seconds), channels running simulated and channels not
+    set up (skipped in everyone's chain)."""
     cutoff = now - timedelta(seconds=stale_after)
     nodes = session.execute(
         select(EngineNode.id, EngineNode.mode, EngineNode.heartbeat_at, EngineNode.status)
     ).all()
     alive = [n.id for n in nodes if n.heartbeat_at >= cutoff and n.status != "stopped"]
-    simulated: set[str] = set()
-    if not settings.twilio_account_sid:
-        simulated |= {"sms", "whatsapp", "voice"}
-    if not settings.smtp_host:
-        simulated.add("email")
+    modes = channel_modes(settings)
+    simulated = {name for name, mode in modes.items() if mode == "simulated"}
+    not_set_up = {
+        name: mode.removeprefix("not set up: ")
+        for name, mode in modes.items()
+        if mode != "simulated" and mode != "real"
+    }
     recent = now - timedelta(hours=1)
+    # Another node (a service with its own settings) may simulate what this one does not: its messages say so.
     simulated |= set(
         session.scalars(
             select(distinct(OutboxMessage.channel)).where(
@@ -374,4 +379,9 @@ def board_health(
             )
         )
     )
-    return {"engines_alive": alive, "engines_known": len(nodes), "simulated_channels": sorted(simulated)}
+    return {
+        "engines_alive": alive,
+        "engines_known": len(nodes),
+        "simulated_channels": sorted(simulated),
+        "channels_not_set_up": not_set_up,
+    }

@@ -10,6 +10,7 @@ mixed into a real centre's records by accident.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,7 @@ def load_demo(ctx: AppContext, *, force: bool = False) -> dict[str, Any]:
                 "database (start Watchkeeper with a new database file to try it)"
             )
     imported = config_io.import_text(ctx, demo_document_text(), DEMO_SOURCE, DEMO_ACTOR)
+    simulated = simulate_unset_channels(ctx)
     templates = install_templates(ctx)
     incidents, acknowledged, resolved = raise_incidents(ctx)
     return {
@@ -154,7 +156,22 @@ def load_demo(ctx: AppContext, *, force: bool = False) -> dict[str, Any]:
         "incidents": len(incidents),
         "acknowledged": acknowledged,
         "resolved": resolved,
+        "simulated_channels": simulated,
     }
+
+
+def simulate_unset_channels(ctx: AppContext) -> list[str]:
+    """The demo rehearses paging: the channels this site has not set up run simulated (saved in the settings,
+    where Settings shows it and an administrator turns it off), so the demo's pages show as delivered and
+    nobody's phone rings. A site that already sends on a channel keeps sending on it."""
+    from engine.channels.setup import setup_gaps, simulated_channels
+
+    wanted = sorted(set(setup_gaps(ctx.settings)) | simulated_channels(ctx.settings))
+    if wanted and wanted != sorted(ctx.settings.simulated_channels):
+        ctx.settings.simulated_channels = wanted
+        with contextlib.suppress(OSError):  # a read-only settings file: simulated for this run only
+            ctx.settings.save()
+    return wanted
 
 
 def install_templates(ctx: AppContext) -> int:

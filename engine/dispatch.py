@@ -43,6 +43,8 @@ from sqlalchemy.orm import Session
 from engine import hours, switches
 from engine.channels import OutgoingMessage, Sender, SendError, SendResult, close_senders, senders_for
 from engine.channels.base import StatusResult
+from engine.channels.unavailable import NO_PROVIDER
+from engine.claims import lock_incidents
 from engine.context import AppContext
 from engine.db import write_session
 from engine.models import (
@@ -74,6 +76,10 @@ _RANK = {
     MessageStatus.CANCELLED.value: 6,
 }
 FAILED_STATUSES = {MessageStatus.FAILED.value, MessageStatus.UNDELIVERED.value}
+_OPEN_PAGE = (PageStatus.ACTIVE.value, PageStatus.HELD.value)
+# Errors that mean "this channel cannot reach this person here", not "the provider failed": the message is
+# skipped (event message_skipped) and the chain moves on at once.
+SKIP_CODES = (NO_PROVIDER, "opted_out")
 MAX_BACKOFF_SECONDS = 900.0
 WHATSAPP_WINDOW = timedelta(hours=24)
 # Threads per channel: Twilio takes many parallel requests, an SMTP server a few, the console needs one.
@@ -263,6 +269,10 @@ class ClaimStats:
     claimed: int = 0
     held_quiet: int = 0
     held_rate: int = 0
+    withdrawn: int = 0
+    # Claimed messages that must not go out on their channel for this person any more (opted out or disabled
+    # since the chain was built): recorded as skipped, and the chain moves on.
+    skipped: dict[int, SendError] = field(default_factory=dict)
 
 
 # What a claim reads of each due message (plain rows, not ORM objects: a claim reads hundreds a second).
@@ -375,11 +385,17 @@ def _claim(
         content_sids = _content_sids(session, rows)
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
         sending_ids: list[int] = []
+        withdrawn: list[int] = []
         holds: list[dict[str, Any]] = []
         public = settings.public_base_url.rstrip("/")
         for row in rows:
             page = pages.get(row.page_id) if row.page_id is not None else None
             person = persons.get(row.person_id) if row.person_id is not None else None
+            if page is not None and page.status not in _OPEN_PAGE:
+                # The page ended (acknowledged, confirmed, exhausted) after this message was queued, e.g. a
+                # retry: it is withdrawn, never sent after the incident was taken.
+                withdrawn.append(row.id)
+                continue
             # Quiet hours: a non-critical page waits until they end; critical pages go through.
             if row.kind == "page" and not row.critical and person is not None and person.quiet_start:
                 quiet_end = hours.quiet_hours_end(now, person.quiet_start, person.quiet_end, person.timezone)
@@ -400,6 +416,15 @@ def _claim(
             # Marked `sending` below in one UPDATE for the whole batch.
             attempts = (row.attempts or 0) + 1
             sending_ids.append(row.id)
+            if row.kind == "page" and person is not None:
+                off = {str(c) for c in (person.opted_out_channels or [])}
+                if row.channel in off or row.channel in {str(c) for c in (person.disabled_channels or [])}:
+                    why = "opted out (STOP)" if row.channel in off else "disabled for this person"
+                    stats.skipped[row.id] = SendError(
+                        f"{person.name} cannot be reached by {row.channel} any more: {why}",
+                        retryable=False,
+                        code="opted_out",
+                    )
             reply_code = page.reply_code if page is not None else None
             session_open = True
             content_sid = None
@@ -436,6 +461,13 @@ def _claim(
                 )
             )
             stats.claimed += 1
+        if withdrawn:
+            session.connection().execute(
+                update(_OUTBOX_T)
+                .where(_OUTBOX_T.c.id.in_(withdrawn))
+                .values(status=MessageStatus.CANCELLED.value, hold_reason=None, updated_at=now)
+            )
+            stats.withdrawn += len(withdrawn)
         if holds:
             session.connection().execute(_HOLD, [{**h, "b_now": now} for h in holds])
         if sending_ids:
@@ -534,6 +566,18 @@ def _record_outcomes(
                     select(OutboxMessage).where(OutboxMessage.id.in_(list(need_objects)))
                 ).scalars()
             )
+        # A failure moves the person's chain on (pages, a new message): the incidents are locked first, the
+        # lock order every writer of pages keeps (engine.claims.lock_incidents).
+        lock_incidents(
+            session,
+            [
+                getattr(rows[o.message_id], "incident_id", None)
+                for o in outcomes
+                if o.error is not None
+                and o.message_id in rows
+                and getattr(rows[o.message_id], "page_id", None)
+            ],
+        )
         sent_updates: list[dict[str, Any]] = []
         sent_events: list[dict[str, Any]] = []
         bulk_ids: set[int] = set()
@@ -736,17 +780,19 @@ def _fail(session: Session, row: OutboxMessage, why: str, now: datetime) -> None
     row.error_text = why
     row.sending_deadline = None
     row.updated_at = now
+    skipped = row.error_code in SKIP_CODES
     record(
         session,
-        "message_failed",
+        "message_skipped" if skipped else "message_failed",
         now,
         incident_id=row.incident_id,
         escalation_id=row.escalation_id,
-        message=f"{row.channel} to {row.address} failed: {why}",
+        message=f"{row.channel} to {row.address} {'skipped' if skipped else 'failed'}: {why}",
         data={"message_id": row.id, "channel": row.channel, "error_code": row.error_code},
     )
     if row.page_id is not None:
-        _advance_page(session, row.page_id, now, f"{row.channel} failed: {why}", row.chain_step)
+        what = "skipped" if skipped else "failed"
+        _advance_page(session, row.page_id, now, f"{row.channel} {what}: {why}", row.chain_step)
 
 
 def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, now: datetime) -> int:
@@ -835,7 +881,19 @@ def dispatch_pass(
         claim_total.held_quiet += stats.held_quiet
         claim_total.held_rate += stats.held_rate
         for message, attempt in claimed:
-            dispatcher.submit(senders.get(message.channel), message, attempt)
+            sender = senders.get(message.channel)
+            skip = stats.skipped.get(message.id)
+            if skip is None and not getattr(sender, "available", True):
+                skip = SendError(
+                    f"{message.channel} is not set up here: {getattr(sender, 'reason', '')}",
+                    retryable=False,
+                    code=NO_PROVIDER,
+                )
+            if skip is not None:
+                # No provider can take it: recorded at once (no thread, no wait), and the chain moves on.
+                dispatcher.results.put(Outcome(message.id, attempt, message.channel, error=skip))
+                continue
+            dispatcher.submit(sender, message, attempt)
         submitted += len(claimed)
         # Record what has come back between batches: results never wait for the whole pass.
         if dispatcher.results.qsize() >= 100:
@@ -966,6 +1024,14 @@ def poll_pass(ctx: AppContext, *, limit: int = 100) -> dict[str, Any]:
                     select(OutboxMessage).where(OutboxMessage.id.in_([m for m, _ in answers]))
                 ).scalars()
             }
+            lock_incidents(
+                session,
+                [
+                    rows[m].incident_id
+                    for m, a in answers
+                    if m in rows and a.status in FAILED_STATUSES and rows[m].page_id is not None
+                ],
+            )
             for message_id, answer in answers:
                 row = rows.get(message_id)
                 if row is not None and apply_status(session, row, answer, now, "poll"):

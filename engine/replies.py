@@ -31,6 +31,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from engine.channels.base import StatusResult
 from engine.channels.twilio_common import CALL_STATUS_MAP, MESSAGE_STATUS_MAP
 from engine.channels.twilio_voice import call_twiml
+from engine.claims import lock_incidents
 from engine.context import AppContext
 from engine.db import write_session
 from engine.errors import InvalidTransition, NotFound, WatchkeeperError
@@ -38,6 +39,7 @@ from engine.models import InboundMessage, Incident, MessageStatus, OutboxMessage
 from engine.timeline import record
 
 log = logging.getLogger(__name__)
+FAILED_STATUSES = (MessageStatus.FAILED.value, MessageStatus.UNDELIVERED.value)
 
 ACK_WORDS = {"1", "ack", "ok", "okay", "acknowledge", "yebo", "ja"}
 RESOLVE_WORDS = {"resolve", "resolved", "res"}
@@ -191,6 +193,11 @@ def handle_inbound(
             if page is not None:
                 inbound.page_id = page.id
                 inbound.incident_id = page.incident_id
+                if action in ("ack", "resolve"):
+                    # The person answered their page: it shows confirmed by this reply, whatever the
+                    # acknowledgement that follows does to the incident's other pages.
+                    lock_incidents(session, [page.incident_id])
+                    _confirm(session, page, now, f"{channel} {action}")
             session.flush()
             inbound_id = inbound.id
             incident_id = page.incident_id if page is not None else None
@@ -377,6 +384,8 @@ def handle_status_callback(ctx: AppContext, params: dict[str, Any]) -> dict[str,
         ).scalar_one_or_none()
         if row is None:
             return {"updated": False, "reason": "unknown message", "sid": sid}
+        if status in FAILED_STATUSES and row.page_id is not None:
+            lock_incidents(session, [row.incident_id])  # a failure moves the chain on: incident first
         error_code = str(params.get("ErrorCode") or "") or None
         answer = StatusResult(
             provider_id=sid,
@@ -447,6 +456,11 @@ def handle_voice_gather(ctx: AppContext, params: dict[str, Any]) -> str:
     action = "ack" if digits == "1" else "resolve"
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        if page_id is not None:
+            lock_incidents(session, [incident_id])
+            page_row = session.get(Page, page_id)
+            if page_row is not None:
+                _confirm(session, page_row, now, f"voice {action}")
         session.add(
             InboundMessage(
                 channel="voice",

@@ -31,6 +31,10 @@ class SettingsError(ConfigurationError, ValueError):
 
 # Settings whose value must be one of a few words; checked when settings are loaded from a file or the
 # environment, so a typo is reported with the file (or variable) it came from instead of failing later.
+# Settings that are lists of names, and the names each accepts.
+LIST_CHOICES: dict[str, tuple[str, ...]] = {
+    "simulated_channels": ("all", "sms", "whatsapp", "voice", "email", "webhook"),
+}
 CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": ("plain", "json"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -78,6 +82,10 @@ class Settings:
     smtp_from: str = ""
     smtp_timeout_seconds: float = 10.0
     webhook_timeout_seconds: float = 5.0
+    # Channels that send nothing for real and record their messages as delivered: the demo, a rehearsal. A site
+    # that sends for real leaves this empty; a channel it has not set up is then skipped in everyone's chain at
+    # once ("all" simulates every channel).
+    simulated_channels: list[str] = field(default_factory=list)
     # Service mode HTTP server.
     http_host: str = "127.0.0.1"
     http_port: int = 8650
@@ -169,6 +177,15 @@ def _convert(name: str, raw: Any, example: Any, origin: str) -> Any:
                         raise ValueError(f"expected name=number pairs separated by commas, got {raw!r}")
                     out[k.strip()] = float(v)
             return out
+        if isinstance(example, list):
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            out_list = [str(x).strip().lower() for x in items if str(x).strip()]
+            if name in LIST_CHOICES:
+                unknown = [x for x in out_list if x not in LIST_CHOICES[name]]
+                if unknown:
+                    allowed = ", ".join(LIST_CHOICES[name])
+                    raise ValueError(f"unknown {', '.join(map(repr, unknown))}; use {allowed}")
+            return out_list
         if isinstance(raw, dict | list):
             raise ValueError(f"expected text, got {type(raw).__name__}")
         return str(raw)

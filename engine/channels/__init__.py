@@ -1,7 +1,9 @@
 """Channels: one module per way of reaching a person, behind the small interface in `base`.
 
-`build_senders` turns settings and secrets into one sender per channel; a channel without credentials gets a
-`SimulatedSender` instead (clearly labelled in the outbox and the timeline). `senders_for(ctx)` keeps one set
+`build_senders` turns settings and secrets into one sender per channel. A channel named in the
+`simulated_channels` setting (the demo, a rehearsal) gets a `SimulatedSender`, clearly labelled in the outbox and
+the timeline; a channel the site has not set up gets an `UnavailableSender`, which the dispatcher skips at once
+in each person's chain with an event saying why — never "delivered". `senders_for(ctx)` keeps one set
 per AppContext so HTTP connection pools and worker threads are reused between passes; tests may install
 their own with `install_senders`. `test_send` is what `watchkeeper test-send` runs.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from engine.channels.base import (
     Capabilities,
@@ -23,7 +25,9 @@ from engine.channels.base import (
     StatusResult,
 )
 from engine.channels.console import ConsoleSender
+from engine.channels.setup import setup_gaps, simulated_channels
 from engine.channels.simulated import SimulatedSender
+from engine.channels.unavailable import UnavailableSender
 from engine.clock import Clock, SystemClock
 from engine.context import AppContext
 from engine.errors import ValidationError, WatchkeeperError
@@ -96,6 +100,7 @@ def build_senders(
 
     secrets = secrets or _default_secrets()
     clock = clock or SystemClock()
+    simulate = simulated_channels(settings)
     senders: dict[str, Sender] = {"console": ConsoleSender()}
     token, why = _secret(secrets, "twilio_auth_token")
     public = settings.public_base_url.rstrip("/")
@@ -106,31 +111,43 @@ def build_senders(
         "base_url": settings.twilio_base_url,
         "timeout": settings.twilio_timeout_seconds,
     }
-    have_twilio = bool(token and settings.twilio_account_sid)
-    if have_twilio and (settings.twilio_sms_from or settings.twilio_messaging_service_sid):
-        senders["sms"] = TwilioSmsSender(
+    missing = setup_gaps(settings)
+    if not token:
+        for name in ("sms", "whatsapp", "voice"):
+            missing.setdefault(
+                name, why if why != "no credentials" else "no Twilio auth token in the keyring"
+            )
+
+    def pick(name: str, real: Any) -> Sender:
+        if name in simulate:
+            return SimulatedSender(name, "simulated by the simulated_channels setting")
+        if name in missing:
+            return UnavailableSender(name, missing[name])
+        return cast(Sender, real())
+
+    senders["sms"] = pick(
+        "sms",
+        lambda: TwilioSmsSender(
             from_number=settings.twilio_sms_from,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             status_callback=status_callback,
             **common,
-        )
-    else:
-        senders["sms"] = SimulatedSender("sms", why if not token else "no Twilio account or sender number")
-    if have_twilio and settings.twilio_whatsapp_from:
-        senders["whatsapp"] = TwilioWhatsAppSender(
+        ),
+    )
+    senders["whatsapp"] = pick(
+        "whatsapp",
+        lambda: TwilioWhatsAppSender(
             from_number=settings.twilio_whatsapp_from, status_callback=status_callback, **common
-        )
-    else:
-        senders["whatsapp"] = SimulatedSender("whatsapp", why if not token else "no WhatsApp sender number")
-    if have_twilio and settings.twilio_voice_from:
-        senders["voice"] = TwilioVoiceSender(
-            from_number=settings.twilio_voice_from, public_base_url=public, **common
-        )
-    else:
-        senders["voice"] = SimulatedSender("voice", why if not token else "no voice caller number")
-    if settings.smtp_host:
+        ),
+    )
+    senders["voice"] = pick(
+        "voice",
+        lambda: TwilioVoiceSender(from_number=settings.twilio_voice_from, public_base_url=public, **common),
+    )
+
+    def smtp() -> Sender:
         password, _ = _secret(secrets, "smtp_password")
-        senders["email"] = SmtpEmailSender(
+        return SmtpEmailSender(
             host=settings.smtp_host,
             port=settings.smtp_port,
             security=settings.smtp_security,
@@ -139,11 +156,12 @@ def build_senders(
             from_address=settings.smtp_from,
             timeout=settings.smtp_timeout_seconds,
         )
-    else:
-        senders["email"] = SimulatedSender("email", "no SMTP host")
+
+    senders["email"] = pick("email", smtp)
     signing_key, _ = _secret(secrets, "webhook_signing_key")
-    senders["webhook"] = WebhookSender(
-        signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock
+    senders["webhook"] = pick(
+        "webhook",
+        lambda: WebhookSender(signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock),
     )
     return senders
 

@@ -134,3 +134,19 @@ def test_db_flag_beats_environment_beats_settings_file(
     # The flag is also accepted after the command, as scripts tend to write it.
     args = parser.parse_args(["list", "--db", f"{tmp_path}/after.db"])
     assert resolve_settings(args).db.endswith("after.db")
+
+
+def test_simulated_channels_are_a_list_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('simulated_channels = ["SMS", "email"]\n')
+    assert load_settings(path, env={}).simulated_channels == ["sms", "email"]
+    env = {"WATCHKEEPER_SIMULATED_CHANNELS": "all"}
+    assert load_settings(path, env=env).simulated_channels == ["all"]
+    assert load_settings(path, env={"WATCHKEEPER_SIMULATED_CHANNELS": ""}).simulated_channels == []
+
+
+def test_an_unknown_simulated_channel_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('simulated_channels = ["sms", "pager"]\n')
+    with pytest.raises(SettingsError, match=r"simulated_channels.*'pager'"):
+        load_settings(path, env={})

@@ -106,7 +106,8 @@ def channels_ctx(
 
 @pytest.fixture
 def offline_ctx(ctx: AppContext, memory_keyring: MemoryKeyring) -> Iterator[AppContext]:
-    """No credentials anywhere: every external channel is simulated."""
+    """No credentials anywhere, and the site chose to simulate: every external channel is simulated."""
+    ctx.settings.simulated_channels = ["all"]
     configure(ctx)
     yield ctx
     dispatch.shutdown(ctx)

@@ -37,6 +37,7 @@ def _outbox_count(sessions: sessionmaker[Session]) -> int:
 
 
 def test_run_once_runs_every_pass_and_reports_each(ctx: AppContext, sessions, people) -> None:
+    ctx.settings.simulated_channels = ["all"]  # a rehearsal: the page is "delivered", nothing falls back
     add_policy(sessions, "water", [{"targets": [("person", "thandi")]}])
     api.trigger(ctx, policy="water", summary="Main burst")
     result = run_once(ctx)
