@@ -326,8 +326,24 @@ def escalate(ctx: AppContext, ref: int | str, *, by: str, level: int | None = No
         if incident.status not in OPEN_STATUSES:
             raise InvalidTransition(f"incident {incident.id} is {incident.status}; it cannot be escalated")
         esc = _latest_escalation(session, incident.id, lock=True)
-        if esc is None:
-            raise InvalidTransition(f"incident {incident.id} has no escalation policy to escalate with")
+        if esc is None or esc.state in (S.RESOLVED, S.CANCELLED):
+            # Nothing running to move on (a `manual` policy, or no escalation since a re-open): start one with
+            # the incident's policy as it is now.
+            policy = (
+                session.scalars(
+                    select(Policy)
+                    .where(Policy.id == incident.policy_id)
+                    .options(selectinload(Policy.levels).selectinload(PolicyLevel.targets))
+                ).one_or_none()
+                if incident.policy_id is not None
+                else None
+            )
+            if policy is None or not policy.enabled:
+                raise InvalidTransition(f"incident {incident.id} has no escalation policy to escalate with")
+            esc = esc_mod.start_escalation(
+                session, now, incident, esc_mod.snapshot_policy(policy), Trigger.MANUAL.value, actor=by
+            )
+            level = 1 if level is None else level
         if S.ESCALATING not in esc_mod.TRANSITIONS[S(esc.state)]:
             raise InvalidTransition(f"escalation {esc.id} is {esc.state}; it cannot be escalated")
         levels = len(esc.policy_snapshot.get("levels") or [])
@@ -343,6 +359,30 @@ def escalate(ctx: AppContext, ref: int | str, *, by: str, level: int | None = No
         result = _summary(incident, esc)
     ctx.wake("dispatch")
     ctx.wake("escalate")
+    return result
+
+
+def start_work(ctx: AppContext, ref: int | str, *, by: str, via: str = "console") -> dict[str, Any]:
+    """ "I'm on it": the incident is in progress. One that still pages is acknowledged first, in the same
+    transaction, so all paging ends; its SLA resolution deadline keeps running."""
+    by = _text(by, "by", limit=200, required=True)
+    now = ctx.clock.now()
+    with write_session(ctx.sessions) as session:
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status == IncidentStatus.IN_PROGRESS:
+            raise InvalidTransition(f"incident {incident.id} is already in progress")
+        if incident.status not in OPEN_STATUSES:
+            raise InvalidTransition(f"incident {incident.id} is {incident.status}; work cannot start on it")
+        if incident.status in batch.ACKNOWLEDGEABLE:
+            outcome = batch.acknowledge_in(session, [incident.id], by=by, via=via, now=now)[0]
+            if isinstance(outcome, WatchkeeperError):
+                raise outcome
+            session.refresh(incident)
+        _status_event(session, incident, now, IncidentStatus.IN_PROGRESS.value, by, via=via)
+        _reporter_update(session, incident, now, IncidentStatus.IN_PROGRESS.value)
+        esc_mod.notify_work(session, "dispatch")
+        result = _summary(incident, _latest_escalation(session, incident.id))
+    ctx.wake("dispatch")
     return result
 
 

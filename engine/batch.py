@@ -23,7 +23,7 @@ import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -52,6 +52,7 @@ from engine.models import (
     PolicyLevel,
     PolicyTarget,
     Severity,
+    SystemSetting,
     Team,
     Trigger,
 )
@@ -290,6 +291,7 @@ _LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(7201, h)) FROM "
     "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS locks"
 )
+_DEFAULT_POLICY = select(SystemSetting.value).where(SystemSetting.name == "default_policy")
 _TEAMS = select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True)))
 _i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
 # The open incident of each key, which a repeated trigger joins whatever the cooldown (one key, one open
@@ -487,6 +489,11 @@ class _Triggering:
             self._session.close()
 
     def run(self, items: list[_Item]) -> list[TriggerResult]:
+        if any(not item.policy for item in items):
+            default = self.conn.execute(_DEFAULT_POLICY).scalar()
+            name = str(default.get("policy") or "") if isinstance(default, dict) else ""
+            if name:  # a trigger that names no policy takes the centre's default one (`default_policy`)
+                items = [item if item.policy else replace(item, policy=name) for item in items]
         self._load(items)
         results = [self._one(item) for item in items]
         self._write()
@@ -783,8 +790,9 @@ def trigger_many(
     """Open incidents (or join live ones) for every request, in request order, in one write transaction.
 
     The same as engine.api.trigger called once per request in order: a request whose key matches an open
-    incident whose live escalation started within the policy's cooldown joins it, and that includes an
-    incident opened by an earlier request of the same batch. Every request is validated before the database
+    incident joins it (one key, one open incident), and that includes an incident opened by an earlier
+    request of the same batch; within its policy's cooldown after the key's incident was resolved, that
+    incident re-opens. A request that names no policy takes the centre's default policy, if one is set. Every request is validated before the database
     is touched: an invalid one raises ValidationError naming the item ("item 3: summary: …") and nothing is
     stored; an unknown policy or team raises NotFound naming the item, and nothing is stored either.
     Durable when it returns (committed). `name_items=False` keeps the messages of a single call unprefixed."""
@@ -913,7 +921,11 @@ _PG = _PAGE_T.c
 # Every page of the incidents with its person, newest first (the latest page per person wins).
 _NOTICE_PAGES = (
     select(_PG.incident_id, _PG.person_id, _PG.escalation_id, _PG.chain, _PG.step)
-    .where(_PG.incident_id.in_(bindparam("incident_ids", expanding=True)), _PG.person_id.is_not(None))
+    .where(
+        _PG.incident_id.in_(bindparam("incident_ids", expanding=True)),
+        _PG.person_id.is_not(None),
+        paging.REACHED,
+    )
     .order_by(_PG.id.desc())
 )
 _PEOPLE = select(Person).where(Person.id.in_(bindparam("person_ids", expanding=True)))

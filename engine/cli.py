@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         "open an incident (or add to the open one with the same key) and start escalating",
         json_flag,
     )
-    p.add_argument("--policy", required=True, metavar="NAME", help="escalation policy name")
+    p.add_argument(
+        "--policy", metavar="NAME", help="escalation policy name (default: the centre's default policy)"
+    )
     p.add_argument("--summary", required=True, metavar="TEXT")
     p.add_argument("--key", metavar="KEY", help="deduplication key (default: derived from the summary)")
     p.add_argument("--severity", choices=SEVERITIES, default="high")
@@ -197,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="", metavar="S")
     p.add_argument("--details", default="", metavar="T")
 
-    for verb, text in (("ack", "acknowledge an incident"), ("resolve", "resolve an incident")):
+    for verb, text in (
+        ("ack", "acknowledge an incident"),
+        ("resolve", "resolve an incident"),
+        (
+            "start-work",
+            'mark an incident in progress ("I\'m on it"; acknowledges it first if it still pages)',
+        ),
+    ):
         p = add(verb, text, json_flag)
         p.add_argument("id", metavar="ID", help="incident id or key")
         p.add_argument("--by", metavar="WHO", help="who does it (default: your login name)")
@@ -703,6 +712,15 @@ class Runner:
             self._done("resolved"),
         )
 
+    def cmd_start_work(self) -> int:
+        by = self.args.by or _whoami()
+        return self._api(
+            "start-work",
+            "start_work",
+            lambda fn, ctx: fn(ctx, _ref(self.args.id), by=by, via="cli"),
+            self._done("in progress"),
+        )
+
     def cmd_cancel(self) -> int:
         by = self.args.by or _whoami()
         return self._api(
@@ -808,6 +826,7 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "trigger": Runner.cmd_trigger,
     "ack": Runner.cmd_ack,
     "resolve": Runner.cmd_resolve,
+    "start-work": Runner.cmd_start_work,
     "cancel": Runner.cmd_cancel,
     "escalate": Runner.cmd_escalate,
     "list": Runner.cmd_list,

@@ -270,6 +270,7 @@ class ClaimStats:
     held_quiet: int = 0
     held_rate: int = 0
     withdrawn: int = 0
+    departed: list[int] = field(default_factory=list)  # pages of people deleted or made inactive
     # Claimed messages that must not go out on their channel for this person any more (opted out or disabled
     # since the chain was built): recorded as skipped, and the chain moves on.
     skipped: dict[int, SendError] = field(default_factory=dict)
@@ -386,6 +387,7 @@ def _claim(
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
         sending_ids: list[int] = []
         withdrawn: list[int] = []
+        departed: list[Page] = []
         holds: list[dict[str, Any]] = []
         public = settings.public_base_url.rstrip("/")
         for row in rows:
@@ -395,6 +397,9 @@ def _claim(
                 # The page ended (acknowledged, confirmed, exhausted) after this message was queued, e.g. a
                 # retry: it is withdrawn, never sent after the incident was taken.
                 withdrawn.append(row.id)
+                continue
+            if page is not None and (person is None or not person.active):
+                departed.append(page)  # deleted or made inactive since: its chain stops (after the claim)
                 continue
             # Quiet hours: a non-critical page waits until they end; critical pages go through.
             if row.kind == "page" and not row.critical and person is not None and person.quiet_start:
@@ -470,6 +475,7 @@ def _claim(
             stats.withdrawn += len(withdrawn)
         if holds:
             session.connection().execute(_HOLD, [{**h, "b_now": now} for h in holds])
+        stats.departed = [p.id for p in departed]
         if sending_ids:
             session.connection().execute(
                 update(_OUTBOX_T)
@@ -795,6 +801,20 @@ def _fail(session: Session, row: OutboxMessage, why: str, now: datetime) -> None
         _advance_page(session, row.page_id, now, f"{row.channel} {what}: {why}", row.chain_step)
 
 
+def _end_departed(ctx: AppContext, page_ids: list[int], now: datetime) -> None:
+    """Pages of people deleted or made inactive since their chain started: they stop, in a transaction of
+    their own that locks the incidents first (the claim's row locks come in the other order)."""
+    from engine import paging
+
+    with write_session(ctx.sessions) as session:
+        pages = list(session.scalars(select(Page).where(Page.id.in_(page_ids))))
+        lock_incidents(session, [p.incident_id for p in pages])
+        for page in pages:
+            session.refresh(page)
+            if page.status in _OPEN_PAGE:
+                paging.end_departed_page(session, page, now)
+
+
 def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, now: datetime) -> int:
     """Messages left `sending` past their deadline: re-queue (an attempt used) or fail when none are left."""
     settings = ctx.settings
@@ -877,6 +897,8 @@ def dispatch_pass(
     recorded = RecordStats()
     for _ in range(max(1, max_batches)):
         claimed, stats = _claim(ctx, dispatcher, now, batch_size)
+        if stats.departed:
+            _end_departed(ctx, stats.departed, now)
         claim_total.claimed += stats.claimed
         claim_total.held_quiet += stats.held_quiet
         claim_total.held_rate += stats.held_rate

@@ -423,9 +423,10 @@ def enter_level(
     manual: bool = False,
     why: str = "",
     buffer: paging.PageBuffer | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Page level `number`: PENDING → ACTIVE for the first, X → ESCALATING → ACTIVE for any later move.
-    `manual`: an operator (or an SLA breach, `why` saying so) moves it now, whatever the timers say."""
+    `manual`: an operator (or an SLA breach, `why` saying so) moves it now, whatever the timers say.
+    Returns what the round paged (page_round's summary)."""
     snap = esc.policy_snapshot
     if _level(snap, number) is None:
         raise ValidationError(f"policy {esc.policy_name} has no level {number} (it has {len(_levels(snap))})")
@@ -457,6 +458,40 @@ def enter_level(
         data=summary,
     )
     _schedule(esc, now)
+    return summary
+
+
+def _reached_nobody(summary: dict[str, Any]) -> bool:
+    return not summary["people"] and not summary["addresses"]
+
+
+def _enter_reaching_someone(
+    session: Session,
+    esc: AnyEscalation,
+    incident: AnyIncident,
+    number: int,
+    now: datetime,
+    cache: TargetCache,
+    buffer: paging.PageBuffer | None,
+) -> None:
+    """Page level `number`; a level that reaches nobody (an empty team, nobody on call, an unknown handle)
+    is passed over at once for the next one, rather than waiting out its delay with nobody paged."""
+    summary = enter_level(session, esc, incident, number, now, cache, buffer=buffer)
+    limit = int(esc.policy_snapshot.get("max_escalations") or 0)
+    while _reached_nobody(summary) and _level(esc.policy_snapshot, esc.current_level + 1) is not None:
+        if limit and esc.escalation_count >= limit:
+            return
+        skipped = esc.current_level
+        summary = enter_level(
+            session,
+            esc,
+            incident,
+            skipped + 1,
+            now,
+            cache,
+            why=f"level {skipped} reaches nobody",
+            buffer=buffer,
+        )
 
 
 def raise_escalation(
@@ -474,6 +509,51 @@ def raise_escalation(
         return 0
     enter_level(session, esc, incident, number, now, TargetCache(session), actor=actor, manual=True, why=why)
     return number
+
+
+def escalate_for(
+    session: Session,
+    now: datetime,
+    incident: Incident,
+    trigger: Trigger,
+    *,
+    why: str,
+    actor: str,
+    policy: Policy | None = None,
+    only_if_listed: bool = False,
+) -> str:
+    """Something happened that escalates the incident (`trigger`: an SLA breach, an overdue item). Its live
+    escalation moves on now (raise_escalation) — with `only_if_listed`, only when that escalation's policy
+    lists the trigger. With none live, `policy` starts (a breach policy), else the incident's own policy when
+    it lists the trigger. The caller holds the incident's lock. Returns "raised", "started" or ""."""
+    stmt = select(Escalation).where(
+        Escalation.incident_id == incident.id, Escalation.state.in_([s.value for s in LIVE])
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(key_share=True)
+    live = session.scalars(stmt).first()
+    if live is not None:
+        if only_if_listed and not has_trigger(live.policy_snapshot, trigger):
+            return ""
+        raise_escalation(session, live, incident, now, actor=actor, why=why)
+        return "raised"
+    if policy is None or not policy.enabled:
+        own = session.get(Policy, incident.policy_id) if incident.policy_id is not None else None
+        if own is None or not own.enabled or trigger.value not in [str(t) for t in own.triggers or []]:
+            return ""
+        policy = own
+    esc = start_escalation(session, now, incident, policy, trigger.value, actor=actor)
+    timeline.emit(
+        session,
+        "escalation_reason",
+        now,
+        incident_id=incident.id,
+        escalation_id=esc.id,
+        actor=actor,
+        message=f"escalation started: {why}",
+        data={"trigger": trigger.value},
+    )
+    return "started"
 
 
 def _time_out(session: Session, esc: AnyEscalation, now: datetime, why: str) -> None:
@@ -595,7 +675,7 @@ def process_escalation(
                 data={"until": opens.isoformat()},
             )
             return "waiting"
-        enter_level(session, esc, incident, 1, now, cache, buffer=buffer)
+        _enter_reaching_someone(session, esc, incident, 1, now, cache, buffer)
         return "started"
     level = _level(snap, esc.current_level)
     if level is None or esc.level_started_at is None:
@@ -648,7 +728,7 @@ def process_escalation(
                 _schedule(esc, now)
                 return "repeated"
             return _levels_done(session, esc, now, f"the limit of {limit} escalations was reached")
-        enter_level(session, esc, incident, esc.current_level + 1, now, cache, buffer=buffer)
+        _enter_reaching_someone(session, esc, incident, esc.current_level + 1, now, cache, buffer)
         return "escalated"
     if not repeated and nxt is None and now >= t0 + timedelta(seconds=(repeat_count + 1) * interval):
         return _levels_done(session, esc, now, f"level {esc.current_level} is the last level")

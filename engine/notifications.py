@@ -2,6 +2,11 @@
 
 The key is inserted with INSERT … ON CONFLICT DO NOTHING (the SQLite and PostgreSQL dialect inserts), so two
 engines notifying at the same moment, or one pass run twice, leave exactly one row and never raise.
+
+A notification that has a message template (`TEMPLATE_OF`: an SLA warning or breach, an overdue reminder, an
+overdue item escalated) also goes out as a message to each person it is for — a role means the people whose
+accounts have that role — on their first usable channel, in their language, held through their quiet hours,
+once per notification key (the outbox's idempotency key is the notification's).
 """
 
 from __future__ import annotations
@@ -152,8 +157,10 @@ def notify(
     title: str,
     body: str = "",
     tz: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> bool:
     """Write an in-app notification for a person or a role; False when it was a duplicate or switched off.
+    With a `context` (its template's variables) it also goes out as a message (TEMPLATE_OF).
 
     The day in the key is the recipient's local day (the person's time zone, else `tz`, else the centre's).
     """
@@ -162,7 +169,84 @@ def notify(
     )
     if not notifications_enabled(session):
         return False
-    return insert_ignoring_duplicates(session, Notification, row)
+    written = insert_ignoring_duplicates(session, Notification, row)
+    if written and context is not None:
+        from engine.models import OutboxMessage
+
+        outbox = message_rows(session, now, row, context)
+        if outbox:
+            insert_many_ignoring_duplicates(session, OutboxMessage, outbox)
+    return written
+
+
+# Notification kinds that also reach the person as a message, and the message template each one renders.
+TEMPLATE_OF = {
+    "sla_response_warning": "sla_warning",
+    "sla_resolution_warning": "sla_warning",
+    "sla_response_breach": "sla_breach",
+    "sla_resolution_breach": "sla_breach",
+    "workflow_overdue": "reminder",
+    "workflow_escalated": "overdue_escalation",
+}
+
+
+def _recipients(session: Session, row: dict[str, object]) -> list[Person]:
+    if row.get("person_id") is not None:
+        person = session.get(Person, row["person_id"])
+        return [person] if person is not None and person.active else []
+    from engine.models import Operator
+
+    return list(
+        session.scalars(
+            select(Person)
+            .join(Operator, Operator.person_id == Person.id)
+            .where(Operator.role == row["role"], Operator.active.is_(True), Person.active.is_(True))
+        )
+    )
+
+
+def message_rows(
+    session: Session, now: datetime, row: dict[str, object], context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The outbox rows that carry notification `row` to its people as messages (see the module's text)."""
+    template = TEMPLATE_OF.get(str(row["kind"]))
+    if template is None:
+        return []
+    from engine import paging
+
+    out: list[dict[str, Any]] = []
+    for person in _recipients(session, row):
+        chain = paging.build_chain(person)
+        if not chain:
+            continue
+        channel, address = str(chain[0]["channel"]), str(chain[0]["address"])
+        tz = zone(person.timezone or DEFAULT_TIMEZONE)
+        local = {
+            k: (v.astimezone(tz).strftime("%Y-%m-%d %H:%M") if isinstance(v, datetime) else v)
+            for k, v in context.items()
+        }
+        local["person_name"] = person.name
+        subject, body, html = paging.render_message(session, template, channel, person.language, local)
+        held = paging._quiet_until(person, now, critical=False)
+        out.append(
+            {
+                "idempotency_key": f"{template}:{row['dedupe_key']}:{person.id}"[:255],
+                "kind": template,
+                "incident_id": row.get("incident_id"),
+                "person_id": person.id,
+                "channel": channel,
+                "address": address,
+                "subject": subject[:500],
+                "body": body,
+                "body_html": html,
+                "status": "pending",
+                "next_attempt_at": held or now,
+                "hold_reason": "quiet_hours" if held else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return out
 
 
 class NoticeBatch:
@@ -171,6 +255,8 @@ class NoticeBatch:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, object]] = []
+        self.messages: list[tuple[dict[str, object], dict[str, Any]]] = []
+        self.now: datetime | None = None
 
     def add(
         self,
@@ -183,17 +269,30 @@ class NoticeBatch:
         item: Item = None,
         title: str,
         body: str = "",
+        context: dict[str, Any] | None = None,
     ) -> None:
-        self.rows.append(
-            notification_row(
-                session, now, person_id=person_id, role=role, kind=kind, item=item, title=title, body=body
-            )
+        """Gather one notification; with a `context` (its template's variables) it also goes out as a message
+        when its kind has a template (TEMPLATE_OF)."""
+        row = notification_row(
+            session, now, person_id=person_id, role=role, kind=kind, item=item, title=title, body=body
         )
+        self.rows.append(row)
+        self.now = now
+        if context is not None and kind in TEMPLATE_OF:
+            self.messages.append((row, context))
 
     def write(self, session: Session) -> int:
-        """Insert the gathered notifications; the number offered (0 when notifications are switched off)."""
+        """Insert the gathered notifications and their messages; the number of notifications offered (0 when
+        notifications are switched off)."""
         rows, self.rows = self.rows, []
+        messages, self.messages = self.messages, []
         if not rows or not notifications_enabled(session):
             return 0
         insert_many_ignoring_duplicates(session, Notification, rows)
+        if messages and self.now is not None:
+            from engine.models import OutboxMessage
+
+            outbox = [m for row, context in messages for m in message_rows(session, self.now, row, context)]
+            if outbox:
+                insert_many_ignoring_duplicates(session, OutboxMessage, outbox)
         return len(rows)

@@ -117,6 +117,7 @@ def _remind(session: Session, now: datetime) -> int:
     for item in _items(session, ids):
         title = f"Overdue: {item.title}"
         body = f"Its time limit of {_limit_text(item.time_limit_seconds)} has passed."
+        context = _context(session, item, now)
         if item.assignee_id is not None:
             notify(
                 session,
@@ -126,6 +127,7 @@ def _remind(session: Session, now: datetime) -> int:
                 item=item,
                 title=title,
                 body=body,
+                context=context,
             )
         else:
             notify(
@@ -136,6 +138,7 @@ def _remind(session: Session, now: datetime) -> int:
                 item=item,
                 title=title,
                 body=body,
+                context=context,
             )
         if item.incident_id is not None:
             record(
@@ -175,6 +178,7 @@ def _escalate(session: Session, now: datetime) -> int:
             item=item,
             title=title,
             body=body,
+            context=_context(session, item, now),
         )
         if item.incident_id is not None:
             record(
@@ -185,7 +189,42 @@ def _escalate(session: Session, now: datetime) -> int:
                 message=title,
                 data={"item_id": item.id, "role": item.escalate_to_role},
             )
+            _escalate_incident(session, item, now, title)
     return len(ids)
+
+
+def _escalate_incident(session: Session, item: WorkflowItem, now: datetime, why: str) -> None:
+    """An item of an open incident, overdue twice over: when the incident's policy escalates on `overdue`,
+    its live escalation moves on now, or the policy starts one."""
+    from engine.claims import lock_incidents
+    from engine.escalation import escalate_for
+    from engine.models import Incident, Trigger
+
+    lock_incidents(session, [item.incident_id])
+    incident = session.get(Incident, item.incident_id)
+    if incident is None or incident.status not in ("open", "acknowledged", "in_progress", "escalated"):
+        return
+    escalate_for(session, now, incident, Trigger.OVERDUE, why=why, actor="overdue", only_if_listed=True)
+
+
+def _context(session: Session, item: WorkflowItem, now: datetime) -> dict[str, Any]:
+    """The variables of the reminder and overdue_escalation message templates."""
+    from engine.models import Incident
+
+    assignee = session.get(Person, item.assignee_id) if item.assignee_id is not None else None
+    incident = session.get(Incident, item.incident_id) if item.incident_id is not None else None
+    due = item.started_at + timedelta(seconds=item.time_limit_seconds)
+    over = now - due
+    minutes = max(0, int(over.total_seconds() // 60))
+    return {
+        "title": item.title,
+        "due_at": due,
+        "overdue_by": f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min",
+        "assignee_name": assignee.name if assignee else "nobody",
+        "incident_id": item.incident_id,
+        "summary": incident.summary if incident else "",
+        "item_id": item.id,
+    }
 
 
 def _batches(ctx: AppContext, work: Callable[[Session], int]) -> int:

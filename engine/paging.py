@@ -693,6 +693,24 @@ def chain_ended(session: Session, escalation_id: int | None, now: datetime) -> N
         session.connection().execute(_NUDGE, {"b_id": escalation_id, "b_now": now})
 
 
+def end_departed_page(session: Session, page: Page, now: datetime) -> None:
+    """The person was deleted or made inactive while their chain ran: it stops, and its unsent messages are
+    withdrawn (nobody pages someone who has left the centre)."""
+    page.status = PageStatus.CANCELLED.value
+    page.next_check_at = None
+    session.connection().execute(_CANCEL_PAGE_MESSAGES, {"b_page_id": page.id, "b_now": now})
+    chain_ended(session, page.escalation_id, now)
+    timeline.record(
+        session,
+        "page_cancelled",
+        now,
+        incident_id=page.incident_id,
+        escalation_id=page.escalation_id,
+        message="page stopped: the person paged was deleted or made inactive",
+        data={"page_id": page.id, "person_id": page.person_id},
+    )
+
+
 def open_pages(session: Session, escalation_id: int) -> list[int]:
     """Ids of the escalation's pages whose chains are still running (active or held)."""
     return list(
@@ -762,10 +780,22 @@ def has_responded(session: Session, page: Page) -> bool:
 
 _PG, _PS = Page.__table__.c, Person.__table__.c
 # Every page of the incident with its person, newest first, in one query (the latest page per person wins).
+# Only people a page actually reached are told: someone whose page was still held for quiet hours never
+# heard of the incident, and a notice would be the first they hear of it.
+REACHED = (
+    select(_OUTBOX.c.id)
+    .where(
+        _OUTBOX.c.incident_id == _PG.incident_id,
+        _OUTBOX.c.person_id == _PG.person_id,
+        _OUTBOX.c.kind == "page",
+        _OUTBOX.c.status.in_(SENT_STATUSES),
+    )
+    .exists()
+)
 _NOTICE_QUERY = (
     select(_PG.person_id, _PG.escalation_id, _PG.chain, _PG.step, Person)
     .join(Person, Person.id == _PG.person_id)
-    .where(_PG.incident_id == bindparam("incident_id"), _PG.person_id.is_not(None))
+    .where(_PG.incident_id == bindparam("incident_id"), _PG.person_id.is_not(None), REACHED)
     .order_by(_PG.id.desc())
 )
 
@@ -861,6 +891,10 @@ def check_page(session: Session, page: Page, now: datetime, incident_status: str
         page.status = PageStatus.CANCELLED.value
         page.next_check_at = None
         return "cancelled"
+    person = session.get(Person, page.person_id) if page.person_id is not None else None
+    if person is None or not person.active:
+        end_departed_page(session, page, now)
+        return "departed"
     key = page_key(page.escalation_id, page.level, page.repeat_no, page.person_id, page.step)
     msg = session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one_or_none()
     wait = timedelta(seconds=int(page.chain[page.step].get("wait_seconds", 0))) if page.chain else timedelta()

@@ -29,12 +29,10 @@ from sqlalchemy.orm import Session, selectinload
 from engine.calendar import WorkingCalendar, add_working_time
 from engine.context import AppContext
 from engine.db import write_session
-from engine.escalation import raise_escalation, start_escalation
+from engine.escalation import escalate_for
 from engine.models import (
-    LIVE_ESCALATION_STATES,
     Assignment,
     BusinessCalendar,
-    Escalation,
     Incident,
     IncidentStatus,
     MessageStatus,
@@ -399,6 +397,7 @@ def _warn(session: Session, now: datetime, kind: str) -> int:
         recipients = [
             p for p in (incident.assignee_id, incident.team.manager_id if incident.team else None) if p
         ]
+        context = notice_context(incident, kind, due, now)
         if recipients:
             for person_id in dict.fromkeys(recipients):
                 notices.add(
@@ -409,6 +408,7 @@ def _warn(session: Session, now: datetime, kind: str) -> int:
                     item=incident,
                     title=title,
                     body=incident.summary,
+                    context=context,
                 )
         else:
             notices.add(
@@ -419,6 +419,7 @@ def _warn(session: Session, now: datetime, kind: str) -> int:
                 item=incident,
                 title=title,
                 body=incident.summary,
+                context=context,
             )
     notices.write(session)
     return len(won)
@@ -519,6 +520,7 @@ def escalate_breach(
             item=incident,
             title=f"SLA breached #{incident.id}: {kind} deadline missed",
             body=incident.summary,
+            context=notice_context(incident, kind, due, now),
         )
     if previous_status != IncidentStatus.ESCALATED.value:
         record(
@@ -565,29 +567,41 @@ def _start_breach_policy(
     a second one beside it. With none live, the SLA configuration's breach policy starts; without one, the
     incident's own policy when it escalates on this breach (`sla_breach` for a missed response, `unresolved`
     for a missed resolution)."""
-    why = f"SLA {kind} deadline missed"
-    stmt = select(Escalation).where(
-        Escalation.incident_id == incident.id,
-        Escalation.state.in_([s.value for s in LIVE_ESCALATION_STATES]),
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(key_share=True)
-    live = session.scalars(stmt).first()
-    if live is not None:
-        raise_escalation(session, live, incident, now, actor="sla", why=why)
-        return 0
     sla = resolve_config(session, incident.site, incident.category, cache)
     policy = session.get(Policy, sla.breach_policy_id) if sla.breach_policy_id is not None else None
-    if policy is None or not policy.enabled:
-        policy = session.get(Policy, incident.policy_id) if incident.policy_id is not None else None
-        wanted = Trigger.SLA_BREACH if kind == "response" else Trigger.UNRESOLVED
-        if policy is None or not policy.enabled or wanted.value not in (policy.triggers or []):
-            return 0
-        trigger = wanted
-    else:
+    trigger = Trigger.SLA_BREACH if kind == "response" else Trigger.UNRESOLVED
+    if policy is not None and policy.enabled:
         trigger = Trigger.SLA_BREACH
-    start_escalation(session, now, incident, policy, trigger.value, actor="sla")
-    return 1
+    done = escalate_for(
+        session, now, incident, trigger, why=f"SLA {kind} deadline missed", actor="sla", policy=policy
+    )
+    return 1 if done == "started" else 0
+
+
+def notice_context(incident: Incident, kind: str, due: datetime | None, now: datetime) -> dict[str, Any]:
+    """The variables of the sla_warning and sla_breach message templates (engine.templates.KIND_VARIABLES)."""
+    start = incident.created_at
+    percent = 100
+    if due is not None and due > start:
+        percent = max(0, min(100, round((now - start) / (due - start) * 100)))
+    return {
+        "incident_id": incident.id,
+        "incident_key": incident.key,
+        "summary": incident.summary,
+        "details": incident.details,
+        "severity": incident.severity,
+        "category": incident.category,
+        "site": incident.site,
+        "critical": incident.severity == "critical",
+        "team": incident.team.name if incident.team else "",
+        "reply_code": None,
+        "ack_url": None,
+        "console_url": None,
+        "deadline_kind": kind,
+        "due_at": due,
+        "percent": percent,
+        "overdue_by": _human(now - due) if due is not None and now > due else "",
+    }
 
 
 def _human(delta: timedelta) -> str:

@@ -119,6 +119,7 @@ class ServiceApp:
         r.add("GET", "/api/incidents/{ref}", self.show_incident)
         r.add("POST", "/api/incidents/{ref}/acknowledge", self.acknowledge)
         r.add("POST", "/api/incidents/{ref}/resolve", self.resolve)
+        r.add("POST", "/api/incidents/{ref}/start-work", self.start_work)
         r.add("POST", "/api/incidents/{ref}/escalate", self.escalate)
         r.add("POST", "/api/incidents/{ref}/cancel", self.cancel)
         r.add("POST", "/twilio/status", self.twilio_status)
@@ -440,6 +441,14 @@ class ServiceApp:
         identity = self._authorise(request, Role.OPERATOR)
         self._optional_json(request)
         done = integration.api().acknowledge(
+            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api"
+        )
+        return Response.json(done)
+
+    def start_work(self, request: Request) -> Response:
+        identity = self._authorise(request, Role.OPERATOR)
+        self._optional_json(request)
+        done = integration.api().start_work(
             self.ctx, self._ref(request), by=f"api:{identity.label}", via="api"
         )
         return Response.json(done)
