@@ -535,6 +535,7 @@ def escalate_for(
     if live is not None:
         if only_if_listed and not has_trigger(live.policy_snapshot, trigger):
             return ""
+        _mark_escalated(session, incident, now, actor, why)
         raise_escalation(session, live, incident, now, actor=actor, why=why)
         return "raised"
     if policy is None or not policy.enabled:
@@ -542,6 +543,7 @@ def escalate_for(
         if own is None or not own.enabled or trigger.value not in [str(t) for t in own.triggers or []]:
             return ""
         policy = own
+    _mark_escalated(session, incident, now, actor, why)
     esc = start_escalation(session, now, incident, policy, trigger.value, actor=actor)
     timeline.emit(
         session,
@@ -554,6 +556,24 @@ def escalate_for(
         data={"trigger": trigger.value},
     )
     return "started"
+
+
+def _mark_escalated(session: Session, incident: Incident, now: datetime, actor: str, why: str) -> None:
+    """Paging resumes for the incident: its status says so (an acknowledged one is escalated again)."""
+    if incident.status == IncidentStatus.ESCALATED:
+        return
+    old = incident.status
+    incident.status = IncidentStatus.ESCALATED.value
+    incident.updated_at = now
+    timeline.emit(
+        session,
+        "status_changed",
+        now,
+        incident_id=incident.id,
+        actor=actor,
+        message=f"{old} → escalated: {why}",
+        data={"from": old, "to": IncidentStatus.ESCALATED.value},
+    )
 
 
 def _time_out(session: Session, esc: AnyEscalation, now: datetime, why: str) -> None:

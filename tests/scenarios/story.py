@@ -47,9 +47,9 @@ SMS_FROM = "+27870000001"
 WHATSAPP_FROM = "+27870000002"
 VOICE_FROM = "+27870000003"
 PUBLIC_URL = "http://watchkeeper.test"
-# The longest the clock moves in one step: time-driven passes (poll, SLA, overdue) see time go by even when
-# nothing else is due.
-MAX_STEP = timedelta(seconds=60)
+# The longest the clock moves in one step: the poll pass (replies people send, delivery reports) sees time go
+# by even when nothing in the database falls due.
+MAX_STEP = timedelta(minutes=5)
 
 
 class StoryError(AssertionError):
@@ -303,12 +303,16 @@ class Story:
                         Incident.status.in_(api.OPEN_STATUSES), column > now
                     )
                 )
-            parts.append(
-                select(func.min(WorkflowItem.started_at).label("t")).where(
-                    WorkflowItem.status == "open", WorkflowItem.started_at > now
-                )
-            )
             found = [r[0] for r in s.execute(union_all(*parts)) if r[0] is not None]
+            for item in s.scalars(select(WorkflowItem).where(WorkflowItem.status == "open")):
+                # Reminded at 1x its limit, escalated at 2x, expired at its end.
+                for at in (
+                    item.started_at + timedelta(seconds=item.time_limit_seconds),
+                    item.started_at + timedelta(seconds=2 * item.time_limit_seconds),
+                    item.ends_at,
+                ):
+                    if at is not None and at > now:
+                        found.append(at)
         times = [t if isinstance(t, datetime) else datetime.fromisoformat(str(t)) for t in found]
         times = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
         return min(times) if times else None
