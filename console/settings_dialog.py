@@ -347,7 +347,7 @@ class SettingsDialog(QDialog):
             return test_send(ctx, channel, to, TEST_TEXT)
 
         def done(answer: dict[str, Any]) -> None:
-            mode = " (simulated: no credentials)" if answer.get("simulated") else ""
+            mode = " (simulated: the simulated_channels setting)" if answer.get("simulated") else ""
             if answer.get("ok"):
                 result.setText(
                     f"✓ sent{mode}: {answer.get('status') or ''} {answer.get('provider_id') or ''}".strip()

@@ -41,8 +41,16 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import hours, switches
-from engine.channels import OutgoingMessage, Sender, SendError, SendResult, close_senders, senders_for
-from engine.channels.base import StatusResult
+from engine.channels import (
+    ChannelSet,
+    OutgoingMessage,
+    Sender,
+    SendError,
+    SendResult,
+    close_senders,
+    senders_for,
+)
+from engine.channels.base import CannotTell, StatusResult
 from engine.channels.unavailable import NO_PROVIDER
 from engine.claims import lock_incidents
 from engine.context import AppContext
@@ -815,58 +823,151 @@ def _end_departed(ctx: AppContext, page_ids: list[int], now: datetime) -> None:
                 paging.end_departed_page(session, page, now)
 
 
-def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, now: datetime) -> int:
-    """Messages left `sending` past their deadline: re-queue (an attempt used) or fail when none are left."""
+# Channels whose receiver drops a message it already has (a webhook carries the message's id): sent again.
+RESENDABLE = ("webhook", "console")
+# How far a provider's clock may be behind ours when matching a message it created to one we sent.
+CLAIM_SKEW = timedelta(seconds=5)
+_STUCK_COLUMNS = [
+    _OUTBOX_T.c[name]
+    for name in (
+        "id",
+        "channel",
+        "address",
+        "body",
+        "subject",
+        "kind",
+        "idempotency_key",
+        "incident_id",
+        "page_id",
+        "claimed_by",
+        "sending_deadline",
+    )
+]
+
+
+def _verdict(ctx: AppContext, senders: ChannelSet, row: Any) -> tuple[str, SendResult | None] | None:
+    """What became of a message left `sending` by an engine that stopped: ("sent", result) when the provider
+    has it, ("not_taken", None) when the provider provably does not, ("resend", None) for a receiver that
+    drops duplicates, ("unknown", None) when nobody can tell; None when the provider cannot be asked now."""
+    sender = senders.senders.get(row.channel)
+    ask = getattr(sender, "find_sent", None)
+    if ask is None:
+        return ("resend", None) if row.channel in RESENDABLE else ("unknown", None)
+    claimed_at = row.sending_deadline - timedelta(seconds=ctx.settings.send_deadline_seconds)
+    message = OutgoingMessage(
+        id=row.id,
+        channel=row.channel,
+        address=row.address,
+        body=row.body,
+        subject=row.subject,
+        kind=row.kind,
+        idempotency_key=row.idempotency_key,
+    )
+    try:
+        found = ask(message, claimed_at - CLAIM_SKEW)
+    except CannotTell:
+        return ("unknown", None)
+    except Exception:  # the provider cannot be asked now: the row waits for the next pass
+        log.warning("could not ask %s whether it has message %s; asking again later", row.channel, row.id)
+        return None
+    return ("sent", found) if found is not None else ("not_taken", None)
+
+
+def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, senders: ChannelSet, now: datetime) -> int:
+    """Messages left `sending` past their deadline by an engine that stopped (or never heard back).
+
+    A message handed to a provider is handed again only when the provider provably did not take it: Twilio
+    is asked for it first (recipient, sender, exact body, since the claim) — found, it is recorded as sent;
+    not found, it is sent again (an attempt used). A webhook is sent again (its receiver drops a duplicate id).
+    Where nobody can tell (a call, an e-mail), the message is not sent again: it is recorded as of unknown
+    outcome and the person's chain moves on to their next channel, so nobody is lost and nobody paged twice."""
     settings = ctx.settings
-    recovered = 0
     # Nearly always there is nothing to recover: a plain read says so without taking SQLite's write lock.
     with ctx.db.connect() as conn:
-        overdue = conn.execute(
-            select(_OUTBOX_T.c.id)
+        rows = conn.execute(
+            select(*_STUCK_COLUMNS)
             .where(
                 _OUTBOX_T.c.status == MessageStatus.SENDING.value,
                 _OUTBOX_T.c.sending_deadline < now,
             )
-            .limit(1)
-        ).first()
-    if overdue is None:
+            .order_by(_OUTBOX_T.c.id)
+            .limit(200)
+        ).all()
+    if not rows:
         return 0
+    with dispatcher.lock:
+        mine = set(dispatcher.inflight_ids)
+    verdicts: dict[int, tuple[str, SendResult | None]] = {}
+    for row in rows:
+        if row.id in mine and row.claimed_by == ctx.node_id:
+            continue  # still on the line in this process: its own result will come
+        verdict = _verdict(ctx, senders, row)
+        if verdict is not None:
+            verdicts[row.id] = verdict
+    if not verdicts:
+        return 0
+    recovered = 0
     with write_session(ctx.sessions) as session:
-        rows = list(
-            session.execute(
-                select(OutboxMessage)
-                .where(
-                    OutboxMessage.status == MessageStatus.SENDING.value,
-                    OutboxMessage.sending_deadline < now,
-                )
-                .order_by(OutboxMessage.id)
-                .limit(500)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
-        with dispatcher.lock:
-            mine = set(dispatcher.inflight_ids)
-        for row in rows:
-            if row.id in mine and row.claimed_by == ctx.node_id:
-                continue  # still on the line in this process: its own result will come
-            row.error_code = "deadline"
-            row.error_text = f"deadline passed: no result from {row.claimed_by or 'an engine'} while sending"
-            row.sending_deadline = None
-            row.updated_at = now
-            if row.attempts < settings.send_max_attempts:
-                row.status = MessageStatus.PENDING.value
-                row.next_attempt_at = now
+        # A chain may move on: the incidents first (engine.claims.lock_incidents), then the messages.
+        lock_incidents(session, [r.incident_id for r in rows if r.id in verdicts and r.page_id is not None])
+        stuck = session.execute(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(list(verdicts)),
+                OutboxMessage.status == MessageStatus.SENDING.value,
+                OutboxMessage.sending_deadline < now,
+            )
+            .order_by(OutboxMessage.id)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+        for msg in stuck:
+            what, result = verdicts[msg.id]
+            who = msg.claimed_by or "an engine"
+            if what == "sent" and result is not None:
+                _apply_success(session, msg, result, result.status or MessageStatus.SENT.value, now)
                 record(
                     session,
-                    "message_deadline_passed",
+                    "message_found_sent",
                     now,
-                    incident_id=row.incident_id,
-                    escalation_id=row.escalation_id,
-                    message=f"{row.channel} to {row.address}: {row.error_text}; sending again",
-                    data={"message_id": row.id, "claimed_by": row.claimed_by, "attempt": row.attempts},
+                    incident_id=msg.incident_id,
+                    escalation_id=msg.escalation_id,
+                    message=f"{msg.channel} to {msg.address}: {who} stopped while sending; "
+                    f"{msg.channel} has it ({result.provider_id}), so it is not sent again",
+                    data={"message_id": msg.id, "claimed_by": msg.claimed_by},
+                )
+            elif what == "unknown":
+                msg.error_code = "outcome_unknown"
+                _fail(
+                    session,
+                    msg,
+                    f"{who} stopped while sending and {msg.channel} cannot be asked whether it arrived; "
+                    "not sent again, so nobody gets it twice",
+                    now,
                 )
             else:
-                _fail(session, row, row.error_text, now)
+                msg.error_code = "deadline"
+                msg.error_text = f"deadline passed: no result from {who} while sending"
+                msg.sending_deadline = None
+                msg.updated_at = now
+                if msg.attempts < settings.send_max_attempts:
+                    msg.status = MessageStatus.PENDING.value
+                    msg.next_attempt_at = now
+                    proof = (
+                        "the provider does not have it"
+                        if what == "not_taken"
+                        else "its receiver drops a copy"
+                    )
+                    record(
+                        session,
+                        "message_deadline_passed",
+                        now,
+                        incident_id=msg.incident_id,
+                        escalation_id=msg.escalation_id,
+                        message=f"{msg.channel} to {msg.address}: {msg.error_text}; {proof}: sending again",
+                        data={"message_id": msg.id, "claimed_by": msg.claimed_by, "attempt": msg.attempts},
+                    )
+                else:
+                    _fail(session, msg, msg.error_text, now)
             recovered += 1
     return recovered
 
@@ -891,7 +992,7 @@ def dispatch_pass(
     dispatcher = dispatcher_for(ctx)
     senders = senders_for(ctx)
     now = ctx.clock.now()
-    recovered = _recover_stuck(ctx, dispatcher, now)
+    recovered = _recover_stuck(ctx, dispatcher, senders, now)
     claim_total = ClaimStats()
     submitted = 0
     recorded = RecordStats()

@@ -98,6 +98,10 @@ class SendError(Exception):
         return f"SendError({self.text!r}, retryable={self.retryable}, code={self.code!r})"
 
 
+class CannotTell(Exception):
+    """A provider cannot say whether it has a message (a WhatsApp content template: its body is Twilio's)."""
+
+
 @runtime_checkable
 class Sender(Protocol):
     name: str

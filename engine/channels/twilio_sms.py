@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.channels.base import (
+    CannotTell,
     Capabilities,
     InboundItem,
     OutgoingMessage,
@@ -114,7 +115,9 @@ class TwilioMessagesSender:
         if "body" not in args:
             return None
         since = started - CLOCK_SKEW
-        for m in self.client.messages.list(to=args["to"], limit=20):  # newest first
+        # Newest first, page by page, until older than `since`: a person paged for many incidents at once has
+        # many messages from us in those seconds, and the one we look for may be far down the list.
+        for m in self.client.messages.stream(to=args["to"], page_size=200):
             created = m.date_created
             if created is not None and created < since:
                 break
@@ -125,6 +128,26 @@ class TwilioMessagesSender:
             ):
                 return m
         return None
+
+    def find_sent(self, message: OutgoingMessage, since: datetime) -> SendResult | None:
+        """The message as Twilio has it when it created this one since `since` (an engine stopped while
+        sending it), else None; CannotTell for a content template, whose body Twilio writes itself."""
+        args = self._create_args(message)
+        if "body" not in args:
+            raise CannotTell("a content template cannot be matched")
+        found = self._created_since(args, since + CLOCK_SKEW)
+        if found is None:
+            return None
+        encoding, segments, _chars = sms_info(message.body)
+        return SendResult(
+            provider_id=found.sid,
+            status=MESSAGE_STATUS_MAP.get(str(found.status), "sent"),
+            segments=int_or_none(found.num_segments) or segments,
+            encoding=encoding,
+            price=price_of(found.price),
+            currency=(found.price_unit or None),
+            detail=f"{found.sid} {found.status} (found after a stop)",
+        )
 
     def fetch_status(self, provider_id: str) -> StatusResult:
         try:

@@ -136,6 +136,7 @@ def test_main_window_counts_unacknowledged_warns_of_simulated_channels_and_remem
     qtbot: QtBot, ctx: AppContext, services: ConsoleServices
 ) -> None:
     now = ctx.clock.now()
+    ctx.settings.simulated_channels = ["sms"]  # a rehearsal on SMS; nothing else set up
     add_incident(ctx.sessions, now, summary="One", severity="critical")
     add_incident(ctx.sessions, now, summary="Two", status="acknowledged", acknowledged_at=now)
     window = MainWindow(services, sound=False)
@@ -144,7 +145,11 @@ def test_main_window_counts_unacknowledged_warns_of_simulated_channels_and_remem
     qtbot.waitUntil(lambda: window.board.feed.is_loaded, timeout=3000)
     assert window.counter.text() == "1 unacknowledged"
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=3000)
-    assert "Simulated channels" in window.banner.text()
+    assert "Simulated channels: sms" in window.banner.text()
+    assert (
+        "Not set up, skipped in every chain: email (no SMTP host); voice (no Twilio account); "
+        "whatsapp (no Twilio account)" in window.banner.text()
+    )
     assert "No engine is running" in window.banner.text()  # no runner in this test
     window.tabs.setCurrentIndex(3)  # History: mounted on first use (or a placeholder)
     assert window.tabs.tabText(3) == "History"

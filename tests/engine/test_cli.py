@@ -134,7 +134,7 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
     [
         ["frobnicate"],
         ["cancel", "5"],  # --reason is required
-        ["trigger", "--summary", "x"],  # --policy is required
+        ["trigger", "--policy", "water"],  # --summary is required
         ["list", "--limit", "0"],
         ["stats", "--since", "last tuesday"],
         ["escalate", "5", "--level", "two"],

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from tests.fakes.burst_server import BurstServer
 
@@ -283,28 +283,33 @@ class FakeTwilio:
 
     def _list(self, h: BaseHTTPRequestHandler, kind: str, path: str, query: dict[str, str]) -> None:
         store = self.messages if kind == "Messages" else self.calls
+        to, from_ = query.get("To"), query.get("From")
         with self.lock:
-            items = [dict(m) for m in store.values()]
-        if "To" in query:
-            items = [m for m in items if m["to"] == query["To"]]
-        if "From" in query:
-            items = [m for m in items if m["from"] == query["From"]]
-        size = int(query.get("PageSize", 50))
-        items = list(reversed(items))[:size]  # newest first, like Twilio
+            items = [
+                m
+                for m in reversed(store.values())  # newest first, like Twilio
+                if (to is None or m["to"] == to) and (from_ is None or m["from"] == from_)
+            ]
+            size = int(query.get("PageSize", 50))
+            page = int(query.get("Page", 0))
+            chunk = [dict(m) for m in items[page * size : (page + 1) * size]]
         key = "messages" if kind == "Messages" else "calls"
+        filters = urlencode({k: v for k, v in query.items() if k in ("To", "From")})
+        base = f"{path}?{filters + '&' if filters else ''}PageSize={size}"
+        more = (page + 1) * size < len(items)
         return self._json(
             h,
             200,
             {
-                key: items,
-                "first_page_uri": path,
-                "next_page_uri": None,
-                "previous_page_uri": None,
-                "page": 0,
+                key: chunk,
+                "first_page_uri": f"{base}&Page=0",
+                "next_page_uri": f"{base}&Page={page + 1}&PageToken=PA{page + 1}" if more else None,
+                "previous_page_uri": f"{base}&Page={page - 1}" if page else None,
+                "page": page,
                 "page_size": size,
-                "start": 0,
-                "end": max(0, len(items) - 1),
-                "uri": path,
+                "start": page * size,
+                "end": page * size + max(0, len(chunk) - 1),
+                "uri": f"{base}&Page={page}",
             },
         )
 

@@ -333,3 +333,71 @@ def test_an_earlier_identical_message_is_not_taken_for_the_lost_one(
     row = message(channels_ctx, repeat)
     assert row.status == "sent" and row.provider_id not in (None, earlier_sid)
     assert _bodies(fake_twilio) == [body, body], "the repeat was sent, not mistaken for the earlier page"
+
+
+def test_a_lost_answer_is_found_far_down_a_busy_persons_list(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio
+) -> None:
+    """A person paged for many incidents at once has pages of messages from us at Twilio: the lost one is
+    looked for through all of them, not only the newest page of the list."""
+    for n in range(120):
+        add_message(channels_ctx, "sms", "+27821110000", f"Incident {n}: tree down. Reply 1.")
+    dispatch.dispatch_pass(channels_ctx)
+    fake_twilio.lose_next_answer("after")
+    lost = add_message(channels_ctx, "sms", "+27821110000", "Incident 200: tree down. Reply 1.")
+    for n in range(121, 180):  # the next sends go out beside it and land above it in the list
+        add_message(channels_ctx, "sms", "+27821110000", f"Incident {n}: tree down. Reply 1.")
+    dispatch.dispatch_pass(channels_ctx)
+    assert message(channels_ctx, lost).status == "sent"
+    assert _bodies(fake_twilio).count("Incident 200: tree down. Reply 1.") == 1
+
+
+def test_a_message_an_engine_was_sending_when_it_stopped_is_recovered_not_sent_again(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio, clock: FakeClock
+) -> None:
+    """An engine stopped while Twilio was creating the message: the message stays `sending`. Past its
+    deadline another engine asks Twilio, finds it (even under 60 newer messages), and records it as sent."""
+    msg_id = add_message(channels_ctx, "sms", "+27821110000", "Incident 300: gas leak. Reply 1.")
+    with write_session(channels_ctx.sessions) as s:  # what the stopped engine left behind
+        from engine.models import OutboxMessage
+
+        row = s.get(OutboxMessage, msg_id)
+        assert row is not None
+        row.status, row.claimed_by, row.attempts = "sending", "a-stopped-engine", 1
+        row.sending_deadline = clock.now() + timedelta(seconds=channels_ctx.settings.send_deadline_seconds)
+    from engine.channels import senders_for
+
+    senders_for(channels_ctx).get("sms").send(  # it did reach Twilio before the engine stopped
+        dispatch.OutgoingMessage(
+            id=msg_id, channel="sms", address="+27821110000", body="Incident 300: gas leak. Reply 1."
+        )
+    )
+    for n in range(60):
+        add_message(channels_ctx, "sms", "+27821110000", f"Incident {n}: noise. Reply 1.")
+    dispatch.dispatch_pass(channels_ctx)
+    clock.advance(channels_ctx.settings.send_deadline_seconds + 1)
+    dispatch.dispatch_pass(channels_ctx)
+    row = message(channels_ctx, msg_id)
+    assert row.status == "sent" and row.provider_id in fake_twilio.messages
+    assert _bodies(fake_twilio).count("Incident 300: gas leak. Reply 1.") == 1
+    assert events(channels_ctx, "message_found_sent")
+
+
+def test_a_message_twilio_never_got_from_a_stopped_engine_is_sent_again(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio, clock: FakeClock
+) -> None:
+    msg_id = add_message(channels_ctx, "sms", "+27821110000", "Incident 301: gate open. Reply 1.")
+    with write_session(channels_ctx.sessions) as s:
+        from engine.models import OutboxMessage
+
+        row = s.get(OutboxMessage, msg_id)
+        assert row is not None
+        row.status, row.claimed_by, row.attempts = "sending", "a-stopped-engine", 1
+        row.sending_deadline = clock.now() + timedelta(seconds=5)
+    clock.advance(6)
+    dispatch.dispatch_pass(channels_ctx)  # Twilio says it has no such message: it is sent, once
+    assert message(channels_ctx, msg_id).status == "sent"
+    assert _bodies(fake_twilio) == ["Incident 301: gate open. Reply 1."]
+    assert any(
+        "the provider does not have it" in e.message for e in events(channels_ctx, "message_deadline_passed")
+    )

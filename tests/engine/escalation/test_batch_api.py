@@ -268,7 +268,17 @@ def _paged_incidents(ctx, sessions, run, n: int) -> list[api.TriggerResult]:
     run()
     run(30)
     run(30)
+    _first_rounds_went_out(sessions)
     return results
+
+
+def _first_rounds_went_out(sessions) -> None:
+    """The dispatcher sent each level's first round; Thandi's repeat is still waiting in the outbox. Only
+    people a page reached are told of an acknowledgement."""
+    with sessions.begin() as s:
+        for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "page")):
+            if m.idempotency_key.split(":")[3] == "0":
+                m.status, m.sent_at = "sent", m.created_at
 
 
 def test_acknowledge_many_stops_escalating_cancels_pages_and_notifies_each_person_once(
@@ -295,10 +305,12 @@ def test_acknowledge_many_stops_escalating_cancels_pages_and_notifies_each_perso
             assert pages and all(p.status == "cancelled" and p.next_check_at is None for p in pages)
             unsent = s.scalars(
                 select(OutboxMessage).where(
-                    OutboxMessage.escalation_id == r.escalation_id, OutboxMessage.kind == "page"
+                    OutboxMessage.escalation_id == r.escalation_id,
+                    OutboxMessage.kind == "page",
+                    OutboxMessage.status != "sent",
                 )
             ).all()
-            assert unsent and all(m.status == "cancelled" for m in unsent)
+            assert unsent and all(m.status == "cancelled" for m in unsent)  # the repeat never goes out
         other_pages = s.scalars(select(Page).where(Page.escalation_id == other.escalation_id)).all()
         assert all(p.status == "active" for p in other_pages)
     notices = outbox(sessions, kind="notice")

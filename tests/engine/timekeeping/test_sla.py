@@ -230,8 +230,11 @@ def test_response_breach_escalates_to_the_team_manager_and_tells_the_reporter(
         assert [e.kind for e in events] == ["sla_warning", "assigned", "sla_breached", "status_changed"]
         notices = s.scalars(select(Notification).where(Notification.person_id == crew.manager_id))
         assert sorted(n.kind for n in notices) == ["sla_response_breach", "sla_response_warning"]
-        message = s.scalars(select(OutboxMessage)).one()
-        assert message.kind == "reporter_update"
+        to_manager = s.scalars(
+            select(OutboxMessage.kind).where(OutboxMessage.person_id == crew.manager_id)
+        ).all()
+        assert sorted(to_manager) == ["sla_breach", "sla_warning"]  # in-app and as messages
+        message = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "reporter_update")).one()
         assert (message.channel, message.address) == ("whatsapp", "+27831234567")
         assert message.idempotency_key == f"reporter:{incident_id}:escalated:0"
         assert "idluliselwe" in message.body  # isiZulu: escalated to the senior team
@@ -281,7 +284,8 @@ def test_response_then_resolution_breach_assigns_manager_once(
         )
         assert sorted(e.data["kind"] for e in breaches) == ["resolution", "response"]
         # The reporter heard about the one status change only.
-        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+        reporter = select(func.count()).where(OutboxMessage.kind == "reporter_update")
+        assert s.scalar(reporter) == 1
 
 
 def test_escalations_switch_off_defers_breaches_without_losing_them(
@@ -358,7 +362,8 @@ def test_two_engines_running_at_once_escalate_each_breach_exactly_once(
     with Session(db) as s:
         assert s.scalar(select(func.count()).select_from(Assignment)) == 60
         assert s.scalar(select(func.count()).select_from(Event).where(Event.kind == "sla_breached")) == 60
-        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 60
+        assert s.scalar(select(func.count()).where(OutboxMessage.kind == "reporter_update")) == 60
+        assert s.scalar(select(func.count()).where(OutboxMessage.kind == "sla_breach")) == 60
         assert (
             s.scalar(
                 select(func.count())
