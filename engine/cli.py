@@ -3,7 +3,8 @@
     watchkeeper [--db URL] [--config FILE] [--version] [COMMAND]      (no command: the console)
 
 Exit codes: 0 success; 1 an operational error (one line on stderr, `error: ...`, no traceback): a database
-that does not answer, an unknown incident, a refused transition, a missing secret; 2 bad usage (argparse).
+that does not answer, an unknown incident, a refused transition, a missing secret, an engine pass that failed
+during `check` (one line per failed pass); 2 bad usage (argparse).
 
 This module never imports the console or Qt: `main()` is handed a `start_console(settings) -> int` callback
 by main.py. Verbs import the part of the engine they drive inside their handler, so `--help` is fast and a
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default: settings http_host)")
     p.add_argument("--port", type=_port, help="port to listen on (default: settings http_port)")
 
-    add("check", "run every engine pass once and print what each did")
+    add("check", "run every engine pass once and print what each did; exit 1 naming any pass that failed")
     add("demo", "load the demo data (people, teams, policies, incidents) into the database")
 
     p = add("db", "database schema: upgrade or show the current revision")
@@ -575,8 +576,15 @@ class Runner:
 
     def cmd_check(self) -> int:
         def run(fn: Any, ctx: Any) -> int:
-            _counts(fn(ctx), self.out)
-            return 0
+            from engine.runner import failed_passes
+
+            result = fn(ctx)
+            _counts(result, self.out)
+            failed = failed_passes(result)
+            # Every pass ran; a cron job or a monitor still has to see that one of them could not.
+            for name, reason in failed.items():
+                self.err.write(f"error: the {name} pass failed: {reason}\n")
+            return 1 if failed else 0
 
         return self.with_context("check", "engine.runner", "run_once", run)
 
