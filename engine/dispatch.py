@@ -55,6 +55,7 @@ from engine.models import (
     Person,
     Template,
 )
+from engine.prices import schedule_price_lookup
 from engine.ratelimit import RateLimiter
 from engine.timeline import record
 
@@ -893,6 +894,8 @@ def apply_status(session: Session, row: OutboxMessage, status: StatusResult, now
         and row.delivered_at is None
     ):
         row.delivered_at = now
+    # Twilio prices a message after its final status, and neither callbacks nor polls carry it then.
+    schedule_price_lookup(row, now)
     if status.status in FAILED_STATUSES:
         row.error_code = (status.error_code or "")[:40] or None
         row.error_text = status.error_text or f"provider reported {status.status}"

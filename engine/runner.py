@@ -11,7 +11,7 @@ batch at once instead of waiting for the tick, and a due time before the next ti
 that moment, so due→outbox lag is bounded by the engine's throughput, not by the interval. The EngineNode row is this engine's heartbeat, with the time and
 duration of each pass's last run, for the health page and the console's status bar.
 
-Passes owned by other parts are imported lazily (engine.dispatch, engine.sla, engine.overdue); a build without
+Passes owned by other parts are imported lazily (engine.dispatch, engine.prices, engine.sla, engine.overdue); a build without
 one simply does not run it. `run_once(ctx)` runs every pass once, in order: the `check` command, a cron job's
 alternative to a resident service; a pass that fails there is reported as failed (and `check` exits 1).
 """
@@ -127,6 +127,7 @@ def available_passes() -> dict[str, Callable[[AppContext], Any] | None]:
         "dispatch": _lazy("engine.dispatch", "dispatch_pass"),
         "confirm": _pass_confirm,
         "poll": _lazy("engine.dispatch", "poll_pass"),
+        "price": _lazy("engine.prices", "price_pass"),
         "sla": _lazy("engine.sla", "sla_pass"),
         "overdue": _lazy("engine.overdue", "overdue_pass"),
         "housekeeping": housekeeping_pass,
