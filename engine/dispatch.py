@@ -432,6 +432,7 @@ def _claim(
                         content_variables={"1": row.body},
                         whatsapp_session_open=session_open,
                         ack_url=ack_url,
+                        language=person.language if person is not None and person.language else "en",
                     ),
                     attempts,
                 )

@@ -124,7 +124,12 @@ def build_senders(
         senders["whatsapp"] = SimulatedSender("whatsapp", why if not token else "no WhatsApp sender number")
     if have_twilio and settings.twilio_voice_from:
         senders["voice"] = TwilioVoiceSender(
-            from_number=settings.twilio_voice_from, public_base_url=public, **common
+            from_number=settings.twilio_voice_from,
+            public_base_url=public,
+            # Without a public URL a call asks for the reply code by text, if a text can reach us at all.
+            reply_by_text=not (senders["sms"].simulated and senders["whatsapp"].simulated),
+            sms_number="" if senders["sms"].simulated else settings.twilio_sms_from,
+            **common,
         )
     else:
         senders["voice"] = SimulatedSender("voice", why if not token else "no voice caller number")

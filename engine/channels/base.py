@@ -45,6 +45,7 @@ class OutgoingMessage:
     content_variables: dict[str, str] = field(default_factory=dict)
     whatsapp_session_open: bool = True
     ack_url: str | None = None
+    language: str = "en"  # the person's language (a call is spoken in it where Twilio has a voice for it)
 
 
 @dataclass(frozen=True)
