@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "store secrets in the OS keyring (a service reads WATCHKEEPER_SECRET_<NAME> instead)",
     )
     p.epilog = (
-        "Names: twilio_auth_token, smtp_password, webhook_signing_key, api_signing_key, "
-        "webhook_signing_key:<target>. Environment: WATCHKEEPER_SECRET_<NAME> (upper case, ':' as '__') "
-        "wins over the keyring. Values are never printed."
+        "Names: twilio_auth_token, smtp_password, webhook_signing_key, and webhook_signing_key:<target> for "
+        "the webhooks to the policy target of that name (lower case, spaces as '-'). Environment: "
+        "WATCHKEEPER_SECRET_<NAME> (upper case, ':' as '__') wins over the keyring. Values are never printed."
     )
     s_sub = p.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
     sp = s_sub.add_parser(
@@ -519,7 +519,7 @@ class Runner:
             engine.dispose()
 
     def cmd_secrets(self) -> int:
-        from engine.secrets import SecretStore, env_var_name, normalise_name
+        from engine.secrets import SecretStore, env_var_name, normalise_name, unused_environment_secrets
 
         store = SecretStore()
         action = self.args.secrets_command
@@ -528,17 +528,21 @@ class Runner:
             problem = store.keyring_problem()
             if problem:
                 self.err.write(f"note: {problem}\n")
+            unused = unused_environment_secrets()
+            for var in unused:
+                self.err.write(f"note: {var} is not a secret Watchkeeper reads; it is ignored\n")
             if not names:
                 self.out.write("no secrets are set\n")
                 return 0
-            rows = [{"name": n, "source": store.source(n) or ""} for n in names]
+            rows = [{"name": n, "source": self._secret_source(store, n)} for n in names]
             self.out.write(format_table(rows, (("name", "NAME"), ("source", "FROM"))) + "\n")
             return 0
-        name = normalise_name(self.args.name)
         if action == "delete":
+            name = normalise_name(self.args.name, retired_ok=True)
             store.delete(name)
             self.out.write(f"deleted {name} from the keyring\n")
             return 0
+        name = normalise_name(self.args.name)
         # set: check the keyring first, so nobody types a token twice for nothing.
         problem = store.keyring_problem()
         if problem:
@@ -551,6 +555,17 @@ class Runner:
         if os.environ.get(env_var_name(name)):
             self.err.write(f"note: {env_var_name(name)} is set in this environment and takes precedence\n")
         return 0
+
+    @staticmethod
+    def _secret_source(store: Any, name: str) -> str:
+        from engine.errors import ValidationError
+        from engine.secrets import RETIRED_SECRETS
+
+        try:
+            found = str(store.source(name) or "")
+        except ValidationError:  # a name in the environment that is no secret of ours
+            return "environment (not used)"
+        return f"{found} (not used)" if name in RETIRED_SECRETS else found
 
     def _read_secret(self, name: str) -> str:
         from engine.errors import ValidationError
@@ -570,6 +585,16 @@ class Runner:
         return value
 
     def cmd_serve(self) -> int:
+        from engine.errors import ConfigurationError
+        from engine.secrets import unused_environment_secrets
+
+        # A mistyped or retired secret variable would leave the service running without it, unnoticed.
+        unused = unused_environment_secrets()
+        if unused:
+            raise ConfigurationError(
+                f"{', '.join(unused)}: not a secret Watchkeeper reads (see `watchkeeper secrets --help`); "
+                "correct or remove it in the service's environment"
+            )
         host = self.args.host or self.settings.http_host
         port = self.settings.http_port if self.args.port is None else self.args.port
         return self.with_context("serve", "engine.service", "serve", lambda fn, ctx: int(fn(ctx, host, port)))

@@ -57,6 +57,7 @@ from engine.models import (
 )
 from engine.prices import schedule_price_lookup
 from engine.ratelimit import RateLimiter
+from engine.targets import webhook_target_names
 from engine.timeline import record
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,7 @@ _CLAIM_COLUMNS = [
         "template_id",
         "critical",
         "attempts",
+        "level",
     )
 ]
 
@@ -374,6 +376,9 @@ def _claim(
         )
         last_whatsapp = _whatsapp_last_inbound(session, rows)
         content_sids = _content_sids(session, rows)
+        webhook_targets = webhook_target_names(
+            session, [(r.id, r.escalation_id, r.level, r.address) for r in rows if r.channel == "webhook"]
+        )
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
         sending_ids: list[int] = []
         holds: list[dict[str, Any]] = []
@@ -433,6 +438,7 @@ def _claim(
                         whatsapp_session_open=session_open,
                         ack_url=ack_url,
                         language=person.language if person is not None and person.language else "en",
+                        target=webhook_targets.get(row.id),
                     ),
                     attempts,
                 )

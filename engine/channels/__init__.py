@@ -148,7 +148,7 @@ def build_senders(
         senders["email"] = SimulatedSender("email", "no SMTP host")
     signing_key, _ = _secret(secrets, "webhook_signing_key")
     senders["webhook"] = WebhookSender(
-        signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock
+        signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock, secret=secrets.get
     )
     return senders
 

@@ -335,6 +335,29 @@ def test_an_unknown_secret_name_is_exit_1(capsys: pytest.CaptureFixture[str]) ->
     assert err.startswith("error: secret: unknown secret 'password'")
 
 
+def test_api_signing_key_is_refused_by_name_and_a_service_will_not_start_with_it(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing reads api_signing_key: storing it, or handing it to a service, would do nothing."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("api-key-0123456789\n"))
+    code, out, err = run(["secrets", "set", "api_signing_key"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: secret: the secret 'api_signing_key' is not used: Watchkeeper signs nothing"
+    )
+    assert memory_keyring.store == {}
+
+    monkeypatch.setenv("WATCHKEEPER_SECRET_API_SIGNING_KEY", "api-key-0123456789")
+    code, out, err = run(["secrets", "list"], capsys)
+    assert code == 0
+    assert "api_signing_key  environment (not used)" in out
+    assert "note: WATCHKEEPER_SECRET_API_SIGNING_KEY is not a secret Watchkeeper reads" in err
+    code, out, err = run(["serve", "--port", "0"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: WATCHKEEPER_SECRET_API_SIGNING_KEY: not a secret Watchkeeper reads")
+    assert "api-key-0123456789" not in out + err
+
+
 # -- incident verbs against the engine API ------------------------------------------------------------------
 
 
