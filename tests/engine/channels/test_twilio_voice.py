@@ -51,6 +51,13 @@ def _voices(twiml: ET.Element) -> set[tuple[str | None, str | None]]:
     return {(say.get("voice"), say.get("language")) for say in twiml.iter("Say")}
 
 
+def _assert_spoken(twiml: ET.Element, *, opening: str, how: str, voice: dict[str, str]) -> None:
+    said = _said(twiml)
+    assert said[0].startswith(opening)
+    assert how in said
+    assert _voices(twiml) == {(voice["voice"], voice["language"])}
+
+
 def _spelt(text: str) -> str:
     return " ".join(text)
 
@@ -94,11 +101,13 @@ def test_an_afrikaans_speaker_hears_afrikaans_either_way(
     channels_ctx: AppContext, fake_twilio: FakeTwilio
 ) -> None:
     twiml, code, _incident = _call(channels_ctx, fake_twilio, "af")
-    said = _said(twiml)
-    assert said[0].startswith("Hier is Watchkeeper met 'n voorval")
-    assert f"Om te erken, stuur 'n SMS met {_spelt(code)} ack na {_spelt(SMS_FROM)}." in said
-    assert said[-1] == "Totsiens."
-    assert _voices(twiml) == {(AFRIKAANS["voice"], AFRIKAANS["language"])}
+    _assert_spoken(
+        twiml,
+        opening="Hier is Watchkeeper met 'n voorval",
+        how=f"Om te erken, stuur 'n SMS met {_spelt(code)} ack na {_spelt(SMS_FROM)}.",
+        voice=AFRIKAANS,
+    )
+    assert _said(twiml)[-1] == "Totsiens."
 
     channels_ctx.settings.public_base_url = PUBLIC
     configure(channels_ctx, twilio=fake_twilio)
@@ -113,11 +122,13 @@ def test_an_isizulu_speaker_is_called_in_english_as_twilio_has_no_isizulu_voice(
     channels_ctx: AppContext, fake_twilio: FakeTwilio
 ) -> None:
     twiml, code, _incident = _call(channels_ctx, fake_twilio, "zu")
-    said = _said(twiml)
     # The English voice template and prompts, in an English voice: not isiZulu words an English voice mangles.
-    assert said[0].startswith("This is Watchkeeper with a high incident")
-    assert f"To acknowledge, send a text message saying {_spelt(code)} ack to {_spelt(SMS_FROM)}." in said
-    assert _voices(twiml) == {(ENGLISH["voice"], ENGLISH["language"])}
+    _assert_spoken(
+        twiml,
+        opening="This is Watchkeeper with a high incident",
+        how=f"To acknowledge, send a text message saying {_spelt(code)} ack to {_spelt(SMS_FROM)}.",
+        voice=ENGLISH,
+    )
 
 
 def test_without_an_sms_number_the_call_says_to_reply_to_the_text_message(
