@@ -32,7 +32,12 @@ def _call(
     """Page a person whose first channel is voice; the TwiML Twilio received, the page's reply code, the
     incident id."""
     incident_id, page_id, message_id = start_page(
-        ctx, handle, preferred_channel="voice", fallback_channels=["sms"], language=language
+        ctx,
+        handle,
+        summary=f"Pump station 7 offline ({handle})",  # one open incident per key: one per person here
+        preferred_channel="voice",
+        fallback_channels=["sms"],
+        language=language,
     )
     assert dispatch.dispatch_pass(ctx)["sent"] == 1
     sid = message(ctx, message_id).provider_id or ""
