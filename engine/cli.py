@@ -3,7 +3,8 @@
     watchkeeper [--db URL] [--config FILE] [--version] [COMMAND]      (no command: the console)
 
 Exit codes: 0 success; 1 an operational error (one line on stderr, `error: ...`, no traceback): a database
-that does not answer, an unknown incident, a refused transition, a missing secret; 2 bad usage (argparse).
+that does not answer, an unknown incident, a refused transition, a missing secret, an engine pass that failed
+during `check` (one line per failed pass); 2 bad usage (argparse).
 
 This module never imports the console or Qt: `main()` is handed a `start_console(settings) -> int` callback
 by main.py. Verbs import the part of the engine they drive inside their handler, so `--help` is fast and a
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default: settings http_host)")
     p.add_argument("--port", type=_port, help="port to listen on (default: settings http_port)")
 
-    add("check", "run every engine pass once and print what each did")
+    add("check", "run every engine pass once and print what each did; exit 1 naming any pass that failed")
     add("demo", "load the demo data (people, teams, policies, incidents) into the database")
 
     p = add("db", "database schema: upgrade or show the current revision")
@@ -165,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "store secrets in the OS keyring (a service reads WATCHKEEPER_SECRET_<NAME> instead)",
     )
     p.epilog = (
-        "Names: twilio_auth_token, smtp_password, webhook_signing_key, api_signing_key, "
-        "webhook_signing_key:<target>. Environment: WATCHKEEPER_SECRET_<NAME> (upper case, ':' as '__') "
-        "wins over the keyring. Values are never printed."
+        "Names: twilio_auth_token, smtp_password, webhook_signing_key, and webhook_signing_key:<target> for "
+        "the webhooks to the policy target of that name (lower case, spaces as '-'). Environment: "
+        "WATCHKEEPER_SECRET_<NAME> (upper case, ':' as '__') wins over the keyring. Values are never printed."
     )
     s_sub = p.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
     sp = s_sub.add_parser(
@@ -527,7 +528,7 @@ class Runner:
             engine.dispose()
 
     def cmd_secrets(self) -> int:
-        from engine.secrets import SecretStore, env_var_name, normalise_name
+        from engine.secrets import SecretStore, env_var_name, normalise_name, unused_environment_secrets
 
         store = SecretStore()
         action = self.args.secrets_command
@@ -536,17 +537,21 @@ class Runner:
             problem = store.keyring_problem()
             if problem:
                 self.err.write(f"note: {problem}\n")
+            unused = unused_environment_secrets()
+            for var in unused:
+                self.err.write(f"note: {var} is not a secret Watchkeeper reads; it is ignored\n")
             if not names:
                 self.out.write("no secrets are set\n")
                 return 0
-            rows = [{"name": n, "source": store.source(n) or ""} for n in names]
+            rows = [{"name": n, "source": self._secret_source(store, n)} for n in names]
             self.out.write(format_table(rows, (("name", "NAME"), ("source", "FROM"))) + "\n")
             return 0
-        name = normalise_name(self.args.name)
         if action == "delete":
+            name = normalise_name(self.args.name, retired_ok=True)
             store.delete(name)
             self.out.write(f"deleted {name} from the keyring\n")
             return 0
+        name = normalise_name(self.args.name)
         # set: check the keyring first, so nobody types a token twice for nothing.
         problem = store.keyring_problem()
         if problem:
@@ -559,6 +564,17 @@ class Runner:
         if os.environ.get(env_var_name(name)):
             self.err.write(f"note: {env_var_name(name)} is set in this environment and takes precedence\n")
         return 0
+
+    @staticmethod
+    def _secret_source(store: Any, name: str) -> str:
+        from engine.errors import ValidationError
+        from engine.secrets import RETIRED_SECRETS
+
+        try:
+            found = str(store.source(name) or "")
+        except ValidationError:  # a name in the environment that is no secret of ours
+            return "environment (not used)"
+        return f"{found} (not used)" if name in RETIRED_SECRETS else found
 
     def _read_secret(self, name: str) -> str:
         from engine.errors import ValidationError
@@ -578,14 +594,31 @@ class Runner:
         return value
 
     def cmd_serve(self) -> int:
+        from engine.errors import ConfigurationError
+        from engine.secrets import unused_environment_secrets
+
+        # A mistyped or retired secret variable would leave the service running without it, unnoticed.
+        unused = unused_environment_secrets()
+        if unused:
+            raise ConfigurationError(
+                f"{', '.join(unused)}: not a secret Watchkeeper reads (see `watchkeeper secrets --help`); "
+                "correct or remove it in the service's environment"
+            )
         host = self.args.host or self.settings.http_host
         port = self.settings.http_port if self.args.port is None else self.args.port
         return self.with_context("serve", "engine.service", "serve", lambda fn, ctx: int(fn(ctx, host, port)))
 
     def cmd_check(self) -> int:
         def run(fn: Any, ctx: Any) -> int:
-            _counts(fn(ctx), self.out)
-            return 0
+            from engine.runner import failed_passes
+
+            result = fn(ctx)
+            _counts(result, self.out)
+            failed = failed_passes(result)
+            # Every pass ran; a cron job or a monitor still has to see that one of them could not.
+            for name, reason in failed.items():
+                self.err.write(f"error: the {name} pass failed: {reason}\n")
+            return 1 if failed else 0
 
         return self.with_context("check", "engine.runner", "run_once", run)
 

@@ -1212,7 +1212,12 @@ def _template_problems(kind: str, spec: dict[str, Any]) -> list[str]:
                 except jinja2.TemplateSyntaxError as exc:
                     problems.append(f"{key}: line {exc.lineno}: {exc.message}")
         return problems
-    return validate_template(kind, spec["body"], spec["subject"], spec["body_html"])
+    from engine.templates import voice_language_problem
+
+    unspoken = voice_language_problem(spec["channel"], spec["language"])
+    return validate_template(kind, spec["body"], spec["subject"], spec["body_html"]) + (
+        [f"language: {unspoken}"] if unspoken else []
+    )
 
 
 def _read_template(ck: _Collector, data: Any, path: str) -> _Item | None:
@@ -1259,7 +1264,7 @@ def _read_template(ck: _Collector, data: Any, path: str) -> _Item | None:
     if kind and spec["body"].strip():
         for problem in _template_problems(kind, spec):
             key, sep, message = problem.partition(": ")
-            if sep and key in ("subject", "body", "body_html"):
+            if sep and key in ("subject", "body", "body_html", "language"):
                 r.error(key, message)
             else:
                 r.error("kind" if "kind" in problem else "body", problem)

@@ -65,7 +65,9 @@ from engine.models import (
     Person,
     Template,
 )
+from engine.prices import schedule_price_lookup
 from engine.ratelimit import RateLimiter
+from engine.targets import webhook_target_names
 from engine.timeline import record
 
 log = logging.getLogger(__name__)
@@ -303,6 +305,7 @@ _CLAIM_COLUMNS = [
         "template_id",
         "critical",
         "attempts",
+        "level",
     )
 ]
 
@@ -392,6 +395,9 @@ def _claim(
         )
         last_whatsapp = _whatsapp_last_inbound(session, rows)
         content_sids = _content_sids(session, rows)
+        webhook_targets = webhook_target_names(
+            session, [(r.id, r.escalation_id, r.level, r.address) for r in rows if r.channel == "webhook"]
+        )
         free = {ch: dispatcher.free_slots(ch) for ch in {r.channel for r in rows}}
         sending_ids: list[int] = []
         withdrawn: list[int] = []
@@ -469,6 +475,8 @@ def _claim(
                         content_variables={"1": row.body},
                         whatsapp_session_open=session_open,
                         ack_url=ack_url,
+                        language=person.language if person is not None and person.language else "en",
+                        target=webhook_targets.get(row.id),
                     ),
                     attempts,
                 )
@@ -1074,6 +1082,8 @@ def apply_status(session: Session, row: OutboxMessage, status: StatusResult, now
         and row.delivered_at is None
     ):
         row.delivered_at = now
+    # Twilio prices a message after its final status, and neither callbacks nor polls carry it then.
+    schedule_price_lookup(row, now)
     if status.status in FAILED_STATUSES:
         row.error_code = (status.error_code or "")[:40] or None
         row.error_text = status.error_text or f"provider reported {status.status}"

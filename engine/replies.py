@@ -30,7 +30,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from engine.channels.base import StatusResult
 from engine.channels.twilio_common import CALL_STATUS_MAP, MESSAGE_STATUS_MAP
-from engine.channels.twilio_voice import call_twiml
+from engine.channels.twilio_voice import Speaker, call_twiml
 from engine.claims import lock_incidents
 from engine.context import AppContext
 from engine.db import write_session
@@ -423,10 +423,24 @@ def voice_twiml(ctx: AppContext, message_id: int) -> str:
     with ctx.sessions() as session:
         row = session.get(OutboxMessage, message_id)
         if row is None:
-            response = VoiceResponse()
-            response.say("This message is no longer available. Goodbye.")
-            return str(response)
-        return call_twiml(row.body, message_id=row.id, public_base_url=ctx.settings.public_base_url)
+            return _spoken("en", "unavailable")
+        person = session.get(Person, row.person_id) if row.person_id else None
+        page = session.get(Page, row.page_id) if row.page_id else None
+        return call_twiml(
+            row.body,
+            message_id=row.id,
+            public_base_url=ctx.settings.public_base_url,
+            language=person.language if person else "en",
+            reply_code=page.reply_code if page else None,
+        )
+
+
+def _spoken(language: str, prompt: str, **context: str) -> str:
+    """TwiML that says one prompt in the language of the call."""
+    response = VoiceResponse()
+    speaker = Speaker(language)
+    speaker.say(response, speaker.prompt(prompt, **context))
+    return str(response)
 
 
 def handle_voice_gather(ctx: AppContext, params: dict[str, Any]) -> str:
@@ -449,10 +463,9 @@ def handle_voice_gather(ctx: AppContext, params: dict[str, Any]) -> str:
         page_id = row.page_id if row else None
         person = session.get(Person, row.person_id) if row and row.person_id else None
         by = person.name if person else str(params.get("To") or "phone")
-    response = VoiceResponse()
+        language = person.language if person else "en"
     if incident_id is None or digits not in ("1", "2"):
-        response.say("Sorry, that key did nothing. Goodbye." if digits else "No key pressed. Goodbye.")
-        return str(response)
+        return _spoken(language, "wrong_key" if digits else "no_key")
     action = "ack" if digits == "1" else "resolve"
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
@@ -491,7 +504,5 @@ def handle_voice_gather(ctx: AppContext, params: dict[str, Any]) -> str:
             data={"action": action, "page_id": page_id, "done": done},
         )
     if done:
-        response.say("Thank you. The incident is " + ("acknowledged." if action == "ack" else "resolved."))
-    else:
-        response.say(f"That could not be done: {what}.")
-    return str(response)
+        return _spoken(language, "acknowledged" if action == "ack" else "resolved")
+    return _spoken(language, "not_done", reason=what)

@@ -11,9 +11,9 @@ batch at once instead of waiting for the tick, and a due time before the next ti
 that moment, so due→outbox lag is bounded by the engine's throughput, not by the interval. The EngineNode row is this engine's heartbeat, with the time and
 duration of each pass's last run, for the health page and the console's status bar.
 
-Passes owned by other parts are imported lazily (engine.dispatch, engine.sla, engine.overdue); a build without
+Passes owned by other parts are imported lazily (engine.dispatch, engine.prices, engine.sla, engine.overdue); a build without
 one simply does not run it. `run_once(ctx)` runs every pass once, in order: the `check` command, a cron job's
-alternative to a resident service.
+alternative to a resident service; a pass that fails there is reported as failed (and `check` exits 1).
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def available_passes() -> dict[str, Callable[[AppContext], Any] | None]:
         "dispatch": _lazy("engine.dispatch", "dispatch_pass"),
         "confirm": _pass_confirm,
         "poll": _lazy("engine.dispatch", "poll_pass"),
+        "price": _lazy("engine.prices", "price_pass"),
         "sla": _lazy("engine.sla", "sla_pass"),
         "overdue": _lazy("engine.overdue", "overdue_pass"),
         "housekeeping": housekeeping_pass,
@@ -155,8 +156,32 @@ def _jsonable(result: Any) -> Any:
     return str(result)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a pass failed: the database driver's own first line when it is a database error
+    (not the SQL statement SQLAlchemy appends), with every known secret value masked."""
+    from engine.logs import redact
+
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return redact(first or type(orig).__name__)
+
+
+def failed_passes(result: dict[str, Any]) -> dict[str, str]:
+    """The passes of a `run_once` result that failed, with the reason of each."""
+    return {
+        name: str(value["error"])
+        for name, value in result.items()
+        if isinstance(value, dict) and value.get("failed") is True
+    }
+
+
 def run_once(ctx: AppContext) -> dict[str, Any]:
-    """Run every pass once (the `check` command); what each did, or why it did not run."""
+    """Run every pass once (the `check` command); what each did, or why it did not run.
+
+    A pass that raises does not stop the others; its entry is {"failed": True, "error": reason} so the caller
+    (the `check` command) can exit non-zero naming it: cron and monitors must see a pass that cannot run.
+    """
     out: dict[str, Any] = {}
     for name, fn in available_passes().items():
         if fn is None:
@@ -166,8 +191,10 @@ def run_once(ctx: AppContext) -> dict[str, Any]:
         try:
             result = fn(ctx)
         except Exception as exc:
-            log.exception("pass %s failed", name)
-            out[name] = f"error: {exc}"
+            # The caller prints the one-line reason (the CLI's stderr shows warnings and up); the traceback
+            # goes to the log file, at the level a service's log records passes at.
+            log.info("pass %s failed", name, exc_info=True)
+            out[name] = {"failed": True, "error": failure_reason(exc)}
             continue
         ms = round((time.perf_counter() - started) * 1000, 1)
         summary = _jsonable(result)
@@ -426,4 +453,12 @@ def dialect_name_of(ctx: AppContext) -> str:
     return ctx.db.dialect.name
 
 
-__all__ = ["EngineRunner", "available_passes", "dialect_name", "housekeeping_pass", "run_once"]
+__all__ = [
+    "EngineRunner",
+    "available_passes",
+    "dialect_name",
+    "failed_passes",
+    "failure_reason",
+    "housekeeping_pass",
+    "run_once",
+]

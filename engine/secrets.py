@@ -1,4 +1,4 @@
-"""Secrets: the Twilio auth token, the SMTP password, webhook and API signing keys.
+"""Secrets: the Twilio auth token, the SMTP password, the webhook signing keys.
 
 A workstation keeps them in the operating system's keyring (service name "watchkeeper"): `watchkeeper secrets
 set NAME` prompts for the value and stores it. A service reads them from its environment instead:
@@ -30,10 +30,16 @@ from engine.logs import redact, register_secret
 SERVICE = "watchkeeper"
 ENV_PREFIX = "WATCHKEEPER_SECRET_"
 INDEX_ENTRY = "__index__"
-KNOWN_SECRETS = ("twilio_auth_token", "smtp_password", "webhook_signing_key", "api_signing_key")
-# A per-target webhook key: "webhook_signing_key:<target>", e.g. webhook_signing_key:ops-chat.
+KNOWN_SECRETS = ("twilio_auth_token", "smtp_password", "webhook_signing_key")
+# A per-target webhook key: "webhook_signing_key:<target>", e.g. webhook_signing_key:ops-chat, signs the webhooks
+# to the policy target of that name (lower case, spaces as '-'); other webhooks use webhook_signing_key.
 TARGETED = "webhook_signing_key"
 _TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+# Names once documented that nothing reads: setting one is an error saying so; deleting one tidies it away.
+RETIRED_SECRETS = {
+    "api_signing_key": "Watchkeeper signs nothing with it: API tokens and routing keys are random and stored "
+    "only as hashes, and e-mail acknowledge links carry the page's reply code",
+}
 
 NO_BACKEND_MESSAGE = (
     "no usable keyring backend on this machine, so Watchkeeper cannot store secrets here. Either install and "
@@ -50,11 +56,18 @@ DISABLED_MESSAGE = (
 T = TypeVar("T")
 
 
-def normalise_name(name: str) -> str:
-    """The canonical form of a secret name, or ValidationError naming the allowed ones."""
+def normalise_name(name: str, *, retired_ok: bool = False) -> str:
+    """The canonical form of a secret name, or ValidationError naming the allowed ones. `retired_ok` lets a
+    retired name through (to delete it)."""
     clean = name.strip().lower()
-    if clean in KNOWN_SECRETS:
+    if clean in KNOWN_SECRETS or (retired_ok and clean in RETIRED_SECRETS):
         return clean
+    if clean in RETIRED_SECRETS:
+        raise ValidationError(
+            f"the secret {clean!r} is not used: {RETIRED_SECRETS[clean]}; nothing stored "
+            f"(remove it with `watchkeeper secrets delete {clean}`, or unset {env_var_name(clean, retired_ok=True)})",
+            field="secret",
+        )
     base, sep, target = clean.partition(":")
     if sep and base == TARGETED and _TARGET_RE.match(target):
         return clean
@@ -66,9 +79,31 @@ def normalise_name(name: str) -> str:
     )
 
 
-def env_var_name(name: str) -> str:
+def env_var_name(name: str, *, retired_ok: bool = False) -> str:
     """WATCHKEEPER_SECRET_TWILIO_AUTH_TOKEN, WATCHKEEPER_SECRET_WEBHOOK_SIGNING_KEY__OPS_CHAT, ..."""
-    return ENV_PREFIX + normalise_name(name).upper().replace(":", "__").replace("-", "_").replace(".", "_")
+    clean = normalise_name(name, retired_ok=retired_ok)
+    return ENV_PREFIX + clean.upper().replace(":", "__").replace("-", "_").replace(".", "_")
+
+
+def target_secret_name(target: str | None) -> str | None:
+    """The secret that signs the webhooks to the policy target named `target` ("Ops chat" →
+    webhook_signing_key:ops-chat), or None when the name cannot be part of a secret name."""
+    slug = re.sub(r"\s+", "-", (target or "").strip().lower())
+    return f"{TARGETED}:{slug}" if _TARGET_RE.match(slug) else None
+
+
+def unused_environment_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """WATCHKEEPER_SECRET_* variables that name no secret Watchkeeper reads (a typo, a retired name)."""
+    env = os.environ if env is None else env
+    unused = []
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or not value:
+            continue
+        try:
+            normalise_name(_name_from_env_var(var))
+        except ValidationError:
+            unused.append(var)
+    return sorted(unused)
 
 
 def _name_from_env_var(var: str) -> str:
@@ -134,8 +169,8 @@ class SecretStore:
 
     def source(self, name: str) -> str | None:
         """ "environment", "keyring" or None: where get() would find the secret."""
-        name = normalise_name(name)
-        if self.env.get(env_var_name(name)):
+        name = normalise_name(name, retired_ok=True)
+        if self.env.get(env_var_name(name, retired_ok=True)):
             return "environment"
         if keyring_problem() is not None:
             return None
@@ -191,7 +226,7 @@ class SecretStore:
             self._write_index([*index, name])
 
     def delete(self, name: str) -> None:
-        name = normalise_name(name)
+        name = normalise_name(name, retired_ok=True)
         self._writable()
         index = self._index()
         present = self._call(f"read the secret {name!r}", lambda kr: kr.get_password(self.service, name))

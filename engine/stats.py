@@ -30,6 +30,7 @@ from engine.models import (
     Severity,
     Team,
 )
+from engine.prices import unpriced_condition
 
 SENT = (MessageStatus.SENT.value, MessageStatus.DELIVERED.value, MessageStatus.READ.value)
 FAILED = (MessageStatus.FAILED.value, MessageStatus.UNDELIVERED.value)
@@ -55,6 +56,10 @@ def duration_summary(seconds: list[float]) -> dict[str, Any]:
         "median": round(_percentile(values, 0.5), 1),
         "p90": round(_percentile(values, 0.9), 1),
     }
+
+
+def _channel_entry(channel: str) -> dict[str, Any]:
+    return {"channel": channel, "messages": 0, "sent": 0, "failed": 0, "cost": {}, "unpriced": 0}
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -183,9 +188,7 @@ def compute(
         .where(OutboxMessage.incident_id.in_(incident_ids))
         .group_by(OutboxMessage.channel, OutboxMessage.status)
     ):
-        entry = channels.setdefault(
-            channel, {"channel": channel, "messages": 0, "sent": 0, "failed": 0, "cost": {}}
-        )
+        entry = channels.setdefault(channel, _channel_entry(channel))
         entry["messages"] += int(count)
         if status in SENT:
             entry["sent"] += int(count)
@@ -196,11 +199,16 @@ def compute(
         .where(OutboxMessage.incident_id.in_(incident_ids), OutboxMessage.price.is_not(None))
         .group_by(OutboxMessage.channel, OutboxMessage.currency)
     ):
-        entry = channels.setdefault(
-            channel, {"channel": channel, "messages": 0, "sent": 0, "failed": 0, "cost": {}}
-        )
+        entry = channels.setdefault(channel, _channel_entry(channel))
         # Providers report prices as negative debits (Twilio); a cost is shown as a positive amount.
         entry["cost"][currency or "?"] = str(abs(Decimal(str(cost))).quantize(Decimal("0.00001")))
+    # The cost above is only what providers have reported: say how many billed messages it leaves out.
+    for channel, count in session.execute(
+        select(OutboxMessage.channel, func.count())
+        .where(OutboxMessage.incident_id.in_(incident_ids), unpriced_condition())
+        .group_by(OutboxMessage.channel)
+    ):
+        channels.setdefault(channel, _channel_entry(channel))["unpriced"] = int(count)
     for entry in channels.values():
         finished = entry["sent"] + entry["failed"]
         entry["success_rate"] = _rate(entry["sent"], finished)

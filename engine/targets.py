@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import Channel, Person, Schedule, TargetType, Team
+from engine.models import Channel, Escalation, Person, Schedule, TargetType, Team
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,39 @@ def resolve_target(cache: TargetCache, target: dict[str, Any], at: datetime) -> 
 def describe_target(target: dict[str, Any]) -> str:
     name = target.get("name") or target.get("identifier", "")
     return f"{target.get('type', '?')} {name}".strip()
+
+
+def webhook_target_names(
+    session: Session, messages: list[tuple[int, int | None, int | None, str]]
+) -> dict[int, str]:
+    """For webhook messages (message id, escalation id, level, URL): the name of the policy target each was
+    written for, from the policy as its escalation froze it. The name picks the target's own signing key."""
+    escalation_ids = {esc for _id, esc, _level, _url in messages if esc is not None}
+    if not escalation_ids:
+        return {}
+    snapshots: dict[int, dict[str, Any]] = {
+        row.id: row.policy_snapshot
+        for row in session.execute(
+            select(Escalation.id, Escalation.policy_snapshot).where(Escalation.id.in_(escalation_ids))
+        )
+    }
+    names: dict[int, str] = {}
+    for message_id, escalation_id, level, url in messages:
+        snapshot = snapshots.get(escalation_id) if escalation_id is not None else None
+        for lvl in (snapshot or {}).get("levels") or []:
+            if level is not None and lvl.get("level") != level:
+                continue
+            name = next(
+                (
+                    str(t.get("name") or "")
+                    for t in lvl.get("targets") or []
+                    if t.get("type") == TargetType.WEBHOOK.value
+                    and str(t.get("identifier", "")).strip() == url
+                    and t.get("name")
+                ),
+                "",
+            )
+            if name:
+                names[message_id] = name
+                break
+    return names

@@ -194,6 +194,38 @@ def _shipped_entry(kind: str, channel: str, language: str) -> dict[str, Any] | N
     return entry if isinstance(entry, dict) else None
 
 
+# Calls are spoken by Twilio's <Say>, which has voices for English and Afrikaans but none for isiZulu. A language
+# file's `voice` section says how its calls are spoken (the <Say> language code and voice, and the words around
+# the message); a call to someone whose language has none is spoken in English, text and voice alike.
+def spoken_language(language: str) -> str:
+    """The language a call to a person of `language` is spoken in: theirs when it has a voice, else English."""
+    return language if shipped(language).get("voice") else "en"
+
+
+def voice_words(language: str) -> dict[str, str]:
+    """The `voice` section (say_language, say_voice and the prompts) for calls to a person of `language`."""
+    section = shipped(spoken_language(language)).get("voice") or {}
+    return {str(k): str(v) for k, v in section.items()}
+
+
+def voice_prompt(language: str, name: str, **context: Any) -> str:
+    """One prompt of a call (press_a_key, reply_by_text, no_key, …) in the language the call is spoken in."""
+    words = voice_words(language)
+    source = words.get(name) or voice_words("en").get(name) or ""
+    return render_string(source, context, where=f"voice prompt {name}")
+
+
+def voice_language_problem(channel: str, language: str) -> str | None:
+    """Why a template for (channel, language) would never be used: a voice template in a language no voice
+    speaks (calls to those people are spoken in English). None when it is fine."""
+    if channel == "voice" and spoken_language(language) != language:
+        return (
+            f"a voice template in {language!r} is never spoken: Twilio has no voice for it, so calls to "
+            "people with that language use the English voice template"
+        )
+    return None
+
+
 def status_text(status: str, language: str) -> str:
     for lang in (language, "en"):
         words = shipped(lang).get("status_words") or {}
@@ -216,7 +248,7 @@ def install_default_templates(session: Session, now: datetime, *, by: str = "sys
     for language in SHIPPED_LANGUAGES:
         for kind in KINDS:
             for channel in CHANNELS:
-                if (kind, channel, language) in existing:
+                if (kind, channel, language) in existing or voice_language_problem(channel, language):
                     continue
                 entry = _shipped_entry(kind, channel, language)
                 if entry is None:
@@ -435,6 +467,8 @@ def render_template(
     full: dict[str, Any] = {name: "" for name in KIND_VARIABLES.get(kind, set())}
     full.update(ctx)
     last_error: ValidationError | None = None
+    if channel == "voice":  # what a call says must be in a language it can be spoken in
+        language = spoken_language(language or "en")
     for where, template_id, entry in _candidates(session, kind, channel, language or "en"):
         try:
             subject = render_string(str(entry.get("subject") or ""), full, where=where)

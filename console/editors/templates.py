@@ -145,6 +145,9 @@ class TemplatesEditor(ObjectEditor):
         problems = engine_templates.validate_template(
             obj["kind"], obj["body"], obj["subject"], obj["body_html"]
         )
+        unspoken = engine_templates.voice_language_problem(obj["channel"], obj["language"])
+        if unspoken:
+            problems.append(f"language: {unspoken}")
         if problems:
             raise _problems_error(problems)
 

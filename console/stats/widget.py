@@ -78,8 +78,12 @@ def fmt_percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
 
 
-def fmt_cost(cost: dict[str, str]) -> str:
-    return ", ".join(f"{amount} {currency}" for currency, amount in sorted(cost.items())) or "—"
+def fmt_cost(cost: dict[str, str], unpriced: int = 0) -> str:
+    """The reported cost per currency, and how many billed messages the provider has not priced (yet)."""
+    text = ", ".join(f"{amount} {currency}" for currency, amount in sorted(cost.items())) or "—"
+    if unpriced:
+        text += f" (+{unpriced} not priced)"
+    return text
 
 
 @dataclass
@@ -102,7 +106,7 @@ CHANNEL_COLUMNS: list[Column[Row]] = [
     Column("Sent", lambda r: r.get("sent", 0), numeric=True),
     Column("Failed", lambda r: r.get("failed", 0), numeric=True),
     Column("Success", lambda r: fmt_rate(r.get("success_rate")), numeric=True),
-    Column("Cost", lambda r: fmt_cost(r.get("cost") or {}), numeric=True),
+    Column("Cost", lambda r: fmt_cost(r.get("cost") or {}, int(r.get("unpriced") or 0)), numeric=True),
 ]
 
 

@@ -140,9 +140,17 @@ def build_senders(
             from_number=settings.twilio_whatsapp_from, status_callback=status_callback, **common
         ),
     )
+    # Without a public URL a call asks for the reply code by text, if a text can reach us at all.
+    sms_real = _sends_for_real(senders["sms"])
     senders["voice"] = pick(
         "voice",
-        lambda: TwilioVoiceSender(from_number=settings.twilio_voice_from, public_base_url=public, **common),
+        lambda: TwilioVoiceSender(
+            from_number=settings.twilio_voice_from,
+            public_base_url=public,
+            reply_by_text=sms_real or _sends_for_real(senders["whatsapp"]),
+            sms_number=settings.twilio_sms_from if sms_real else "",
+            **common,
+        ),
     )
 
     def smtp() -> Sender:
@@ -161,9 +169,15 @@ def build_senders(
     signing_key, _ = _secret(secrets, "webhook_signing_key")
     senders["webhook"] = pick(
         "webhook",
-        lambda: WebhookSender(signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock),
+        lambda: WebhookSender(
+            signing_key=signing_key, timeout=settings.webhook_timeout_seconds, clock=clock, secret=secrets.get
+        ),
     )
     return senders
+
+
+def _sends_for_real(sender: Sender) -> bool:
+    return not sender.simulated and bool(getattr(sender, "available", True))
 
 
 _SETS: dict[int, tuple[weakref.ref[AppContext], ChannelSet]] = {}

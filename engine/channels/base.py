@@ -45,6 +45,8 @@ class OutgoingMessage:
     content_variables: dict[str, str] = field(default_factory=dict)
     whatsapp_session_open: bool = True
     ack_url: str | None = None
+    language: str = "en"  # the person's language (a call is spoken in it where Twilio has a voice for it)
+    target: str | None = None  # the policy target's name, for a webhook: it picks the target's signing key
 
 
 @dataclass(frozen=True)

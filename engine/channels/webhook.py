@@ -3,6 +3,10 @@
 `X-Watchkeeper-Timestamp: <unix seconds>` and `X-Watchkeeper-Signature: v1=<hex>` where hex is
 HMAC-SHA256(key, f"{timestamp}.{body}"). Several keys during a rotation give several comma-separated v1=
 values. A receiver recomputes the HMAC and refuses old timestamps (replays).
+
+The key: the target's own secret `webhook_signing_key:<target>` when the policy target the message was written
+for has a name and that secret is set (so each receiver holds only its own key), else the general
+`webhook_signing_key`. A per-target key is read when it is needed, so a rotated key applies to the next webhook.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hmac
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from engine.channels.base import (
@@ -25,6 +30,8 @@ from engine.channels.base import (
     scrub,
 )
 from engine.clock import Clock
+from engine.errors import WatchkeeperError
+from engine.secrets import target_secret_name
 
 SIGNATURE_HEADER = "X-Watchkeeper-Signature"
 TIMESTAMP_HEADER = "X-Watchkeeper-Timestamp"
@@ -64,10 +71,30 @@ class WebhookSender:
     simulated = False
     capabilities = Capabilities()
 
-    def __init__(self, *, signing_key: str | None, timeout: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        signing_key: str | None,
+        timeout: float,
+        clock: Clock,
+        secret: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._key = signing_key
+        self._secret = secret  # reads a per-target key by name (engine.secrets.SecretStore.get)
         self.timeout = timeout
         self.clock = clock
+
+    def key_for(self, target: str | None) -> str | None:
+        """The key that signs webhooks to `target` (a policy target's name): its own, else the general one."""
+        name = target_secret_name(target)
+        if name is None or self._secret is None:
+            return self._key
+        try:
+            own = self._secret(name)
+        except WatchkeeperError as exc:
+            # Signing with another key would only have the receiver refuse it: wait for the keyring instead.
+            raise SendError(f"the key {name} cannot be read: {exc}", retryable=True, code="secret") from None
+        return own or self._key
 
     def send(self, message: OutgoingMessage) -> SendResult:
         now = self.clock.now()
@@ -78,8 +105,9 @@ class WebhookSender:
             "User-Agent": "Watchkeeper-Webhook/1",
             TIMESTAMP_HEADER: timestamp,
         }
-        if self._key:
-            headers[SIGNATURE_HEADER] = sign([self._key], timestamp, body)
+        key = self.key_for(message.target)
+        if key:
+            headers[SIGNATURE_HEADER] = sign([key], timestamp, body)
         request = urllib.request.Request(message.address, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -100,7 +128,7 @@ class WebhookSender:
             raise SendError("webhook did not answer in time", retryable=True, code="timeout") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            text = scrub(f"cannot reach webhook: {reason}", [self._key])
+            text = scrub(f"cannot reach webhook: {reason}", [key, self._key])
             retryable = not isinstance(reason, ValueError)
             raise SendError(text, retryable=retryable, code="connection") from None
         except ValueError as exc:  # a malformed URL will never work

@@ -546,6 +546,10 @@ class ServiceApp:
 
     def twilio_voice_gather(self, request: Request) -> Response:
         params = self._twilio_params(request)
+        # The call's TwiML names its message in the gather URL's query (signed with the rest of the URL).
+        message_id = request.query.get("message_id")
+        if message_id and "message_id" not in params:
+            params = {**params, "message_id": message_id}
         answer = integration.replies().handle_voice_gather(self.ctx, params)
         return Response.text(_twiml(answer), content_type=TWIML_CONTENT_TYPE)
 

@@ -335,6 +335,29 @@ def test_an_unknown_secret_name_is_exit_1(capsys: pytest.CaptureFixture[str]) ->
     assert err.startswith("error: secret: unknown secret 'password'")
 
 
+def test_api_signing_key_is_refused_by_name_and_a_service_will_not_start_with_it(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing reads api_signing_key: storing it, or handing it to a service, would do nothing."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("api-key-0123456789\n"))
+    code, out, err = run(["secrets", "set", "api_signing_key"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: secret: the secret 'api_signing_key' is not used: Watchkeeper signs nothing"
+    )
+    assert memory_keyring.store == {}
+
+    monkeypatch.setenv("WATCHKEEPER_SECRET_API_SIGNING_KEY", "api-key-0123456789")
+    code, out, err = run(["secrets", "list"], capsys)
+    assert code == 0
+    assert "api_signing_key  environment (not used)" in out
+    assert "note: WATCHKEEPER_SECRET_API_SIGNING_KEY is not a secret Watchkeeper reads" in err
+    code, out, err = run(["serve", "--port", "0"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: WATCHKEEPER_SECRET_API_SIGNING_KEY: not a secret Watchkeeper reads")
+    assert "api-key-0123456789" not in out + err
+
+
 # -- incident verbs against the engine API ------------------------------------------------------------------
 
 
@@ -433,6 +456,48 @@ def test_an_unknown_incident_is_exit_1_with_one_line(
     assert code == 1
     assert out == ""
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_check_exits_1_naming_the_pass_that_failed_while_the_others_still_run(
+    schema_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cron job or a monitor runs `check`; a pass that cannot run must show in the exit code."""
+    for module in ("engine.api", "engine.runner", "engine.overdue"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not in this build yet")
+    _add_policy(schema_url)
+    db = ["--db", schema_url]
+    code, out, err = run([*db, "check"], capsys)
+    assert (code, err) == (0, "")  # a healthy database: every pass ran
+
+    code, _, _ = run([*db, "trigger", "--policy", "fire", "--summary", "Smoke in block C"], capsys)
+    assert code == 0
+    # The overdue pass's table is gone (a half-restored backup): that pass fails for real, the rest run.
+    from sqlalchemy import text
+
+    engine = make_engine(schema_url)
+    try:
+        with engine.begin() as conn:
+            cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""
+            conn.execute(text(f"DROP TABLE workflow_item{cascade}"))
+    finally:
+        engine.dispose()
+
+    code, out, err = run([*db, "check"], capsys)
+    assert code == 1
+    assert err.splitlines() == [f"error: the overdue pass failed: {_no_table('workflow_item', schema_url)}"]
+    assert "Traceback" not in err
+    # What the other passes did is still printed: the escalation was started and its e-mail queued.
+    assert "escalate:\n  done  1" in out
+    assert "overdue:\n  failed  True\n  error   " in out
+    assert "housekeeping:" in out
+
+
+def _no_table(name: str, url: str) -> str:
+    """The database's own words for a missing table."""
+    if url.startswith("postgresql"):
+        return f'relation "{name}" does not exist'
+    return f"no such table: {name}"
 
 
 # -- real subprocess runs -------------------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from keyring.errors import KeyringLocked
 
 from engine.errors import ConfigurationError, NotFound, ValidationError
 from engine.logs import SecretRedactor, configure_logging
-from engine.secrets import INDEX_ENTRY, SERVICE, SecretStore, env_var_name
+from engine.secrets import (
+    INDEX_ENTRY,
+    SERVICE,
+    SecretStore,
+    env_var_name,
+    target_secret_name,
+    unused_environment_secrets,
+)
 from engine.settings import Settings
 from tests.fakes.memory_keyring import MemoryKeyring
 
@@ -83,11 +90,40 @@ def test_a_secret_round_trips_through_the_keyring(memory_keyring: MemoryKeyring)
 
 def test_the_index_of_names_is_kept_in_the_keyring_itself(memory_keyring: MemoryKeyring) -> None:
     SecretStore(env={}).set("smtp_password", SMTP)
-    SecretStore(env={}).set("api_signing_key", "api-key-abcdef")
-    assert json.loads(memory_keyring.store[(SERVICE, INDEX_ENTRY)]) == ["api_signing_key", "smtp_password"]
+    SecretStore(env={}).set("webhook_signing_key", "whk-key-abcdef")
+    assert json.loads(memory_keyring.store[(SERVICE, INDEX_ENTRY)]) == [
+        "smtp_password",
+        "webhook_signing_key",
+    ]
     # A new process (a new store) sees the same names; the values are not in the index.
-    assert SecretStore(env={}).list_names() == ["api_signing_key", "smtp_password"]
+    assert SecretStore(env={}).list_names() == ["smtp_password", "webhook_signing_key"]
     assert SMTP not in memory_keyring.store[(SERVICE, INDEX_ENTRY)]
+
+
+def test_api_signing_key_signs_nothing_so_setting_it_is_refused_naming_it(
+    memory_keyring: MemoryKeyring,
+) -> None:
+    store = SecretStore(env={})
+    with pytest.raises(ValidationError, match=r"the secret 'api_signing_key' is not used: Watchkeeper signs"):
+        store.set("api_signing_key", "api-key-abcdef")
+    assert store.list_names() == []
+    # One stored by an earlier version can still be seen and removed.
+    memory_keyring.set_password(SERVICE, "api_signing_key", "api-key-abcdef")
+    memory_keyring.set_password(SERVICE, INDEX_ENTRY, json.dumps(["api_signing_key"]))
+    assert store.list_names() == ["api_signing_key"]
+    store.delete("api_signing_key")
+    assert store.list_names() == [] and (SERVICE, "api_signing_key") not in memory_keyring.store
+    assert unused_environment_secrets({"WATCHKEEPER_SECRET_API_SIGNING_KEY": "x" * 12}) == [
+        "WATCHKEEPER_SECRET_API_SIGNING_KEY"
+    ]
+
+
+def test_a_webhook_targets_key_is_named_after_the_target(memory_keyring: MemoryKeyring) -> None:
+    assert target_secret_name("ops-chat") == "webhook_signing_key:ops-chat"
+    assert target_secret_name(" Fire  Desk ") == "webhook_signing_key:fire-desk"
+    assert target_secret_name("") is None and target_secret_name("Ops/chat?") is None
+    store = SecretStore(env={"WATCHKEEPER_SECRET_WEBHOOK_SIGNING_KEY__FIRE_DESK": "fire-key-123456"})
+    assert store.get(target_secret_name("Fire Desk") or "") == "fire-key-123456"
 
 
 def test_unknown_names_are_refused_with_the_list_of_known_ones(memory_keyring: MemoryKeyring) -> None:
@@ -205,8 +241,8 @@ def test_a_secret_read_after_logging_started_is_redacted_too(
 ) -> None:
     configure_logging(Settings(log_format="json"), "service", SecretStore(env={}))
     late = "late-secret-5e4d3c2b1a"
-    store = SecretStore(env={"WATCHKEEPER_SECRET_API_SIGNING_KEY": late})
-    assert store.get("api_signing_key") == late
+    store = SecretStore(env={"WATCHKEEPER_SECRET_WEBHOOK_SIGNING_KEY": late})
+    assert store.get("webhook_signing_key") == late
     logging.getLogger("engine.service").warning("signing with %s", late)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert lines[-1]["message"] == "signing with ***"

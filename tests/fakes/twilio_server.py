@@ -2,25 +2,34 @@
 
 It speaks the 2010-04-01 Messages and Calls resources as JSON, as Twilio does: POST
 /2010-04-01/Accounts/{sid}/Messages.json (form body) answers 201 with sid "SM…", status "queued",
-num_segments, price, price_unit; GET …/Messages/{sid}.json; GET …/Messages.json?To=… lists; Calls.json
-likewise. Errors use Twilio's body: {"code": 21211, "message": …, "more_info": …, "status": 400}.
+num_segments, `price: null` and price_unit; GET …/Messages/{sid}.json; GET …/Messages.json?To=… lists;
+Calls.json likewise. Errors use Twilio's body: {"code": 21211, "message": …, "more_info": …, "status": 400}.
+
+Prices, as Twilio bills them: nothing at create; the price (a negative debit string, "-0.00750") is filled in
+when the message or call reaches a final status — per segment for a delivered or undelivered message, the
+$0.001 processing fee for a failed one, per started minute for a completed call, nothing for a call nobody
+answered. Twilio often prices some minutes after the final status: with `price_later` set, a final status
+leaves the price null until `price_now(sid)`.
 
 Scriptable: `fail_next(status, code, count, retry_after)` for the next requests, `lose_next_answer(when)` (the
 connection closes before an answer, after or before the message is created), `invalid_numbers` (21211),
 `unsubscribed` (21610), `landlines` (21614), per-sender-type `delay` (slow responses), `set_status` for
-delivery reports, `add_inbound` for replies people send.
+delivery reports (which price the message, as above), `add_inbound` for replies people send, `lookups(sid)`
+for the GETs of one message or call.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +38,11 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from tests.fakes.burst_server import BurstServer
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+FINAL_MESSAGE_STATUSES = {"delivered", "undelivered", "failed", "read"}
+FINAL_CALL_STATUSES = {"completed", "busy", "no-answer", "failed", "canceled"}
+SEGMENT_PRICE = Decimal("0.0075")  # USD per SMS segment
+FAILED_MESSAGE_FEE = Decimal("0.001")  # Twilio's processing fee for a message that ends "failed"
+CALL_MINUTE_PRICE = Decimal("0.014")  # USD per started minute of a call
 PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account>AC\w+)/(?P<kind>Messages|Calls)(?:/(?P<sid>\w+))?\.json$"
 )
@@ -58,6 +72,8 @@ class FakeTwilio:
     unsubscribed: set[str] = field(default_factory=set)
     landlines: set[str] = field(default_factory=set)
     delay: dict[str, float] = field(default_factory=dict)  # "sms" / "whatsapp" / "voice" -> seconds
+    price_later: bool = False  # a final status leaves the price null until price_now(sid)
+    unpriced: dict[str, str] = field(default_factory=dict)  # sid -> the price Twilio has yet to fill in
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
@@ -85,12 +101,48 @@ class FakeTwilio:
         with self.lock:
             self.lost_answers.extend([when] * count)
 
-    def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
+    def set_status(self, sid: str, status: str, error_code: int | None = None, *, duration: int = 42) -> None:
+        """The message or call moves to `status`; a final status prices it (now, or with `price_later` when
+        price_now is called). `duration` is a completed call's length in seconds."""
         with self.lock:
-            store = self.messages if sid.startswith("SM") or sid.startswith("MM") else self.calls
-            store[sid]["status"] = status
+            is_call = not (sid.startswith("SM") or sid.startswith("MM"))
+            store = self.calls if is_call else self.messages
+            item = store[sid]
+            item["status"] = status
             if error_code is not None:
-                store[sid]["error_code"] = error_code
+                item["error_code"] = error_code
+            if is_call and status == "completed":
+                item["duration"] = str(duration)
+            final = FINAL_CALL_STATUSES if is_call else FINAL_MESSAGE_STATUSES
+            if status in final and item.get("price") is None:
+                price = self._price(item, status, duration, is_call)
+                if self.price_later:
+                    self.unpriced[sid] = price
+                else:
+                    item["price"] = price
+
+    def price_now(self, sid: str) -> None:
+        """Twilio gets round to pricing a message or call that reached its final status earlier."""
+        with self.lock:
+            store = self.calls if sid.startswith("CA") else self.messages
+            store[sid]["price"] = self.unpriced.pop(sid)
+
+    def lookups(self, sid: str) -> int:
+        """How many times the message or call `sid` was fetched (GET …/{sid}.json)."""
+        with self.lock:
+            return sum(
+                1 for method, path, _ in self.requests if method == "GET" and path.endswith(f"/{sid}.json")
+            )
+
+    @staticmethod
+    def _price(item: dict[str, Any], status: str, duration: int, is_call: bool) -> str:
+        if is_call:
+            amount = CALL_MINUTE_PRICE * math.ceil(duration / 60) if status == "completed" else Decimal(0)
+        elif status == "failed":
+            amount = FAILED_MESSAGE_FEE
+        else:
+            amount = SEGMENT_PRICE * int(item.get("num_segments") or 1)
+        return f"-{amount:.5f}"
 
     def add_inbound(self, from_: str, to: str, body: str) -> str:
         sid = "SM" + uuid.uuid4().hex
@@ -161,7 +213,7 @@ class FakeTwilio:
             "direction": direction,
             "num_segments": str(segments),
             "num_media": "0",
-            "price": f"-{0.0075 * segments:.5f}" if direction != "inbound" else None,
+            "price": None,  # Twilio prices a message after it reaches a final status (set_status)
             "price_unit": "USD",
             "error_code": None,
             "error_message": None,
@@ -274,6 +326,7 @@ class FakeTwilio:
             "direction": "outbound-api",
             "price": None,
             "price_unit": "USD",
+            "duration": None,
             "twiml": form.get("Twiml"),
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
         }

@@ -106,6 +106,27 @@ def test_stats_widget_shows_figures_for_inserted_incidents(qtbot: Any, superviso
     assert widget.tiles["incidents"].value.text() == "1"
 
 
+def test_the_cost_column_says_how_many_messages_twilio_has_not_priced(qtbot: Any, supervisor: Any) -> None:
+    _seed(supervisor.ctx)
+    with supervisor.ctx.sessions.begin() as s:
+        fire = s.query(OutboxMessage).filter_by(idempotency_key="k0").one()
+        s.add(  # delivered through Twilio, whose price has not come in (yet)
+            OutboxMessage(
+                idempotency_key="k-unpriced",
+                incident_id=fire.incident_id,
+                person_id=fire.person_id,
+                channel="sms",
+                address="+27821234567",
+                status="delivered",
+                provider_id="SM" + "0" * 32,
+            )
+        )
+    widget = StatsWidget(supervisor)
+    qtbot.addWidget(widget)
+    _show(qtbot, widget)
+    assert widget.channels.display_rows() == [["sms", "3", "2", "1", "66.7 %", "0.10000 USD (+1 not priced)"]]
+
+
 def test_stats_export_csv_and_pdf_write_files(qtbot: Any, supervisor: Any, tmp_path: Path) -> None:
     _seed(supervisor.ctx)
     widget = StatsWidget(supervisor)

@@ -175,6 +175,8 @@ def test_voice_keypress_one_acknowledges(channels_ctx: AppContext, fake_twilio: 
     row = message(channels_ctx, msg_id)
     assert row.channel == "voice"
 
+    # Twilio fetches a call's TwiML from the service, so it can reach the gather URL too.
+    channels_ctx.settings.public_base_url = "https://wk.example.org"
     twiml = replies.voice_twiml(channels_ctx, msg_id)
     assert "<Gather" in twiml and 'numDigits="1"' in twiml
 
