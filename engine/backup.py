@@ -27,6 +27,7 @@ revision), so the database ends exactly as it was when the dump was taken.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import re
 import shutil
@@ -413,10 +414,22 @@ def _put_in_place(staged: Path, target: Path) -> None:
     os.replace(staged, target)
 
 
+def _backup_file(path: Path) -> Path:
+    """The backup to restore, which must exist and be readable by whoever runs the restore."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ValidationError("no such backup file", where=str(path))
+    if not os.access(path, os.R_OK):
+        raise ValidationError(
+            f"the user {getpass.getuser()} cannot read it: copy it where that user can "
+            "(for the service, into /var/lib/watchkeeper/backups)",
+            where=str(path),
+        )
+    return path
+
+
 def restore_sqlite(db_file: Path, source: Path, now: datetime) -> RestoreResult:
-    source = source.resolve()
-    if not source.is_file():
-        raise ValidationError("no such backup file", where=str(source))
+    source = _backup_file(source)
     if _is_pg_archive(source):
         raise ValidationError(
             f"this is a pg_dump archive, but the database is the SQLite file {db_file}", where=str(source)
@@ -520,9 +533,7 @@ def _connect_target(url: str) -> Engine:
 def restore_postgresql(url: str, archive: Path, now: datetime) -> RestoreResult:
     from engine.bootstrap import describe_database, error_reason
 
-    archive = archive.resolve()
-    if not archive.is_file():
-        raise ValidationError("no such backup file", where=str(archive))
+    archive = _backup_file(archive)
     if not _is_pg_archive(archive):
         raise ValidationError(
             "not a pg_dump custom-format archive: make PostgreSQL backups with `pg_dump -Fc`",
