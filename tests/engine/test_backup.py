@@ -52,8 +52,8 @@ HOST = socket.gethostname()[:255]
 # -- helpers --------------------------------------------------------------------------------------------------
 
 
-def _site(url: str) -> Engine:
-    """A database made by the migrations, with a policy and one incident ("before")."""
+def seed_site(url: str) -> tuple[Engine, AppContext]:
+    """A database made by the migrations, with a person and the policy "ops" that pages her by SMS."""
     db = make_engine(url)
     upgrade(db)
     ctx = AppContext.create(Settings(db=url), mode="test", db=db)
@@ -64,6 +64,12 @@ def _site(url: str) -> Engine:
             PolicyLevel(level=1, delay_seconds=0, targets=[PolicyTarget(type="person", identifier="alice")])
         ]
         session.add(pol)
+    return db, ctx
+
+
+def _site(url: str) -> Engine:
+    """seed_site, with one incident ("before")."""
+    db, _ctx = seed_site(url)
     _incident(db, "before")
     return db
 
@@ -95,6 +101,17 @@ def _node(
                 last_pass={},
             )
         )
+
+
+def _queue_in_spool(db_file: Path, dedup_key: str) -> Path:
+    """An event waiting in the intake spool beside `db_file` (a queue table as the spool has it)."""
+    spool = spool_beside(db_file)
+    conn = sqlite3.connect(spool)
+    conn.execute("CREATE TABLE IF NOT EXISTS intake_event (id INTEGER PRIMARY KEY, dedup_key TEXT)")
+    conn.execute("INSERT INTO intake_event (dedup_key) VALUES (?)", (dedup_key,))
+    conn.commit()
+    conn.close()
+    return spool
 
 
 def _dead_pid() -> int:
@@ -174,12 +191,7 @@ def test_a_backup_is_one_self_contained_file_and_never_overwrites(tmp_path: Path
 def test_backup_copies_the_intake_spool_beside_the_database_copy(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/watchkeeper.db"
     _site(url).dispose()
-    spool = spool_beside(tmp_path / "watchkeeper.db")
-    conn = sqlite3.connect(spool)
-    conn.execute("CREATE TABLE intake_event (id INTEGER PRIMARY KEY, dedup_key TEXT)")
-    conn.execute("INSERT INTO intake_event (dedup_key) VALUES ('queued-1')")
-    conn.commit()
-    conn.close()
+    _queue_in_spool(tmp_path / "watchkeeper.db", "queued-1")
     result = backup(url, tmp_path / "b" / "copy.db", NOW)
     assert result.spool == tmp_path / "b" / "copy.intake.db"
     copy = sqlite3.connect(result.spool)
@@ -300,12 +312,7 @@ def test_sqlite_restore_replaces_the_spool_and_drops_a_stale_wal(tmp_path: Path)
     db.dispose()
     saved = backup(url, tmp_path / "saved.db", NOW)
     assert saved.spool is None
-    live_spool = spool_beside(tmp_path / "watchkeeper.db")
-    conn = sqlite3.connect(live_spool)
-    conn.execute("CREATE TABLE intake_event (id INTEGER PRIMARY KEY, dedup_key TEXT)")
-    conn.execute("INSERT INTO intake_event (dedup_key) VALUES ('queued-after-the-backup')")
-    conn.commit()
-    conn.close()
+    live_spool = _queue_in_spool(tmp_path / "watchkeeper.db", "queued-after-the-backup")
     # A -wal file of the database being replaced must not be replayed into the restored one.
     (tmp_path / "watchkeeper.db-wal").write_bytes(b"stale")
     result = restore(url, saved.database, NOW)
@@ -319,10 +326,11 @@ def test_sqlite_restore_replaces_the_spool_and_drops_a_stale_wal(tmp_path: Path)
         db.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_postgresql_restore_drops_tables_a_later_revision_made(
-    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = _fresh_pg(pg_server, request)
+    url = db_url
     db = _site(url)
     saved = _make_backup(url, db, tmp_path)
     with db.begin() as conn:
@@ -336,10 +344,9 @@ def test_postgresql_restore_drops_tables_a_later_revision_made(
     db.dispose()
 
 
-def test_a_postgresql_restore_that_fails_late_changes_nothing(
-    pg_server: Any, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = _fresh_pg(pg_server, request)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_restore_that_fails_late_changes_nothing(db_url: str, tmp_path: Path) -> None:
+    url = db_url
     db = _site(url)
     # A damaged archive: a level that points at no policy (foreign keys switched off while it was written).
     # Its tables, rows and indexes replay, and only re-creating the foreign key at the very end fails.
@@ -376,65 +383,36 @@ def test_a_sqlite_backup_is_refused_for_a_postgresql_site_and_the_reverse(
             restore(db_url, saved.database, NOW)
 
 
-def _fresh_pg(pg_server: Any, request: pytest.FixtureRequest) -> str:
-    import uuid
-
-    from sqlalchemy import make_url
-
-    name = f"{pg_server.name}_{uuid.uuid4().hex[:6]}"
-    with pg_server.admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def _drop() -> None:
-        with pg_server.admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-
-    request.addfinalizer(_drop)
-    return make_url(pg_server.url).set(database=name).render_as_string(hide_password=False)
-
-
 # -- db upgrade --backup-dir ---------------------------------------------------------------------------------
 
-FAILING_REVISION = '''"""A migration that fails half-way (for the test of a failed upgrade)."""
-import sqlalchemy as sa
-from alembic import op
 
-revision = "9001_fails"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))
-    op.execute("INSERT INTO half_done (id) VALUES (1)")
-    raise RuntimeError("disk quota exceeded while rebuilding incident")
-
-
-def downgrade() -> None:
-    pass
-'''
-
-WORKING_REVISION = '''"""A migration that adds a table (for the test of an upgrade with a backup first)."""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "9001_adds"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
+def _revision(name: str, body: str) -> str:
+    """A revision file after this Watchkeeper's head ({head}), as a newer version would ship it."""
+    lines = [
+        "import sqlalchemy as sa",
+        "from alembic import op",
+        f"revision = {name!r}",
+        "down_revision = '{head}'",
+        "branch_labels = None",
+        "depends_on = None",
+        "def upgrade() -> None:",
+        *[f"    {line}" for line in body.splitlines()],
+        "def downgrade() -> None:",
+        "    pass",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def upgrade() -> None:
-    op.create_table("added_by_9001", sa.Column("id", sa.Integer, primary_key=True))
-
-
-def downgrade() -> None:
-    op.drop_table("added_by_9001")
-'''
+# Fails half-way, after a change it must not leave behind.
+FAILING_REVISION = _revision(
+    "9001_fails",
+    'op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))\n'
+    'op.execute("INSERT INTO half_done (id) VALUES (1)")\n'
+    'raise RuntimeError("disk quota exceeded while rebuilding incident")',
+)
+WORKING_REVISION = _revision(
+    "9001_adds", 'op.create_table("added_by_9001", sa.Column("id", sa.Integer, primary_key=True))'
+)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from sqlalchemy import make_url, text
@@ -89,29 +88,24 @@ def _run_upgrade_data(tmp_path: Path, db_url: str) -> subprocess.CompletedProces
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
 
 
-@pytest.fixture
-def pg_url(pg_server: Any, request: pytest.FixtureRequest) -> str:
-    from tests.engine.test_backup import _fresh_pg
-
-    return _fresh_pg(pg_server, request)
-
-
-def test_a_postgresql_site_at_this_version_s_schema_is_started_again(tmp_path: Path, pg_url: str) -> None:
-    db = make_engine(pg_url)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_site_at_this_version_s_schema_is_started_again(tmp_path: Path, db_url: str) -> None:
+    db = make_engine(db_url)
     upgrade(db)
     db.dispose()
-    done = _run_upgrade_data(tmp_path, pg_url)
+    done = _run_upgrade_data(tmp_path, db_url)
     assert done.returncode == 0, done.stderr
 
 
-def test_a_postgresql_site_is_never_migrated_by_the_package(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_site_is_never_migrated_by_the_package(tmp_path: Path, db_url: str) -> None:
     """The shared database is upgraded once by an administrator: the package says so and keeps the service
     stopped, and the database is left as it is."""
-    done = _run_upgrade_data(tmp_path, pg_url)
+    done = _run_upgrade_data(tmp_path, db_url)
     assert done.returncode == 1
     assert "the shared PostgreSQL database needs a schema upgrade" in done.stderr
     assert "watchkeeper-admin db upgrade" in done.stderr
-    db = make_engine(pg_url)
+    db = make_engine(db_url)
     try:
         assert current_revision(db) is None
         with db.connect() as conn:
