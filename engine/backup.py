@@ -195,12 +195,14 @@ def _free_name(directory: Path, name: str) -> Path:
     return candidate
 
 
-def backup_target(db_file: Path, path: Path | None, now: datetime, label: str = "") -> Path:
-    """Where a backup goes: PATH itself (a new file), a dated file in PATH (a directory), or in backups/
-    beside the database when no PATH is given."""
+def backup_target(db_file: Path, path: str | Path | None, now: datetime, label: str = "") -> Path:
+    """Where a backup goes: PATH itself (a new file), a dated file in PATH (a folder, or a name ending in
+    a slash), or in backups/ beside the database when no PATH is given."""
     if path is None:
         return _free_name(db_file.parent / BACKUP_DIR_NAME, backup_name(db_file, now, label))
-    if path.is_dir() or str(path).endswith(("/", os.sep)):
+    folder = str(path).endswith(("/", os.sep))  # Path() drops a trailing slash: look at the text first
+    path = Path(path)
+    if folder or path.is_dir():
         return _free_name(path, backup_name(db_file, now, label))
     for existing in (path, spool_beside(path)):
         if existing.exists():
@@ -337,7 +339,7 @@ def backup_sqlite(db_file: Path, target: Path) -> BackupResult:
     return BackupResult(target, spool_copy, _revision_of(target))
 
 
-def backup(url: str, path: Path | None, now: datetime) -> BackupResult:
+def backup(url: str, path: str | Path | None, now: datetime) -> BackupResult:
     """`watchkeeper backup [PATH]`."""
     db_file = sqlite_file(url)
     if db_file is None:

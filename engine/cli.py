@@ -553,8 +553,7 @@ class Runner:
         from engine.backup import backup
         from engine.clock import SystemClock
 
-        path = Path(self.args.path) if self.args.path else None
-        for line in backup(self.settings.db, path, SystemClock().now()).lines():
+        for line in backup(self.settings.db, self.args.path or None, SystemClock().now()).lines():
             self.out.write(line + "\n")
         return 0
 

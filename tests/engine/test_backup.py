@@ -181,11 +181,13 @@ def test_a_backup_is_one_self_contained_file_and_never_overwrites(tmp_path: Path
     with pytest.raises(ValidationError, match="never overwrites"):
         backup(url, result.database, NOW)
     assert result.database.read_bytes() == before
-    # A directory gets a dated file inside it.
+    # A folder gets a dated file inside it, and so does a new name that ends in a slash.
     (tmp_path / "dir").mkdir()
     inside = backup(url, tmp_path / "dir", NOW)
     assert inside.database.parent == tmp_path / "dir"
-    assert inside.database.name.startswith("watchkeeper-")
+    assert inside.database.name == "watchkeeper-20260302-080000.db"
+    new_folder = backup(url, f"{tmp_path}/usb/", NOW)
+    assert new_folder.database == tmp_path / "usb" / "watchkeeper-20260302-080000.db"
 
 
 def test_backup_copies_the_intake_spool_beside_the_database_copy(tmp_path: Path) -> None:
