@@ -34,6 +34,7 @@ from engine.backup import (
     spool_beside,
     upgrade_with_backup,
 )
+from engine.bootstrap import open_context
 from engine.buildinfo import BuildInfo, new_build_info, read_build_info, version_line
 from engine.cli import main
 from engine.context import AppContext
@@ -472,6 +473,29 @@ def test_an_upgrade_with_a_backup_dir_copies_first_then_migrates(
     finally:
         old.dispose()
         new.dispose()
+
+
+def test_a_workstation_database_is_copied_before_it_is_upgraded_on_opening(
+    tmp_path: Path, later_migrations: Any
+) -> None:
+    url = f"sqlite:///{tmp_path}/watchkeeper.db"
+    _site(url).dispose()
+    was = later_migrations(WORKING_REVISION)
+    ctx = open_context(Settings(db=url), "console")
+    try:
+        assert current_revision(ctx.db) == "9001_adds"
+    finally:
+        ctx.db.dispose()
+    copy = next((tmp_path / "backups").glob("watchkeeper-before-upgrade-*.db"))
+    old = make_engine(f"sqlite:///{copy}")
+    try:
+        assert current_revision(old) == was
+        assert _keys(old) == {"before"}
+    finally:
+        old.dispose()
+    # Opened again at head: no further copy.
+    open_context(Settings(db=url), "console").db.dispose()
+    assert len(list((tmp_path / "backups").glob("*.db"))) == 1
 
 
 def test_an_upgrade_with_a_backup_dir_is_refused_while_an_engine_runs(
