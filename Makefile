@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: migration run test lint typecheck contracts check venv system-deps demo dist bench screenshots clean
+.PHONY: migration run test lint typecheck contracts check venv system-deps demo dist package prove-packages bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ bench: venv
 dist: venv
 	$(BIN)/pip install -q -e '.[build]'
 	$(BIN)/pyinstaller --noconfirm --clean build.spec
+
+# The .deb and .tar.gz (with SHA256SUMS) in dist/packages/, from the bundle `make dist` built.
+package: venv
+	$(BIN)/python scripts/package.py
+
+# Both packages installed, run, upgraded and removed in a fresh Debian 12 root with no network (root).
+prove-packages: venv
+	scripts/prove-packages.sh
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

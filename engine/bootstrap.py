@@ -17,10 +17,10 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.clock import Clock
+from engine.clock import Clock, SystemClock
 from engine.context import AppContext
 from engine.db import DatabaseURLError, make_engine, normalise_url, ping
-from engine.errors import ConfigurationError, DatabaseUnavailable
+from engine.errors import ConfigurationError, DatabaseUnavailable, WatchkeeperError
 from engine.logs import redact, register_secret
 from engine.migrate import MigrationStatus, quick_status, status, upgrade
 from engine.settings import Settings
@@ -112,6 +112,8 @@ def ensure_schema(engine: Engine) -> MigrationStatus:
                     f"the {label} has tables but no migration record, so it was not made by Watchkeeper's "
                     "migrations; point --db at a new file or restore a backup"
                 )
+        if now.current is not None:
+            _backup_before_upgrade(engine, label)
         upgrade(engine)
         after = status(engine)
         log.info("upgraded the %s from %s to %s", label, now.current or "empty", after.current)
@@ -120,6 +122,27 @@ def ensure_schema(engine: Engine) -> MigrationStatus:
         raise DatabaseUnavailable(
             f"cannot prepare the schema of the {label}: {error_reason(exc, None)}"
         ) from None
+
+
+def _backup_before_upgrade(engine: Engine, label: str) -> None:
+    """A workstation's SQLite file is upgraded when it is opened: copy it (and its intake spool) into
+    backups/ beside it first, as a package upgrade does for the service's database."""
+    from pathlib import Path
+
+    from engine.backup import backup_sqlite, backup_target
+
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    db_file = Path(database)
+    try:
+        copy = backup_sqlite(db_file, backup_target(db_file, None, SystemClock().now(), "before-upgrade"))
+    except (OSError, WatchkeeperError) as exc:
+        raise ConfigurationError(
+            f"the {label} needs a schema upgrade, and the copy taken before it failed, so it was not "
+            f"upgraded: {exc}"
+        ) from None
+    log.info("copied the %s to %s before upgrading it", label, copy.database)
 
 
 def open_context(settings: Settings, mode: str, clock: Clock | None = None) -> AppContext:

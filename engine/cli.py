@@ -59,6 +59,13 @@ def version() -> str:
         return __version__
 
 
+def version_line() -> str:
+    """`watchkeeper --version`: the version, and the build date of a packaged build (engine.buildinfo)."""
+    from engine.buildinfo import version_line as line
+
+    return line(version())
+
+
 # --------------------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------------------
@@ -123,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="settings file (default: WATCHKEEPER_CONFIG, then the platform's config dir)",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument(
         "--smoke-test",
         action="store_true",
@@ -143,12 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("db", "database schema: upgrade or show the current revision")
     db_sub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    db_sub.add_parser(
+    up = db_sub.add_parser(
         "upgrade",
         help="bring the schema to this Watchkeeper's revision",
         description="Bring the schema to this Watchkeeper's revision (a shared PostgreSQL database is only "
         "ever upgraded this way; a SQLite file is also upgraded when it is opened).",
         parents=[common],
+    )
+    up.add_argument(
+        "--backup-dir",
+        metavar="DIR",
+        help="SQLite: first copy the database and its intake spool into DIR (refused while an engine runs "
+        "on the file); a failed upgrade leaves the database as it was and names the copy",
     )
     db_sub.add_parser(
         "current", help="print the schema revision and whether it is the head", parents=[common]
@@ -269,6 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tp = t_sub.add_parser("revoke", help="revoke an API token by id or label", parents=[common])
     tp.add_argument("id", metavar="ID")
+
+    p = add(
+        "backup",
+        "copy the database and its intake spool while the site runs (SQLite; PostgreSQL sites use pg_dump)",
+    )
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a new file, or a directory for a dated one (default: backups/ beside the database)",
+    )
+    p = add("restore", "put a backup in place of the database (refused while an engine runs on it)")
+    p.add_argument(
+        "path", metavar="PATH", help="a file made by `watchkeeper backup`, or by `pg_dump -Fc` for PostgreSQL"
+    )
     return parser
 
 
@@ -496,6 +524,8 @@ class Runner:
         from engine.db import normalise_url
         from engine.migrate import status, upgrade
 
+        if self.args.db_command == "upgrade" and getattr(self.args, "backup_dir", None):
+            return self.cmd_upgrade_with_backup()
         parsed = None
         with contextlib.suppress(ValueError):  # connect() reports a bad URL
             parsed = normalise_url(self.settings.db)
@@ -526,6 +556,32 @@ class Runner:
             return 0
         finally:
             engine.dispose()
+
+    # -- backup, restore ----------------------------------------------------------------------------------
+
+    def cmd_backup(self) -> int:
+        from engine.backup import backup
+        from engine.clock import SystemClock
+
+        for line in backup(self.settings.db, self.args.path or None, SystemClock().now()).lines():
+            self.out.write(line + "\n")
+        return 0
+
+    def cmd_restore(self) -> int:
+        from engine.backup import restore
+        from engine.clock import SystemClock
+
+        for line in restore(self.settings.db, Path(self.args.path), SystemClock().now()).lines():
+            self.out.write(line + "\n")
+        return 0
+
+    def cmd_upgrade_with_backup(self) -> int:
+        from engine.backup import upgrade_with_backup
+        from engine.clock import SystemClock
+
+        for line in upgrade_with_backup(self.settings.db, Path(self.args.backup_dir), SystemClock().now()):
+            self.out.write(line + "\n")
+        return 0
 
     def cmd_secrets(self) -> int:
         from engine.secrets import SecretStore, env_var_name, normalise_name, unused_environment_secrets
@@ -868,6 +924,8 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "test-send": Runner.cmd_test_send,
     "keys": Runner.cmd_keys,
     "tokens": Runner.cmd_tokens,
+    "backup": Runner.cmd_backup,
+    "restore": Runner.cmd_restore,
 }
 
 

@@ -12,6 +12,7 @@ export PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring
 DB="sqlite:///$TMP/watchkeeper.db"
 
 echo "== version";           "$BIN" --version
+"$BIN" --version | grep -q "(built " || { echo "--version of a bundle must say when it was built" >&2; exit 1; }
 echo "== db upgrade";        "$BIN" db upgrade --db "$DB"
 echo "== db current";        "$BIN" db current --db "$DB"
 

@@ -112,7 +112,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def test_version_prints_name_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["--version"], capsys)
-    assert (code, out) == (0, "watchkeeper 0.1.0\n")
+    assert (code, out) == (0, "watchkeeper 0.1.0 (from source, not a packaged build)\n")
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "top")
