@@ -34,7 +34,7 @@ VERBS = {
 
 HELP = (
     "ack ID… · res ID… [note] · esc ID [level] · note ID text · cancel ID reason · "
-    "assign ID team|person HANDLE · reopen ID · show ID · new summary · find text"
+    "assign ID team|person HANDLE (or: assign ID me) · reopen ID · show ID · new summary · find text"
 )
 
 
@@ -115,12 +115,12 @@ def parse_command(line: str) -> Command:
             raise CommandError(f"{verb_token} needs {what}: {verb_token} 1234 …")
         return Command(verb, ids=tuple(ids), text=" ".join(words))
     # assign
-    if len(tokens) < 2:
-        raise CommandError("assign needs: assign 1234 team HANDLE  (or person HANDLE)")
-    if tokens[0].lstrip("#").isdigit():
+    if tokens and tokens[0].lstrip("#").isdigit():
         ids, tokens = [_id(tokens[0])], tokens[1:]
     else:
         ids = []
+    if tokens and tokens[0].lower() == "me":  # the person linked to the signed-in account
+        return Command("assign", ids=tuple(ids), target_kind="person", target="me", text=" ".join(tokens[1:]))
     if len(tokens) < 2 or tokens[0].lower() not in ("team", "person"):
         raise CommandError("assign needs: assign 1234 team HANDLE  (or person HANDLE)")
     return Command(

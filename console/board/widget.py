@@ -200,7 +200,9 @@ class BoardWidget(QWidget):
             )
         )
         self.mine = QCheckBox("&Mine")
-        self.mine.setToolTip("Only incidents I acknowledged or that are assigned to me")
+        self.mine.setToolTip(
+            "Only incidents I acknowledged or that are assigned to me (the person my account is linked to)"
+        )
         self.mine.toggled.connect(self._on_mine)
         self.views = QComboBox()
         self.views.setObjectName("savedViews")
@@ -551,7 +553,8 @@ class BoardWidget(QWidget):
 
     def _on_mine(self, on: bool) -> None:
         op = self.services.operator
-        self.model.set_filters(mine_of=(op.username, op.display_name) if on else ())
+        me = (op.username, op.display_name, *((f"#{op.person_id}",) if op.person_id is not None else ()))
+        self.model.set_filters(mine_of=me if on else ())
 
     def _on_loaded(self) -> None:
         self._update_count()
