@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -328,13 +328,11 @@ def write_csv(
     return written
 
 
-def entries(
-    session: Session, action: str | None = None, object_name: str | None = None
-) -> Sequence[AuditEntry]:
+def entries(session: Session, action: str | None = None, object_name: str | None = None) -> list[AuditRecord]:
     """All entries, oldest first, optionally of one kind or about one object (for tests and small reports)."""
     stmt = select(AuditEntry).order_by(AuditEntry.id)
     if action is not None:
         stmt = stmt.where(AuditEntry.action == action)
     if object_name is not None:
         stmt = stmt.where(AuditEntry.object_name == object_name)
-    return session.scalars(stmt).all()
+    return [_record(e) for e in session.scalars(stmt)]

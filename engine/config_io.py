@@ -2170,8 +2170,10 @@ class _DryRun(Exception):
 
 
 def _authorize_bundle(session: Session, who: Identity, bundle: _Bundle) -> Identity:
-    """Configuration needs EDIT_CONFIGURATION, accounts MANAGE_ACCOUNTS (checked as the account is now)."""
-    if any(bundle.items[k] for k in CONFIG_KINDS) or bundle.default_policy is not None:
+    """Configuration needs EDIT_CONFIGURATION, accounts MANAGE_ACCOUNTS (checked as the account is now); a
+    document with nothing in it is still an import of configuration."""
+    config = any(bundle.items[k] for k in CONFIG_KINDS) or bundle.default_policy is not None
+    if config or not bundle.items["accounts"]:
         who = authorize(session, who, Action.EDIT_CONFIGURATION)
     if bundle.items["accounts"]:
         who = authorize(session, who, Action.MANAGE_ACCOUNTS)
