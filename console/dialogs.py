@@ -124,7 +124,7 @@ class ChangePasswordDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Watchkeeper — choose a new password" if required else "Change password")
         self._change = change
-        intro = QLabel(
+        self.intro = intro = QLabel(
             f"The password of {username} was reset by an administrator. Choose your own before you go on."
             if required
             else f"Change the password of {username}."
