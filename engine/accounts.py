@@ -527,7 +527,7 @@ def create_operator(
     )
     session.add(operator)
     session.flush()
-    spec = account_spec(session, operator)
+    spec = account_spec(operator)
     audit.record(
         session,
         now,
@@ -553,20 +553,26 @@ def _name(actor: Identity | str) -> str:
     return actor.name if isinstance(actor, Identity) else actor
 
 
-def account_spec(session: Session, op: Operator) -> dict[str, Any]:
+def account_spec(op: Operator) -> dict[str, Any]:
     """An account in document form (export/import, audit): never the password hash."""
-    handle = session.scalar(select(Person.handle).where(Person.id == op.person_id)) if op.person_id else None
     return {
         "username": op.username,
         "display_name": op.display_name,
         "role": op.role,
-        "person": handle,
+        "person": op.person.handle if op.person is not None else None,
         "active": bool(op.active),
     }
 
 
 def ensure_first_admin(
-    session: Session, now: datetime, *, username: str, password: str, display_name: str = "", via: str = ""
+    session: Session,
+    now: datetime,
+    *,
+    username: str,
+    password: str,
+    display_name: str = "",
+    via: str = "",
+    person: str | None = None,
 ) -> Operator | None:
     """Create the first administrator when there is no operator at all; otherwise do nothing (None). Whoever
     reaches a database with no accounts may do this, in the console's first-run dialog or `users add`."""
@@ -580,6 +586,7 @@ def ensure_first_admin(
         password=password,
         display_name=display_name or "Administrator",
         role=Role.ADMIN.value,
+        person=person,
         actor=Identity(name=name, role=Role.ADMIN.value, kind="account", via=via),
     )
 
@@ -610,13 +617,18 @@ def _active_admins(session: Session) -> int:
     )
 
 
-def ensure_an_admin_remains(session: Session) -> None:
+def ensure_an_admin_remains(session: Session, before: int) -> None:
+    """Refuse a change that took away the last active administrator account (`before`: how many there were)."""
     session.flush()
-    if operator_count(session) and _active_admins(session) == 0:
+    if before > 0 and _active_admins(session) == 0:
         raise ValidationError(
             "this would leave no active administrator; make another account an administrator first",
             field="role",
         )
+
+
+def active_admins(session: Session) -> int:
+    return _active_admins(session)
 
 
 def add_account(
@@ -669,8 +681,9 @@ def update_account(
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
         authorize(session, by, Action.MANAGE_ACCOUNTS)
+        admins = _active_admins(session)
         op = _find(session, username)
-        before = account_spec(session, op)
+        before = account_spec(op)
         if role is not None:
             op.role = _check_role(role)
         if display_name is not None:
@@ -678,7 +691,8 @@ def update_account(
                 raise ValidationError("a display name is needed", field="display_name")
             op.display_name = display_name.strip()[:200]
         if person is not _UNSET:
-            op.person_id = _person_id(session, person, op.username)
+            person_id = _person_id(session, person, op.username)
+            op.person = session.get(Person, person_id) if person_id is not None else None
         unlocked = False
         if active is not None:
             if not active and by.kind == "account" and by.account_id == op.id:
@@ -686,8 +700,8 @@ def update_account(
             if active and op.locked_until is not None:
                 op.locked_until, op.failed_sign_ins, unlocked = None, 0, True
             op.active = active
-        ensure_an_admin_remains(session)
-        after = account_spec(session, op)
+        ensure_an_admin_remains(session, admins)
+        after = account_spec(op)
         changes = audit.diff(before, after)
         if unlocked:
             changes.append(Change("locked", True, False))

@@ -1257,11 +1257,10 @@ class Runner:
                 password=first,
                 display_name=self.args.name,
                 via="cli",
+                person=self.args.person,
             )
             if op is None:  # someone else made one meanwhile
                 return False
-            if self.args.person:
-                op.person_id = mod._person_id(session, self.args.person, op.username)
         self.out.write(
             f"first administrator {self.args.username} created; sign in with --user {self.args.username}\n"
         )

@@ -1759,13 +1759,9 @@ def _template_doc(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _account_spec(o: Operator) -> dict[str, Any]:
-    return {
-        "username": o.username,
-        "display_name": o.display_name,
-        "role": o.role,
-        "person": o.person.handle if o.person else None,
-        "active": bool(o.active),
-    }
+    from engine.accounts import account_spec
+
+    return account_spec(o)
 
 
 def _account_doc(s: dict[str, Any]) -> dict[str, Any]:
@@ -2192,7 +2188,7 @@ def _write(
     """Check references against the database, then write everything in one transaction, or nothing.
 
     A dry run does all of it, including the writes (so the counts are real), and then rolls back."""
-    from engine.accounts import ensure_an_admin_remains
+    from engine.accounts import active_admins, ensure_an_admin_remains
 
     now = ctx.clock.now()
     who = as_identity(actor)
@@ -2207,12 +2203,13 @@ def _write(
                     bundle.errors, verb="imported" if event_kind == "config_imported" else "saved"
                 )
             writer = _Writer(session, now, actor, who, sources)
+            admins = active_admins(session) if bundle.items["accounts"] else 0
             for kind in _APPLY_ORDER:
                 for item in bundle.items[kind]:
                     writer.apply(item)
                 session.flush()
             if bundle.items["accounts"]:
-                ensure_an_admin_remains(session)
+                ensure_an_admin_remains(session, admins)
             if bundle.default_policy is not None:
                 name = bundle.default_policy[0]
                 setting = session.get(SystemSetting, DEFAULT_POLICY_SETTING)
