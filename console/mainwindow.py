@@ -49,7 +49,7 @@ G re-assign · N add a note · Delete cancel with a reason · Enter open the det
 ↑/↓ PgUp/PgDn Home/End move · Shift+↑/↓ select several<br><br>
 <b>Anywhere</b><br>
 Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
-Ctrl+1…4 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
+Ctrl+1…5 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
 F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
 assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""

@@ -118,6 +118,10 @@ class AccountsEditor(ObjectEditor):
         self.form.addRow("", self.reset_button)
         self.delete_button.hide()  # accounts are disabled, never deleted
         self.new_button.setText("&New account")
+        # The list is what an administrator reads most (state, last sign-in): give it room.
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([760, 600])
 
     def key_widgets(self) -> list[QWidget]:
         return [self.username]

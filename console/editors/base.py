@@ -179,7 +179,7 @@ class ObjectEditor(QWidget):
         right_layout.addWidget(scroll, 1)
         right_layout.addLayout(form_buttons)
 
-        splitter = QSplitter()
+        self.splitter = splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 1)

@@ -1,4 +1,4 @@
-"""The history view: search closed incidents or the audit log by text, date range and actor, page by page.
+"""The history view: search closed incidents or the event log (the timeline of everything) by text, date range and actor, page by page.
 
 Every search runs engine.history on the database worker; the GUI thread only swaps in the page that comes
 back. A search started while another is running wins: results of an older request are dropped.
@@ -126,7 +126,7 @@ class HistoryWidget(QWidget):
         incident_split.setSizes([400, 160])
         self.tabs = QTabWidget()
         self.tabs.addTab(incident_split, "Closed incidents")
-        self.tabs.addTab(self.event_view, "Audit log")
+        self.tabs.addTab(self.event_view, "Event log")
 
         pager = QHBoxLayout()
         pager.addWidget(self.status, 1)

@@ -119,7 +119,11 @@ def test_configuration_switches_and_the_audit_trail_over_http(
     reply = client.get("/api/audit?format=csv&person=supervisor", headers=_auth(supervisor_token))
     assert reply.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(reply.text)))
-    assert rows[0][0] == "time (UTC)" and {r[4] for r in rows[1:]} == {"config_imported", "config_updated", "switch_changed"}
+    assert rows[0][0] == "time (UTC)" and {r[4] for r in rows[1:]} == {
+        "config_imported",
+        "config_updated",
+        "switch_changed",
+    }
     assert client.get("/api/audit", headers=_auth(operator_token)).status == 403
 
 
