@@ -181,7 +181,8 @@ class FirstRunDialog(QDialog):
         self.setWindowTitle("Watchkeeper — first run")
         intro = QLabel(
             "This database has no operator accounts yet. Create the first administrator account; "
-            "it can add operators and supervisors later (Editors → Accounts)." + (f"\n\nDatabase: {database}" if database else "")
+            "it can add operators and supervisors later (Editors → Accounts)."
+            + (f"\n\nDatabase: {database}" if database else "")
         )
         intro.setWordWrap(True)
         self.username = QLineEdit("admin")

@@ -7,7 +7,6 @@ Both only show and collect; engine.handover stores the note and finds the incide
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QHeaderView,
@@ -19,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.history.records import Column, RecordTableModel, fmt_time
+from console.history.records import Column, RecordTableModel, fmt_time, record_table
 from engine.handover import Handover, IncidentBrief, ShiftSummary
 
 BRIEF_COLUMNS: list[Column[IncidentBrief]] = [
@@ -43,12 +42,8 @@ def counts_text(summary: ShiftSummary) -> str:
 def _table(rows: list[IncidentBrief], parent: QWidget) -> QTableView:
     model: RecordTableModel[IncidentBrief] = RecordTableModel(BRIEF_COLUMNS, parent)
     model.set_rows(rows)
-    view = QTableView()
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.verticalHeader().setVisible(False)
+    view: QTableView = record_table(model)
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    view.horizontalHeader().setStretchLastSection(True)
     return view
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -173,47 +173,16 @@ def record(
     return entry
 
 
-def record_now(
-    ctx: AppContext,
-    actor: Identity | str,
-    action: str,
-    *,
-    object_kind: str = "",
-    object_name: str = "",
-    message: str = "",
-    changes: Iterable[Change] = (),
-    data: Mapping[str, Any] | None = None,
-) -> None:
-    """An entry in a transaction of its own, for a change kept outside the database (a settings file, a
+def record_now(ctx: AppContext, actor: Identity | str, action: str, **fields: Any) -> None:
+    """`record` in a transaction of its own, for a change kept outside the database (a settings file, a
     secret in the keyring) that has just been made."""
     with write_session(ctx.sessions) as session:
-        record(
-            session,
-            ctx.clock.now(),
-            actor,
-            action,
-            object_kind=object_kind,
-            object_name=object_name,
-            message=message,
-            changes=changes,
-            data=data,
-        )
+        record(session, ctx.clock.now(), actor, action, **fields)
 
 
 def _record(entry: AuditEntry) -> AuditRecord:
-    return AuditRecord(
-        id=entry.id,
-        at=entry.at,
-        actor=entry.actor,
-        actor_role=entry.actor_role,
-        via=entry.via,
-        action=entry.action,
-        object_kind=entry.object_kind,
-        object_name=entry.object_name,
-        message=entry.message,
-        changes=list(entry.changes or []),
-        data=dict(entry.data or {}),
-    )
+    found = {f.name: getattr(entry, f.name) for f in fields(AuditRecord)}
+    return AuditRecord(**{**found, "changes": list(entry.changes or []), "data": dict(entry.data or {})})
 
 
 def _conditions(

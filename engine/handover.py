@@ -8,7 +8,7 @@ them, and those whose SLA was breached during the outgoing shift or that are ope
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -124,17 +124,7 @@ def shift_summary(session: Session, now: datetime, since: datetime, limit: int =
 
 
 def _note(n: HandoverNote) -> Note:
-    return Note(
-        id=n.id,
-        written_at=n.written_at,
-        author=n.author,
-        author_name=n.author_name,
-        shift_started_at=n.shift_started_at,
-        text=n.text,
-        open_count=n.open_count,
-        unacknowledged_count=n.unacknowledged_count,
-        breached_count=n.breached_count,
-    )
+    return Note(**{f.name: getattr(n, f.name) for f in fields(Note)})
 
 
 def write_note(ctx: AppContext, identity: Identity, text: str, *, shift_started_at: datetime | None) -> Note:

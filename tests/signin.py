@@ -44,3 +44,17 @@ class Typed(io.StringIO):
     def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
         line = super().readline(-1 if size is None else size)
         return line or self._again
+
+
+def migrated(url: str) -> str:
+    """The models' schema on the database at `url`, recorded as at head (what `db upgrade` leaves)."""
+    from engine.migrate import stamp
+    from engine.models import Base
+
+    engine = make_engine(url)
+    try:
+        Base.metadata.create_all(engine)
+        stamp(engine)
+    finally:
+        engine.dispose()
+    return url

@@ -13,22 +13,19 @@ from typing import Any
 
 from PySide6.QtCore import QDateTime, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDateTimeEdit,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from console.history.records import Column, RecordTableModel, replies
+from console.history.records import Column, RecordTableModel, record_table, replies
 from console.services import ConsoleServices
 from engine import audit
 from engine.audit import AuditRecord
@@ -75,18 +72,6 @@ def _qdatetime(value: datetime) -> QDateTime:
 
 def _aware(value: QDateTime) -> datetime:
     return datetime.fromtimestamp(value.toSecsSinceEpoch(), tz=UTC)
-
-
-def _table(model: RecordTableModel[Any]) -> QTableView:
-    view = QTableView()
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setAlternatingRowColors(True)
-    view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setStretchLastSection(True)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    return view
 
 
 class AuditWidget(QWidget):
@@ -143,8 +128,8 @@ class AuditWidget(QWidget):
 
         self.entries = RecordTableModel(AUDIT_COLUMNS, self)
         self.changes = RecordTableModel(CHANGE_COLUMNS, self)
-        self.entry_view = _table(self.entries)
-        self.change_view = _table(self.changes)
+        self.entry_view = record_table(self.entries)
+        self.change_view = record_table(self.changes)
         self.detail = QLabel()
         self.detail.setObjectName("auditDetail")
         self.detail.setWordWrap(True)

@@ -11,21 +11,18 @@ from typing import Any
 
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDateEdit,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from console.history.records import Column, RecordTableModel, replies
+from console.history.records import Column, RecordTableModel, record_table, replies
 from console.services import ConsoleServices
 from engine import history
 from engine.history import EventRecord, IncidentRecord, ResultPage
@@ -53,18 +50,6 @@ EVENT_COLUMNS: list[Column[EventRecord]] = [
     Column("Incident", lambda r: r.incident_id or "", numeric=True),
     Column("Message", lambda r: r.message),
 ]
-
-
-def _table(model: RecordTableModel[Any]) -> QTableView:
-    view = QTableView()
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setAlternatingRowColors(True)
-    view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setStretchLastSection(True)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    return view
 
 
 def _day_start(day: QDate) -> datetime:
@@ -116,9 +101,9 @@ class HistoryWidget(QWidget):
         self.incidents = RecordTableModel(INCIDENT_COLUMNS, self)
         self.events = RecordTableModel(EVENT_COLUMNS, self)
         self.timeline = RecordTableModel(EVENT_COLUMNS, self)
-        self.incident_view = _table(self.incidents)
-        self.event_view = _table(self.events)
-        self.timeline_view = _table(self.timeline)
+        self.incident_view = record_table(self.incidents)
+        self.event_view = record_table(self.events)
+        self.timeline_view = record_table(self.timeline)
 
         incident_split = QSplitter(Qt.Orientation.Vertical)
         incident_split.addWidget(self.incident_view)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keyring
 import pytest
 from pytestqt.qtbot import QtBot
 from sqlalchemy import text
@@ -36,7 +35,7 @@ from engine.secrets import SecretStore
 from engine.service.app import ServiceApp
 from engine.service.health import ServiceState
 from engine.service.keys import create_api_token
-from tests.fakes.memory_keyring import MemoryKeyring
+from tests.fakes.memory_keyring import installed
 from tests.service.conftest import WsgiClient
 from tests.signin import Typed
 
@@ -97,10 +96,8 @@ def world(ctx: AppContext, tmp_path: Path) -> Iterator[World]:
     w.open_id = api.trigger(ctx, policy="fire", summary="Smoke, Block C", key="open-one").incident_id
     w.closed_id = api.trigger(ctx, policy="fire", summary="Burst pipe", key="closed-one").incident_id
     api.resolve(ctx, w.closed_id, by="setup")
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    yield w
-    keyring.set_keyring(previous)
+    with installed():
+        yield w
     for undo in w.cleanup:
         undo()
 

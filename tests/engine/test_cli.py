@@ -21,11 +21,11 @@ import pytest
 
 from engine.cli import VerbUnavailable, _need, main
 from engine.db import make_engine
-from engine.migrate import head_revision, stamp
+from engine.migrate import head_revision
 from engine.models import Base
 from engine.settings import Settings
 from tests.fakes.memory_keyring import MemoryKeyring
-from tests.signin import Typed, add_account
+from tests.signin import Typed, add_account, migrated
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -108,12 +108,7 @@ def schema_url(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A database with the models' schema, recorded as at head (the incident verbs' tests are about the CLI,
     not the migrations, which test_migrations.py covers), and an administrator "boss" every command of the
     test signs in as (WATCHKEEPER_USER, the password piped on stdin)."""
-    engine = make_engine(db_url)
-    try:
-        Base.metadata.create_all(engine)
-        stamp(engine)
-    finally:
-        engine.dispose()
+    migrated(db_url)
     password = add_account(db_url, "boss", "admin")
     monkeypatch.setenv("WATCHKEEPER_USER", "boss")
     monkeypatch.setattr(sys, "stdin", Typed(password, again=True))

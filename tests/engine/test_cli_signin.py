@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import keyring
 import pytest
 from sqlalchemy import select as sql_select
 
@@ -25,12 +24,12 @@ from engine import audit
 from engine.cli import main
 from engine.context import AppContext
 from engine.db import make_engine, read_session, session_factory
-from engine.migrate import stamp
-from engine.models import Base, Incident, Policy
+from engine.models import Incident, Policy
 from engine.service.keys import create_api_token
 from engine.settings import Settings
-from tests.fakes.memory_keyring import MemoryKeyring
-from tests.signin import PASSWORDS, Typed, add_account
+from tests.engine.test_cli import _restore_logging  # noqa: F401 - the same autouse fixture
+from tests.fakes.memory_keyring import MemoryKeyring, installed
+from tests.signin import PASSWORDS, Typed, add_account, migrated
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -45,36 +44,14 @@ policies:
 
 @pytest.fixture(autouse=True)
 def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
+    with installed() as backend:
+        yield backend
 
 
 @pytest.fixture
 def centre(db_url: str, tmp_path: Path) -> str:
     """A migrated database with an operator, a supervisor and an administrator, and the policy "fire"."""
-    engine = make_engine(db_url)
-    try:
-        Base.metadata.create_all(engine)
-        stamp(engine)
-    finally:
-        engine.dispose()
+    migrated(db_url)
     add_account(db_url, "thandi", "operator", display_name="Thandi Nkosi")
     add_account(db_url, "naledi", "supervisor")
     add_account(db_url, "boss", "admin")
@@ -295,12 +272,7 @@ def test_an_administrator_manages_accounts_on_the_command_line(centre: str) -> N
 
 @on_postgresql
 def test_the_first_administrator_is_made_on_an_empty_database(db_url: str) -> None:
-    engine = make_engine(db_url)
-    try:
-        Base.metadata.create_all(engine)
-        stamp(engine)
-    finally:
-        engine.dispose()
+    migrated(db_url)
     code, _out, err = run_as(
         db_url, None, "users", "add", "chief", "--role", "operator", stdin="pw-chief-12\npw-chief-12"
     )

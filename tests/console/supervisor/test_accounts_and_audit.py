@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import keyring
 import pytest
 from PySide6.QtCore import QDateTime
 from pytestqt.qtbot import QtBot
@@ -27,7 +26,7 @@ from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.models import Person
 from engine.secrets import SecretStore
-from tests.fakes.memory_keyring import MemoryKeyring
+from tests.fakes.memory_keyring import MemoryKeyring, installed
 
 PASSWORD = {"boss": "centre-admin-9", "naledi": "supervisor-pass-1", "thandi": "night-shift-7"}
 
@@ -245,11 +244,8 @@ def test_an_operator_cannot_search_the_audit_trail(qtbot: QtBot, thandi: Console
 
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+    with installed() as backend:
+        yield backend
 
 
 def test_settings_and_secret_changes_are_audited_without_the_secret(
