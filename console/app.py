@@ -222,10 +222,11 @@ def quit_while_signed_out(ctx: AppContext, engine_running: bool) -> bool:
     return box.clickedButton() is quit_button
 
 
-def load_demo_data(ctx: AppContext) -> dict[str, Any]:
-    from engine.demo import load_demo
+def load_demo_data(ctx: AppContext, by: Any = None) -> dict[str, Any]:
+    """The demo centre, loaded in the name of `by` (the administrator who just made the first account)."""
+    from engine.demo import DEMO_ACTOR, load_demo
 
-    return load_demo(ctx)
+    return load_demo(ctx, by=by or DEMO_ACTOR)
 
 
 def start_engine(ctx: AppContext) -> Any:
@@ -339,7 +340,7 @@ def run(settings: Settings, *, demo: bool | None = None, smoke: bool = False) ->
                 if empty and (wants_demo or demo or os.environ.get("WATCHKEEPER_DEMO") == "1"):
                     QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
                     try:
-                        load_demo_data(ctx)
+                        load_demo_data(ctx, operator.identity())
                     except Exception as exc:
                         error_dialog(
                             "Demo data", f"The demo data could not be loaded:\n\n{operator_message(exc)}"
