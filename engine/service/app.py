@@ -740,9 +740,8 @@ class ServiceApp:
     def users(self, request: Request) -> Response:
         from engine import accounts
 
-        identity = self._authorise(request, Action.MANAGE_ACCOUNTS)
+        self._authorise(request, Action.MANAGE_ACCOUNTS)
         with read_session(self.ctx.sessions) as session:
-            authorize(session, identity, Action.MANAGE_ACCOUNTS)
             found = accounts.list_accounts(session)
         now = self.ctx.clock.now()
         return Response.json({"users": [{**_plain(a), "state": a.state(now)} for a in found]})
