@@ -5,6 +5,10 @@ that does not answer, a schema at the wrong revision, a missing keyring — ends
 message, never a traceback. On a database with no operator accounts (the README's `make run` on a fresh
 SQLite file) a first-run dialog creates the administrator account, prefilled with the user name "admin" (the
 password is chosen there; none is ever built in), and offers to load the demo data.
+
+A console serves one shift after another: File → Sign out closes the main window and asks the next person to
+sign in, while the embedded engine started at the first sign-in keeps running (and paging) in between. The
+engine stops only when the console quits, which asks first when it is the only engine running.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt
@@ -19,7 +24,7 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from console.alerts import icon_path
-from console.dialogs import FirstRunDialog, SignInDialog
+from console.dialogs import ChangePasswordDialog, FirstRunDialog, SignInDialog
 from console.services import ConsoleServices, SignedIn
 from console.theme import apply_theme
 from engine import accounts
@@ -41,21 +46,45 @@ def quiet_library_logs(settings: Settings) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
+def signed_in(result: accounts.SignIn, now: datetime) -> SignedIn:
+    a = result.account
+    return SignedIn(
+        operator_id=a.id,
+        username=a.username,
+        display_name=a.display_name,
+        role=a.role,
+        person_id=a.person_id,
+        must_change_password=a.must_change_password,
+        previous_sign_in_at=result.previous_sign_in_at,
+        signed_in_at=now,
+    )
+
+
 def sign_in(ctx: AppContext, username: str, password: str) -> SignedIn:
-    """The operator for these credentials (SignInFailed otherwise); records the time of the sign-in."""
-    with write_session(ctx.sessions) as session:
-        op = accounts.authenticate(session, username, password, ctx.clock.now())
-        return SignedIn(operator_id=op.id, username=op.username, display_name=op.display_name, role=op.role)
+    """The operator for these credentials (SignInFailed otherwise: wrong, or locked for a while); the
+    engine records the sign-in (or the failure) in the audit trail."""
+    return signed_in(accounts.sign_in(ctx, username, password, via="console"), ctx.clock.now())
 
 
 def create_first_admin(ctx: AppContext, username: str, password: str, display_name: str) -> SignedIn | None:
     with write_session(ctx.sessions) as session:
         op = accounts.ensure_first_admin(
-            session, ctx.clock.now(), username=username, password=password, display_name=display_name
+            session,
+            ctx.clock.now(),
+            username=username,
+            password=password,
+            display_name=display_name,
+            via="console",
         )
         if op is None:
             return None
-        return SignedIn(operator_id=op.id, username=op.username, display_name=op.display_name, role=op.role)
+        return SignedIn(
+            operator_id=op.id,
+            username=op.username,
+            display_name=op.display_name,
+            role=op.role,
+            signed_in_at=ctx.clock.now(),
+        )
 
 
 def database_is_empty(ctx: AppContext) -> bool:
@@ -92,8 +121,13 @@ def operator_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}"
 
 
-def choose_operator(ctx: AppContext, *, ask_demo: bool) -> tuple[SignedIn | None, bool]:
-    """First run (no accounts): create the admin; otherwise sign in. Returns (operator, load demo?)."""
+def choose_operator(
+    ctx: AppContext, *, ask_demo: bool, after_sign_out: bool = False, engine_running: bool = False
+) -> tuple[SignedIn | None, bool]:
+    """First run (no accounts): create the admin; otherwise sign in (and, after a password reset, choose a
+    new password). Returns (operator, load demo?); (None, False) when nobody signs in and the console quits.
+
+    After a sign-out the dialog says the engine keeps running, and closing it asks before quitting."""
     with read_session(ctx.sessions) as session:
         first_run = accounts.needs_first_admin(session)
     if first_run:
@@ -112,19 +146,87 @@ def choose_operator(ctx: AppContext, *, ask_demo: bool) -> tuple[SignedIn | None
             if operator is None:  # someone else created an account meanwhile: sign in normally
                 break
             return operator, ask_demo and dialog.load_demo.isChecked()
-    last_user = str(QSettings().value("signin/last_user", "") or "")
-    signin = SignInDialog(lambda u, p: sign_in(ctx, u, p), database=describe(ctx), username=last_user)
-    if signin.exec() != SignInDialog.DialogCode.Accepted:
-        return None, False
-    operator = signin.result_value
-    QSettings().setValue("signin/last_user", operator.username)
-    return operator, False
+    status = ""
+    if after_sign_out:
+        status = (
+            "Signed out. The escalation engine in this console keeps running: paging continues while nobody "
+            "is signed in."
+            if engine_running
+            else "Signed out."
+        )
+    while True:
+        last_user = "" if after_sign_out else str(QSettings().value("signin/last_user", "") or "")
+        signin = SignInDialog(
+            lambda u, p: sign_in(ctx, u, p), database=describe(ctx), username=last_user, status=status
+        )
+        if signin.exec() != SignInDialog.DialogCode.Accepted:
+            if after_sign_out and not quit_while_signed_out(ctx, engine_running):
+                continue
+            return None, False
+        operator: SignedIn = signin.result_value
+        if operator.must_change_password and not change_password_now(ctx, operator, signin.password.text()):
+            continue
+        QSettings().setValue("signin/last_user", operator.username)
+        show_handover(ctx, operator, always=after_sign_out)
+        return operator, False
 
 
-def load_demo_data(ctx: AppContext) -> dict[str, Any]:
-    from engine.demo import load_demo
+def change_password_now(ctx: AppContext, operator: SignedIn, current: str) -> bool:
+    """After a reset the new password comes before anything else; False when the person gives up."""
+    dialog = ChangePasswordDialog(
+        lambda old, new: accounts.change_password(ctx, operator.identity(), old, new),
+        username=operator.username,
+        required=True,
+        current=current,
+    )
+    if dialog.exec() != ChangePasswordDialog.DialogCode.Accepted:
+        return False
+    operator.must_change_password = False
+    return True
 
-    return load_demo(ctx)
+
+def show_handover(ctx: AppContext, operator: SignedIn, *, always: bool = False) -> None:
+    """The note the last shift left for this person, with the open, unacknowledged and breached incidents;
+    shown when there is a note they have not seen (or at any sign-in that follows a sign-out)."""
+    from console.handover import HandoverDialog
+    from engine import handover
+
+    now = ctx.clock.now()
+    with read_session(ctx.sessions) as session:
+        found = handover.handover_for(session, operator.identity(), operator.previous_sign_in_at, now)
+    if found.note is None and not always:
+        return
+    HandoverDialog(found, signed_in_as=operator.display_name).exec()
+
+
+def other_engines_alive(ctx: AppContext) -> bool:
+    from engine.board import board_health
+
+    with read_session(ctx.sessions) as session:
+        alive = board_health(session, ctx.clock.now(), ctx.settings)["engines_alive"]
+    return any(node != ctx.node_id for node in alive)
+
+
+def quit_while_signed_out(ctx: AppContext, engine_running: bool) -> bool:
+    """Nobody signed in and the sign-in closed: quitting stops the engine, so ask when it is the only one."""
+    from console.mainwindow import QUIT_TEXT
+
+    if not engine_running or other_engines_alive(ctx):
+        return True
+    box = QMessageBox(QMessageBox.Icon.Warning, "Quit Watchkeeper?", "Quitting stops all paging.")
+    box.setObjectName("quitQuestion")
+    box.setInformativeText(QUIT_TEXT.split("\n\n")[0])
+    quit_button = box.addButton("Quit and stop the engine", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton("Back to sign-in", QMessageBox.ButtonRole.RejectRole)
+    box.exec()
+    return box.clickedButton() is quit_button
+
+
+def load_demo_data(ctx: AppContext, by: Any = None) -> dict[str, Any]:
+    """The demo centre, loaded in the name of `by` (the administrator who just made the first account)."""
+    from engine.demo import DEMO_ACTOR, load_demo
+
+    return load_demo(ctx, by=by or DEMO_ACTOR)
 
 
 def start_engine(ctx: AppContext) -> Any:
@@ -224,35 +326,46 @@ def run(settings: Settings, *, demo: bool | None = None, smoke: bool = False) ->
     services: ConsoleServices | None = None
     try:
         empty = database_is_empty(ctx)
-        operator, wants_demo = choose_operator(ctx, ask_demo=empty)
-        if operator is None:
-            return 0
-        if empty and (wants_demo or demo or os.environ.get("WATCHKEEPER_DEMO") == "1"):
-            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            try:
-                load_demo_data(ctx)
-            except Exception as exc:
-                error_dialog("Demo data", f"The demo data could not be loaded:\n\n{operator_message(exc)}")
-            finally:
-                QApplication.restoreOverrideCursor()
-        if settings.engine_mode != "watch":
-            try:
-                runner = start_engine(ctx)
-            except Exception as exc:
-                error_dialog(
-                    "Engine not started",
-                    "The embedded engine could not start, so this console will not send messages. "
-                    f"The board still works.\n\n{operator_message(exc)}",
-                )
-        services = ConsoleServices(ctx, operator)
-        from console.mainwindow import MainWindow
-
-        window = MainWindow(services, runner=runner)
-        from console.heap import keep_collector_quiet
-
-        keep_collector_quiet(window)
-        window.show()
-        return int(app.exec())
+        first = True
+        while True:
+            operator, wants_demo = choose_operator(
+                ctx,
+                ask_demo=empty and first,
+                after_sign_out=not first,
+                engine_running=runner is not None,
+            )
+            if operator is None:
+                return 0
+            if first:
+                if empty and (wants_demo or demo or os.environ.get("WATCHKEEPER_DEMO") == "1"):
+                    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+                    try:
+                        load_demo_data(ctx, operator.identity())
+                    except Exception as exc:
+                        error_dialog(
+                            "Demo data", f"The demo data could not be loaded:\n\n{operator_message(exc)}"
+                        )
+                    finally:
+                        QApplication.restoreOverrideCursor()
+                if settings.engine_mode != "watch":
+                    try:
+                        runner = start_engine(ctx)
+                    except Exception as exc:
+                        error_dialog(
+                            "Engine not started",
+                            "The embedded engine could not start, so this console will not send messages. "
+                            f"The board still works.\n\n{operator_message(exc)}",
+                        )
+            services = ConsoleServices(ctx, operator)
+            window = open_window(services, runner)
+            code = int(app.exec())
+            services.shutdown()
+            services = None
+            # A sign-out hands the console to the next person; the engine has kept running throughout.
+            if window.outcome != "sign_out":
+                return code
+            window.deleteLater()
+            first = False
     except Exception as exc:
         log.exception("console failed")
         error_dialog("Watchkeeper stopped", operator_message(exc))
@@ -266,6 +379,16 @@ def run(settings: Settings, *, demo: bool | None = None, smoke: bool = False) ->
         if services is not None:
             services.shutdown()
         ctx.db.dispose()
+
+
+def open_window(services: ConsoleServices, runner: Any) -> Any:
+    from console.heap import keep_collector_quiet
+    from console.mainwindow import MainWindow
+
+    window = MainWindow(services, runner=runner)
+    keep_collector_quiet(window)
+    window.show()
+    return window
 
 
 start_console = run

@@ -1,5 +1,6 @@
-"""The console's small dialogs: sign-in, first-run administrator, new incident (a call by phone), and the
-prompts behind actions (note, cancel reason, escalate to level, assign).
+"""The console's small dialogs: sign-in, first-run administrator, changing a password, signing out with a
+handover note and the handover shown at sign-in, new incident (a call by phone), and the prompts behind
+actions (note, cancel reason, escalate to level, assign).
 
 Dialogs validate what they can see (required fields, a reporter's phone number or e-mail address) and leave
 every rule about incidents to the engine; `values()` returns exactly the keyword arguments of the engine call.
@@ -52,6 +53,7 @@ class SignInDialog(QDialog):
         *,
         database: str = "",
         username: str = "",
+        status: str = "",
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Watchkeeper — sign in")
@@ -73,6 +75,11 @@ class SignInDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        if status:
+            self.status = QLabel(status)
+            self.status.setObjectName("signInStatus")
+            self.status.setWordWrap(True)
+            layout.addWidget(self.status)
         if database:
             db_label = QLabel(f"Database: {database}")
             db_label.setWordWrap(True)
@@ -86,10 +93,82 @@ class SignInDialog(QDialog):
         try:
             self.result_value = self._check(self.username.text(), self.password.text())
         except Exception as exc:
-            self.error.setText(str(exc) or "sign-in failed")
+            # The engine's words: "wrong user name or password" or "locked for a while" — never which field.
+            self.error.setText(sentence(str(exc) or "sign-in failed"))
             self.error.show()
             self.password.clear()
             self.password.setFocus()
+            return
+        super().accept()
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+class ChangePasswordDialog(QDialog):
+    """A new password, typed twice: at sign-in after a reset (required) or from File → Change password."""
+
+    def __init__(
+        self,
+        change: Callable[[str, str], Any],
+        parent: QWidget | None = None,
+        *,
+        username: str = "",
+        required: bool = False,
+        current: str = "",
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watchkeeper — choose a new password" if required else "Change password")
+        self._change = change
+        self.intro = intro = QLabel(
+            f"The password of {username} was reset by an administrator. Choose your own before you go on."
+            if required
+            else f"Change the password of {username}."
+        )
+        intro.setWordWrap(True)
+        self.current = QLineEdit(current)
+        self.current.setObjectName("currentPassword")
+        self.current.setEchoMode(QLineEdit.EchoMode.Password)
+        self.new = QLineEdit()
+        self.new.setObjectName("newPassword")
+        self.new.setEchoMode(QLineEdit.EchoMode.Password)
+        self.new.setPlaceholderText("at least 8 characters")
+        self.again = QLineEdit()
+        self.again.setObjectName("newPasswordAgain")
+        self.again.setEchoMode(QLineEdit.EchoMode.Password)
+        self.error = _error_label()
+        form = QFormLayout()
+        if not current:
+            form.addRow("&Current password", self.current)
+        form.addRow("&New password", self.new)
+        form.addRow("&Again", self.again)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Change password")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        (self.new if current else self.current).setFocus()
+
+    def accept(self) -> None:
+        if self.new.text() != self.again.text():
+            self.error.setText("The two new passwords differ.")
+            self.error.show()
+            return
+        try:
+            self._change(self.current.text(), self.new.text())
+        except Exception as exc:
+            self.error.setText(sentence(str(exc)))
+            self.error.show()
             return
         super().accept()
 
@@ -102,7 +181,8 @@ class FirstRunDialog(QDialog):
         self.setWindowTitle("Watchkeeper — first run")
         intro = QLabel(
             "This database has no operator accounts yet. Create the first administrator account; "
-            "it can add operators and supervisors later." + (f"\n\nDatabase: {database}" if database else "")
+            "it can add operators and supervisors later (Editors → Accounts)."
+            + (f"\n\nDatabase: {database}" if database else "")
         )
         intro.setWordWrap(True)
         self.username = QLineEdit("admin")

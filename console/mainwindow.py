@@ -3,6 +3,11 @@ board with the incident detail docked beside it, and the supervisor tabs mounted
 
 The layout (window geometry, docks, board columns and sort) is remembered per operator with QSettings; the
 theme, the large-font option and mute-for-this-shift are in the View and Alerts menus.
+
+File → Sign out hands the console over without stopping the embedded engine: the outgoing operator may leave
+a handover note, the window closes (`outcome == "sign_out"`) and console.app asks the next person to sign in
+while the engine keeps paging. Quitting while this console's engine is the only one running asks first and
+says what stops. Tabs a person may not use (Audit for operators) are not shown.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -32,6 +37,7 @@ from console.board.widget import BoardWidget
 from console.detail import DetailWindow, IncidentDetail
 from console.services import ConsoleServices
 from console.theme import apply_theme
+from engine.permissions import Action
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +49,31 @@ G re-assign · N add a note · Delete cancel with a reason · Enter open the det
 ↑/↓ PgUp/PgDn Home/End move · Shift+↑/↓ select several<br><br>
 <b>Anywhere</b><br>
 Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
-Ctrl+1…4 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
-F5 reload the board · Ctrl+Q quit<br><br>
+Ctrl+1…5 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
+F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
-assign 1234 team|person HANDLE · reopen 1234 · show 1234 · new summary · find text (or /text)"""
+assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""
 
-SUPERVISOR_TABS: list[tuple[str, str, str, str]] = [
-    # (tab title, module, class, placeholder text)
-    ("Editors", "console.editors", "EditorsWidget", "Policies, people, teams and schedules"),
-    ("Statistics", "console.stats", "StatsWidget", "Response and resolution statistics"),
-    ("History", "console.history", "HistoryWidget", "Past incidents"),
+SUPERVISOR_TABS: list[tuple[str, str, str, str, Action]] = [
+    # (tab title, module, class, placeholder text, what seeing it needs)
+    (
+        "Editors",
+        "console.editors",
+        "EditorsWidget",
+        "Policies, people, teams and schedules",
+        Action.VIEW_CONFIGURATION,
+    ),
+    ("Statistics", "console.stats", "StatsWidget", "Response and resolution statistics", Action.VIEW_REPORTS),
+    ("History", "console.history", "HistoryWidget", "Past incidents", Action.VIEW_REPORTS),
+    ("Audit", "console.audit", "AuditWidget", "Who changed what", Action.VIEW_AUDIT),
 ]
+
+QUIT_TEXT = (
+    "This console runs the only escalation engine on this database. Quitting stops, until another console "
+    "or a `watchkeeper serve` starts: paging (SMS, WhatsApp, voice, e-mail, webhooks), escalation to the next "
+    "level, repeats and fallbacks, SLA warnings and breaches, and reminders.\n\n"
+    "To hand over the shift without stopping the engine, sign out instead."
+)
 
 
 def mount(services: ConsoleServices, module: str, cls: str, placeholder: str) -> QWidget:
@@ -71,6 +91,9 @@ def mount(services: ConsoleServices, module: str, cls: str, placeholder: str) ->
 
 
 class MainWindow(QMainWindow):
+    # Emitted when the window closes because its person signed out (the console asks for the next one).
+    signed_out = Signal()
+
     def __init__(
         self,
         services: ConsoleServices,
@@ -86,6 +109,9 @@ class MainWindow(QMainWindow):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.services = services
         self.runner = runner
+        self.outcome = "quit"  # or "sign_out": what closing the window means to console.app
+        self._close_confirmed = False
+        self._other_engines: list[str] | None = None  # alive engines besides ours, from the health feed
         self.setWindowTitle(f"Watchkeeper — {services.operator.display_name} ({services.operator.role})")
         self.setWindowIcon(QIcon(str(icon_path())))
         self.alerts = AlertCenter(self, sound=sound)
@@ -113,7 +139,8 @@ class MainWindow(QMainWindow):
         self.tabs.setObjectName("tabs")
         self.tabs.addTab(self.board, "Board")
         self._mounted: dict[int, bool] = {}
-        for title, *_rest in SUPERVISOR_TABS:
+        self.tab_specs = [spec for spec in SUPERVISOR_TABS if services.can(spec[4])]
+        for title, *_rest in self.tab_specs:
             self.tabs.addTab(QWidget(), title)
         self.tabs.currentChanged.connect(self._mount_tab)
 
@@ -200,6 +227,10 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&New incident…", None, lambda: self.board.new_incident())
         self._action(file_menu, "&Settings…", "Ctrl+,", self.open_settings)
         file_menu.addSeparator()
+        self._action(file_menu, "&Handover…", None, self.show_handover)
+        self._action(file_menu, "Change &password…", None, self.change_password)
+        self.sign_out_action = self._action(file_menu, "Sign &out…", "Ctrl+Shift+O", self.sign_out)
+        file_menu.addSeparator()
         self._action(file_menu, "&Quit", "Ctrl+Q", self.close)
         view = bar.addMenu("&View")
         settings = QSettings()
@@ -270,7 +301,7 @@ class MainWindow(QMainWindow):
     def _mount_tab(self, index: int) -> None:
         if index <= 0 or self._mounted.get(index):
             return
-        title, module, cls, placeholder = SUPERVISOR_TABS[index - 1]
+        title, module, cls, placeholder, _action = self.tab_specs[index - 1]
         widget = mount(self.services, module, cls, placeholder)
         self._mounted[index] = True
         self.tabs.blockSignals(True)
@@ -321,6 +352,7 @@ class MainWindow(QMainWindow):
     def _on_health(self, health: dict[str, Any]) -> None:
         self._set_problem("database", None)
         alive = health.get("engines_alive", [])
+        self._other_engines = [n for n in alive if n != self.services.ctx.node_id]
         if self.services.ctx.settings.engine_mode == "watch":
             engine_ok = bool(alive)
             label = f"Engine: {len(alive)} service(s) running" if alive else "Engine: NONE RUNNING"
@@ -438,7 +470,111 @@ class MainWindow(QMainWindow):
         settings.setValue(self._key("board_view"), json.dumps(self.board.view_state()))
         settings.sync()
 
+    # -- shift handover and quitting ---------------------------------------------------------------------------
+
+    def _shift_start(self) -> Any:
+        from datetime import timedelta
+
+        return self.services.operator.signed_in_at or self.services.ctx.clock.now() - timedelta(hours=12)
+
+    def sign_out(self) -> None:
+        """File → Sign out: an optional handover note, then the next person signs in; the engine keeps running."""
+        from console.handover import SignOutDialog
+        from console.history.records import replies
+        from engine import handover
+
+        dialog = SignOutDialog(
+            self.services.operator.display_name, self, engine_running=self._embedded_running()
+        )
+        now, since = self.services.ctx.clock.now(), self._shift_start()
+        self.services.worker.submit(
+            lambda s: handover.shift_summary(s, now, since, limit=0),
+            **replies(dialog, dialog.show_summary),
+            what="shift summary",
+        )
+        if dialog.exec() != dialog.DialogCode.Accepted:
+            return
+        self.hand_over(dialog.text())
+
+    def hand_over(self, note: str) -> None:
+        """Write the handover note (if any) and the sign-out, then close the window for the next person."""
+        from engine import accounts, handover
+
+        ctx, who, since = self.services.ctx, self.services.identity, self._shift_start()
+
+        def job() -> None:
+            note_id = handover.write_note(ctx, who, note, shift_started_at=since).id if note.strip() else None
+            accounts.sign_out(ctx, who, note_id=note_id)
+
+        def done(_result: None) -> None:
+            self.outcome = "sign_out"
+            self._close_confirmed = True
+            self.close()
+            self.signed_out.emit()
+
+        self.services.worker.call(
+            job, done, lambda exc: self.show_message(f"Sign out failed: {exc}", True), what="sign out"
+        )
+
+    def show_handover(self) -> None:
+        from console.handover import HandoverDialog
+        from console.history.records import replies
+        from engine import handover
+
+        identity, now = self.services.identity, self.services.ctx.clock.now()
+
+        def job(session: Any) -> handover.Handover:
+            note = handover.latest_note(session)
+            since = (note.shift_started_at if note is not None else None) or now - handover.DEFAULT_SHIFT
+            return handover.Handover(note=note, summary=handover.shift_summary(session, now, since))
+
+        def show(found: handover.Handover) -> None:
+            HandoverDialog(found, self, signed_in_as=identity.label).exec()
+
+        self.services.worker.submit(job, **replies(self, show), what="handover")
+
+    def change_password(self) -> None:
+        from console.dialogs import ChangePasswordDialog
+        from engine import accounts
+
+        ctx, who = self.services.ctx, self.services.identity
+        dialog = ChangePasswordDialog(
+            lambda old, new: accounts.change_password(ctx, who, old, new), self, username=who.name
+        )
+        if dialog.exec() == dialog.DialogCode.Accepted:
+            self.show_message("Password changed")
+
+    def engine_is_the_only_one(self) -> bool:
+        """This console's embedded engine is running and no other engine has been seen alive (by the last
+        health check; before the first one, assume it is alone)."""
+        return self._embedded_running() and not self._other_engines
+
+    def confirm_quit(self) -> bool:
+        """Ask before quitting stops the only engine: Quit, Sign out instead, or Cancel. True: quit now."""
+        if not self.engine_is_the_only_one():
+            return True
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Quit Watchkeeper?", "Quitting stops all paging.", parent=self
+        )
+        box.setObjectName("quitQuestion")
+        box.setInformativeText(QUIT_TEXT)
+        quit_button = box.addButton("Quit and stop the engine", QMessageBox.ButtonRole.DestructiveRole)
+        sign_out_button = box.addButton("Sign out instead", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(sign_out_button)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is quit_button:
+            return True
+        if clicked is sign_out_button:
+            QTimer.singleShot(0, self.sign_out)
+        return False
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._close_confirmed and not self.confirm_quit():
+            event.ignore()
+            return
+        self._close_confirmed = True
         self.save_layout()
         self.board.shutdown()
         self._clock_timer.stop()

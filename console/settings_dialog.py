@@ -3,8 +3,10 @@
 Non-secret values go to the settings file through engine.settings (`Settings.save()`); the Twilio auth token
 and the SMTP password go to the operating system's keyring through engine.secrets.SecretStore and are never
 written to the settings file, shown back, or logged. The connection test, the test send, the node list and
-the switches all run on the database worker. Saving needs a supervisor; the master switches are audited
-events (engine.switches). A new database takes effect the next time the console starts.
+the switches all run on the database worker. Who may save settings, set secrets, send a test or turn a switch
+is the engine's rule book (engine.permissions). Every change is in the audit trail with the person: each
+setting's old and new value, each secret's name (never its value), each switch and each test message.
+A new database takes effect the next time the console starts.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ from PySide6.QtWidgets import (
 
 from console.history.records import Column, RecordTableModel, replies
 from console.services import ConsoleServices, PermissionDenied
-from engine import history, switches
+from engine import audit, history, switches
 from engine.errors import WatchkeeperError
 from engine.history import NodeRecord
-from engine.models import Role
+from engine.permissions import Action
 from engine.secrets import SecretStore
 from engine.settings import Settings
 
@@ -72,6 +74,12 @@ SMTP_FIELDS = [
 ]
 
 
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 class SettingsDialog(QDialog):
     saved = Signal(object)  # the Settings written
     save_failed = Signal(str)
@@ -89,7 +97,7 @@ class SettingsDialog(QDialog):
         self.services = services
         self.secrets = secrets or SecretStore()
         self.settings: Settings = services.ctx.settings
-        self.editable = services.operator.can(Role.SUPERVISOR)
+        self.editable = services.can(Action.EDIT_SETTINGS)
         self.fields: dict[str, QLineEdit] = {}
 
         self.tabs = QTabWidget()
@@ -124,6 +132,10 @@ class SettingsDialog(QDialog):
                 w.setEnabled(False)
             for w2 in (*self.findChildren(QRadioButton), self.clear_token, self.clear_password):
                 w2.setEnabled(False)
+        for _channel, _to, send, _result in (self.twilio_test, self.email_test):
+            send.setEnabled(services.can(Action.TEST_SEND))
+        self.notifications_switch.setEnabled(services.can(Action.MASTER_SWITCHES))
+        self.escalations_switch.setEnabled(services.can(Action.MASTER_SWITCHES))
         self.refresh_engine()
 
     # -- tabs ----------------------------------------------------------------------------------------
@@ -194,7 +206,7 @@ class SettingsDialog(QDialog):
             edit.setPlaceholderText("no usable keyring on this machine")
             edit.setToolTip(problem)
         else:
-            edit.setPlaceholderText("not set: channels run simulated")
+            edit.setPlaceholderText("not set: its channels are skipped (or simulated, where chosen)")
         clear.clicked.connect(lambda: self._remove_secret(name, edit))
         return edit, clear
 
@@ -262,6 +274,13 @@ class SettingsDialog(QDialog):
         self.engine_mode.addItem("Watch: a Watchkeeper service runs the engine", "watch")
         self.engine_mode.setCurrentIndex(max(0, self.engine_mode.findData(self.settings.engine_mode)))
         form.addRow("Engine mode", self.engine_mode)
+        self.simulated = QLineEdit(", ".join(self.settings.simulated_channels))
+        self.simulated.setPlaceholderText("none: every channel set up sends for real")
+        self.simulated.setToolTip(
+            "Channels that send nothing and mark their messages delivered, for a rehearsal: sms, whatsapp, "
+            "voice, email, webhook, or all. A channel that is not set up and not listed here is skipped."
+        )
+        form.addRow("Simulated channels", self.simulated)
         layout.addLayout(form)
 
         switches_box = QGroupBox("Master switches (every workstation and service)")
@@ -339,12 +358,28 @@ class SettingsDialog(QDialog):
 
     def send_test(self, channel: str, to: str, result: QLabel) -> None:
         ctx = self.services.ctx
+        try:
+            self.services.require(Action.TEST_SEND)
+        except PermissionDenied as exc:
+            result.setText(f"✗ {exc}")
+            self.test_sent.emit({"ok": False, "error": str(exc)})
+            return
         result.setText("Sending…")
 
         def job() -> dict[str, Any]:
             from engine.channels import test_send
 
-            return test_send(ctx, channel, to, TEST_TEXT)
+            who = self.services.authorized(Action.TEST_SEND)
+            answer = test_send(ctx, channel, to, TEST_TEXT)
+            audit.record_now(
+                ctx,
+                who,
+                "test_send",
+                object_kind="channel",
+                object_name=channel,
+                message=f"Test message on {channel} to {to}: " + ("sent" if answer.get("ok") else "refused"),
+            )
+            return answer
 
         def done(answer: dict[str, Any]) -> None:
             mode = " (simulated: the simulated_channels setting)" if answer.get("simulated") else ""
@@ -385,12 +420,13 @@ class SettingsDialog(QDialog):
 
     def set_switch(self, name: str, enabled: bool) -> None:
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(Action.MASTER_SWITCHES)
         except PermissionDenied as exc:
             self.message.setText("⚠ " + str(exc))
             self.refresh_engine()
             return
-        now, actor = self.services.ctx.clock.now(), self.services.actor
+        # engine.switches checks the permission again and writes the audit entry.
+        now, actor = self.services.ctx.clock.now(), self.services.identity
 
         def job(session: Any) -> None:
             switches.set_switch(session, name, enabled, now=now, by=actor)
@@ -405,15 +441,26 @@ class SettingsDialog(QDialog):
             what="master switch",
         )
 
+    def _audit(self, action: str, **fields: Any) -> None:
+        """An audit entry for a change kept outside the database (settings file, keyring), on the worker."""
+        ctx, who = self.services.ctx, self.services.identity
+        self.services.worker.call(lambda: audit.record_now(ctx, who, action, **fields), what="audit")
+
     def _remove_secret(self, name: str, edit: QLineEdit) -> None:
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(Action.MANAGE_SECRETS)
             self.secrets.delete(name)
         except WatchkeeperError as exc:
             self.message.setText("⚠ " + str(exc))
             return
+        self._audit(
+            "secret_removed",
+            object_kind="secret",
+            object_name=name,
+            message=f"Secret {name} removed from the keyring of {_host()}",
+        )
         edit.clear()
-        edit.setPlaceholderText("not set: channels run simulated")
+        edit.setPlaceholderText("not set: its channels are skipped (or simulated, where chosen)")
         self.message.setText(f"Removed {name} from the keyring.")
 
     def collected(self) -> Settings:
@@ -422,33 +469,62 @@ class SettingsDialog(QDialog):
         changes["smtp_port"] = self.smtp_port.value()
         changes["smtp_security"] = self.smtp_security.currentText()
         changes["engine_mode"] = self.engine_mode.currentData()
+        changes["simulated_channels"] = _simulated_channels(self.simulated.text())
         url = self.database_url()
         if url:
             changes["db"] = url
         return self.settings.replace(**changes)
 
     def save(self) -> None:
+        typed = [
+            (name, edit)
+            for name, edit in (
+                ("twilio_auth_token", self.twilio_token),
+                ("smtp_password", self.smtp_password),
+            )
+            if edit.text()
+        ]
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(Action.EDIT_SETTINGS)
+            if typed:
+                self.services.require(Action.MANAGE_SECRETS)
         except PermissionDenied as exc:
             self.message.setText("⚠ " + str(exc))
             self.save_failed.emit(str(exc))
             return
-        new = self.collected()
         try:
-            for name, edit in (
-                ("twilio_auth_token", self.twilio_token),
-                ("smtp_password", self.smtp_password),
-            ):
-                if edit.text():
-                    self.secrets.set(name, edit.text())
-                    edit.clear()
-                    edit.setPlaceholderText("stored (keyring); type to replace")
+            new = self.collected()
+        except WatchkeeperError as exc:  # a simulated channel Watchkeeper does not know, named
+            self.message.setText("⚠ " + str(exc))
+            self.save_failed.emit(str(exc))
+            return
+        before = self.settings.to_toml_dict()
+        try:
+            for name, edit in typed:
+                self.secrets.set(name, edit.text())
+                edit.clear()
+                edit.setPlaceholderText("stored (keyring); type to replace")
+                # That it changed, where and by whom: never the value.
+                self._audit(
+                    "secret_set",
+                    object_kind="secret",
+                    object_name=name,
+                    message=f"Secret {name} set in the keyring of {_host()}",
+                )
             path = new.save()
         except (WatchkeeperError, OSError) as exc:
             self.message.setText("⚠ " + str(exc))
             self.save_failed.emit(str(exc))
             return
+        changes = audit.diff(before, new.to_toml_dict())
+        if changes:
+            self._audit(
+                "setting_changed",
+                object_kind="settings",
+                object_name=f"{_host()}:{path}",
+                message=f"Settings of {_host()} changed: " + ", ".join(c.field for c in changes),
+                changes=changes,
+            )
         db_changed = new.db != self.settings.db
         # The running engine uses the new accounts at once; a new database needs a restart.
         live = {k: v for k, v in new.to_toml_dict().items() if k not in ("schema_version", "db")}
@@ -467,3 +543,18 @@ class SettingsDialog(QDialog):
         note = " The new database is used from the next start." if db_changed else ""
         self.message.setText(f"Saved to {path}.{note}")
         self.saved.emit(new)
+
+
+def _simulated_channels(text: str) -> list[str]:
+    """The simulated channels as typed, checked as the settings file would check them (a ValueError names a
+    channel Watchkeeper does not know)."""
+    from engine.settings import LIST_CHOICES
+
+    names = [part.strip().lower() for part in text.replace(";", ",").split(",") if part.strip()]
+    unknown = [n for n in names if n not in LIST_CHOICES["simulated_channels"]]
+    if unknown:
+        raise WatchkeeperError(
+            f"simulated channels: unknown {', '.join(map(repr, unknown))}; use "
+            + ", ".join(LIST_CHOICES["simulated_channels"])
+        )
+    return names

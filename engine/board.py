@@ -244,6 +244,7 @@ def _rows_for(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
                 "team": r["team_name"] or "",
                 "team_handle": r["team_handle"] or "",
                 "assignee": r["assignee_name"] or "",
+                "assignee_id": r["assignee_id"],
                 "policy": r["policy_name"] or (esc.policy_name if esc else ""),
                 "reporter_name": r["reporter_name"] or "",
                 "reporter_contact": r["reporter_contact"] or "",

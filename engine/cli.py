@@ -3,8 +3,16 @@
     watchkeeper [--db URL] [--config FILE] [--version] [COMMAND]      (no command: the console)
 
 Exit codes: 0 success; 1 an operational error (one line on stderr, `error: ...`, no traceback): a database
-that does not answer, an unknown incident, a refused transition, a missing secret, an engine pass that failed
-during `check` (one line per failed pass); 2 bad usage (argparse).
+that does not answer, an unknown incident, a refused transition, a missing secret, a refused sign-in or
+permission, an engine pass that failed during `check` (one line per failed pass); 2 bad usage (argparse).
+
+The command line acts as a signed-in person, and every write is recorded with that person's name:
+`--user NAME` (the password is asked for; read from stdin's next line when stdin is not a terminal), `--token
+TOKEN` (an API token, `api:<label>` in the audit trail), or, on a SQLite database only, the local
+administrator rule: the operating-system user who owns the database file acts as an administrator named
+`local:<login>` (whoever can write that file can change anything in it anyway). The engine's own verbs
+(`serve`, `check`, `db upgrade`, `db current`) need no sign-in; every other verb does, with the role the rule
+book (engine.permissions) asks for.
 
 This module never imports the console or Qt: `main()` is handed a `start_console(settings) -> int` callback
 by main.py. Verbs import the part of the engine they drive inside their handler, so `--help` is fast and a
@@ -30,6 +38,7 @@ from typing import Any, TextIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import WatchkeeperError
+from engine.permissions import ADM, Action, Identity
 from engine.settings import Settings, load_settings
 
 PROG = "watchkeeper"
@@ -111,13 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="database: a SQLite file path or postgresql:// URL",
     )
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="settings file (TOML)")
+    common.add_argument(
+        "--user",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="sign in as this account (asks the password)",
+    )
+    common.add_argument("--token", metavar="TOKEN", default=argparse.SUPPRESS, help="act with this API token")
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print the result as JSON")
 
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Watchkeeper: escalation console for dispatch centres. Without a command it opens the console.",
-        epilog="Exit codes: 0 ok, 1 operational error, 2 bad usage. `watchkeeper COMMAND --help` for details.",
+        epilog="Exit codes: 0 ok, 1 operational error, 2 bad usage. `watchkeeper COMMAND --help` for details. "
+        "Sign-in: --user NAME (asks the password), --token TOKEN, or, on a SQLite database, the owner of "
+        "the database file acts as local administrator.",
     )
     parser.add_argument(
         "--db",
@@ -129,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="settings file (default: WATCHKEEPER_CONFIG, then the platform's config dir)",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help="sign in as this account; the password is asked for (default: WATCHKEEPER_USER)",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="act with this API token instead of an account ('-' reads it from stdin; default: "
+        "WATCHKEEPER_TOKEN)",
     )
     parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument(
@@ -166,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "current", help="print the schema revision and whether it is the head", parents=[common]
     )
+    dp = db_sub.add_parser(
+        "roles",
+        help="PostgreSQL: create the service and console roles and their grants (administrator)",
+        description="Create (if missing) a service role that may change everything and a console role for "
+        "operators' workstations that may not change configuration or accounts, and grant each what it "
+        "needs. Run with the database owner's login, signed in as a Watchkeeper administrator; run again "
+        "after `db upgrade` (which re-applies them by itself when it can).",
+        parents=[common],
+    )
+    dp.add_argument("--service-role", default="watchkeeper_service", metavar="NAME")
+    dp.add_argument("--console-role", default="watchkeeper_console", metavar="NAME")
 
     p = add("import", "import policies, people, teams, schedules, templates from YAML/JSON files")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -213,27 +253,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="", metavar="S")
     p.add_argument("--details", default="", metavar="T")
 
-    for verb, text in (
-        ("ack", "acknowledge an incident"),
-        ("resolve", "resolve an incident"),
-        (
-            "start-work",
-            'mark an incident in progress ("I\'m on it"; acknowledges it first if it still pages)',
-        ),
-    ):
-        p = add(verb, text, json_flag)
-        p.add_argument("id", metavar="ID", help="incident id or key")
-        p.add_argument("--by", metavar="WHO", help="who does it (default: your login name)")
+    p = add("ack", "acknowledge an incident", json_flag)
+    p.add_argument("id", metavar="ID", help="incident id or key")
 
-    p = add("cancel", "cancel an incident and stop its escalation", json_flag)
+    p = add(
+        "start-work",
+        'mark an incident in progress ("I\'m on it"; acknowledges it first if it still pages)',
+        json_flag,
+    )
+    p.add_argument("id", metavar="ID", help="incident id or key")
+
+    p = add("resolve", "resolve an incident", json_flag)
+    p.add_argument("id", metavar="ID", help="incident id or key")
+    p.add_argument("--note", default="", metavar="TEXT")
+
+    p = add("cancel", "cancel an incident and stop its escalation (supervisor)", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
     p.add_argument("--reason", required=True, metavar="TEXT")
-    p.add_argument("--by", metavar="WHO", help="who does it (default: your login name)")
 
     p = add("escalate", "escalate an incident to the next level, or to --level N", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
     p.add_argument("--level", type=_positive_int, metavar="N")
-    p.add_argument("--by", metavar="WHO", help="who does it (default: your login name)")
+
+    p = add("note", "add a note to an incident's timeline", json_flag)
+    p.add_argument("id", metavar="ID", help="incident id or key")
+    p.add_argument("text", metavar="TEXT")
+
+    p = add("assign", "re-assign an incident to a team, a person, or both", json_flag)
+    p.add_argument("id", metavar="ID", help="incident id or key")
+    p.add_argument("--team", metavar="HANDLE")
+    p.add_argument("--person", metavar="HANDLE", help="a person's handle, or 'me' (your linked person)")
+    p.add_argument("--reason", default="", metavar="TEXT")
+
+    p = add("reopen", "re-open a resolved or cancelled incident (a new escalation starts)", json_flag)
+    p.add_argument("id", metavar="ID", help="incident id or key")
+    p.add_argument("--reason", default="", metavar="TEXT")
 
     p = add("list", "list incidents, newest first", json_flag)
     p.add_argument(
@@ -297,6 +351,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "path", metavar="PATH", help="a file made by `watchkeeper backup`, or by `pg_dump -Fc` for PostgreSQL"
     )
+
+    p = add("users", "operator accounts: add, list, change role, disable, enable, reset a password")
+    p.epilog = (
+        "Administrators only, except `users passwd` (anyone, for their own account). On a database with no "
+        "accounts, `users add NAME --role admin` creates the first administrator without signing in."
+    )
+    u_sub = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    up = u_sub.add_parser(
+        "add",
+        help="add an account; a temporary password is printed once (changed at the first sign-in)",
+        parents=[common, json_flag],
+    )
+    up.add_argument("username", metavar="NAME")
+    up.add_argument("--role", choices=["operator", "supervisor", "admin"], required=True)
+    up.add_argument("--name", default="", metavar="TEXT", help="display name (default: the user name)")
+    up.add_argument("--person", metavar="HANDLE", help="link the account to this person record")
+    u_sub.add_parser(
+        "list", help="accounts with role, person, state and last sign-in", parents=[common, json_flag]
+    )
+    up = u_sub.add_parser("set-role", help="give an account another role", parents=[common])
+    up.add_argument("username", metavar="NAME")
+    up.add_argument("role", choices=["operator", "supervisor", "admin"])
+    up = u_sub.add_parser("edit", help="change an account's display name or linked person", parents=[common])
+    up.add_argument("username", metavar="NAME")
+    up.add_argument("--name", metavar="TEXT", help="display name")
+    link = up.add_mutually_exclusive_group()
+    link.add_argument("--person", metavar="HANDLE", help="link to this person record")
+    link.add_argument("--no-person", action="store_true", help="remove the link to a person")
+    for action, text in (
+        ("disable", "disable an account (it can no longer sign in; nothing it did is removed)"),
+        ("enable", "enable an account again (also lifts a lock-out after failed sign-ins)"),
+        (
+            "reset-password",
+            "set a temporary password (printed once) that must be changed at the next sign-in",
+        ),
+    ):
+        up = u_sub.add_parser(action, help=text, parents=[common])
+        up.add_argument("username", metavar="NAME")
+    u_sub.add_parser(
+        "passwd",
+        help="change your own password (sign in with --user NAME)",
+        description="Asks for your current password (the sign-in) and the new one twice; when stdin is not a "
+        "terminal, reads them from its next three lines.",
+        parents=[common],
+    )
+
+    p = add("audit", "the audit trail: who changed what and when (supervisor)", json_flag)
+    p.add_argument("--person", default="", metavar="TEXT", help="part of who acted")
+    p.add_argument(
+        "--kind", default="", metavar="KIND", help="e.g. config_updated, sign_in_failed (commas: several)"
+    )
+    p.add_argument("--object", default="", metavar="TEXT", help="part of the object's name, or KIND:NAME")
+    p.add_argument("--since", type=_iso_datetime, metavar="ISO", help="from (ISO 8601; no offset means UTC)")
+    p.add_argument("--until", type=_iso_datetime, metavar="ISO", help="until (ISO 8601; no offset means UTC)")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    p.add_argument("--csv", metavar="FILE", help="write every matching entry as CSV to FILE ('-': stdout)")
+
+    p = add("switches", "the centre-wide master switches (notifications, automatic escalations)")
+    w_sub = p.add_subparsers(dest="switches_command", metavar="ACTION", required=True)
+    w_sub.add_parser("list", help="show the switches", parents=[common, json_flag])
+    wp = w_sub.add_parser("set", help="turn a switch on or off (supervisor)", parents=[common])
+    wp.add_argument("name", choices=["notifications_enabled", "escalations_enabled"])
+    wp.add_argument("state", choices=["on", "off"])
+
+    p = add("handover", "the shift handover: show the latest note and the shift's incidents, or write one")
+    h_sub = p.add_subparsers(dest="handover_command", metavar="ACTION", required=True)
+    hp = h_sub.add_parser(
+        "show",
+        help="the latest note and the open, unacknowledged and breached incidents",
+        parents=[common, json_flag],
+    )
+    hp.add_argument(
+        "--hours", type=_positive_int, default=12, metavar="N", help="the shift's length (default 12)"
+    )
+    hp = h_sub.add_parser("write", help="leave a note for the next shift", parents=[common])
+    hp.add_argument("text", metavar="TEXT")
+    hp.add_argument(
+        "--hours", type=_positive_int, default=12, metavar="N", help="the shift's length (default 12)"
+    )
     return parser
 
 
@@ -329,14 +462,41 @@ def _missing_engine_part(exc: ImportError) -> bool:
     return "cannot import name" in str(exc)
 
 
-def _whoami() -> str:
-    for var in ("WATCHKEEPER_USER", "USER", "USERNAME", "LOGNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
+def _login_name() -> str:
+    """The operating-system user running this command (for the local administrator rule)."""
     try:
         return getpass.getuser()
     except Exception:
-        return "cli"
+        for var in ("USER", "USERNAME", "LOGNAME"):
+            if os.environ.get(var):
+                return os.environ[var]
+    return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _owns_database_file(url: Any) -> bool:
+    """True when this process's user owns the SQLite database file (POSIX), or may write it (elsewhere,
+    where files have no simple owner)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    path = Path(url.database)
+    if not path.exists():
+        return False
+    if hasattr(os, "geteuid"):
+        return path.stat().st_uid == os.geteuid()
+    return os.access(path, os.W_OK)
+
+
+def read_secret_line(prompt: str, stdin: TextIO | None = None) -> str:
+    """A password or secret: asked without echo on a terminal, else the next line of stdin."""
+    stream = sys.stdin if stdin is None else stdin
+    if stream is not None and stream.isatty():
+        return getpass.getpass(prompt)
+    line = stream.readline() if stream is not None else ""
+    return line.rstrip("\r\n")
+
+
+class SignInRequired(WatchkeeperError):
+    """The command changes or reads the centre's data and nobody has signed in."""
 
 
 def _ref(text: str) -> int | str:
@@ -498,16 +658,28 @@ class Runner:
         self.settings = settings
         self.out = out
         self.err = err
+        self._identity: Identity | None = None
+        self.sign_in_result: Any = None
 
     def context(self, mode: str = "cli") -> Any:
         from engine.bootstrap import open_context
 
         return open_context(self.settings, mode)
 
-    def with_context(self, verb: str, module: str, func: str, call: Callable[[Any, Any], int]) -> int:
+    def with_context(
+        self,
+        verb: str,
+        module: str,
+        func: str,
+        call: Callable[[Any, Any], int],
+        action: Action | None = None,
+    ) -> int:
+        """Open the database, sign in and check `action` (when given), then run `call(fn, ctx)`."""
         mod = _need(module, verb, func)
         ctx = self.context("service" if verb == "serve" else "cli")
         try:
+            if action is not None:
+                self.authorized(ctx, action)
             return call(getattr(mod, func), ctx)
         except ImportError as exc:
             # The verb's module is here but a part it imports lazily is not in this build yet.
@@ -516,6 +688,62 @@ class Runner:
             raise
         finally:
             ctx.db.dispose()
+
+    # -- who is acting ---------------------------------------------------------------------------------
+
+    def signed_in(self, ctx: Any, *, allow_password_change: bool = False) -> Identity:
+        """The person this command acts as: --token, --user (password asked), or the SQLite file's owner."""
+        if self._identity is not None:
+            return self._identity
+        from engine import accounts
+        from engine.db import read_session
+        from engine.service.keys import authenticate_token, token_identity
+
+        token = self.args.token or os.environ.get("WATCHKEEPER_TOKEN") or ""
+        user = self.args.user or os.environ.get("WATCHKEEPER_USER") or ""
+        if token:
+            if token == "-":
+                token = read_secret_line("API token: ").strip()
+            with read_session(ctx.sessions) as session:
+                found = authenticate_token(session, token.strip())
+            if found is None:
+                raise accounts.SignInFailed("unknown or revoked API token")
+            identity = token_identity(found, via="cli")
+        elif user:
+            password = read_secret_line(f"password for {user}: ")
+            result = accounts.sign_in(ctx, user, password, via="cli")
+            self.sign_in_result = (result, password)
+            if result.must_change_password and not allow_password_change:
+                raise accounts.SignInFailed(
+                    f"the password of {result.account.username} was reset and must be changed first: "
+                    f"`{PROG} --user {result.account.username} users passwd`"
+                )
+            identity = result.identity
+        elif _owns_database_file(ctx.db.url):
+            login = _login_name()
+            identity = Identity(
+                name=f"local:{login}",
+                role=ADM,
+                kind="local",
+                display_name=f"{login} (owner of the database file)",
+                via="cli",
+            )
+        else:
+            raise SignInRequired(
+                "sign in first: --user NAME (asks the password) or --token TOKEN "
+                "(or WATCHKEEPER_USER / WATCHKEEPER_TOKEN); on a SQLite database the owner of the file may "
+                "act without signing in"
+            )
+        self._identity = identity
+        return identity
+
+    def authorized(self, ctx: Any, action: Action) -> Identity:
+        from engine.db import read_session
+        from engine.permissions import authorize
+
+        identity = self.signed_in(ctx)
+        with read_session(ctx.sessions) as session:
+            return authorize(session, identity, action)
 
     # -- administration --------------------------------------------------------------------------------
 
@@ -541,6 +769,8 @@ class Runner:
                 f"none (no database file yet at {parsed.database}; it is created when first opened)\n"
             )
             return 0
+        if self.args.db_command == "roles":
+            return self._db_roles()
         engine = connect(self.settings)
         try:
             label = describe_database(engine.url)
@@ -553,9 +783,47 @@ class Runner:
                 return 0
             after = upgrade(engine)
             self.out.write(f"{label}: upgraded from {before.current or 'empty'} to {after} (head)\n")
+            self._regrant(engine)
             return 0
         finally:
             engine.dispose()
+
+    def _regrant(self, engine: Any) -> None:
+        """After an upgrade, the roles `db roles` made get their grants again (new tables included)."""
+        from engine import dbroles
+        from engine.clock import SystemClock
+
+        roles = dbroles.remembered_roles(engine)
+        if roles is None:
+            return
+        try:
+            dbroles.grant_roles(engine, service_role=roles[0], console_role=roles[1], now=SystemClock().now())
+        except WatchkeeperError as exc:
+            self.err.write(f"warning: the grants of {roles[0]} and {roles[1]} were not renewed: {exc}\n")
+            return
+        self.out.write(f"grants of {roles[0]} and {roles[1]} renewed\n")
+
+    def _db_roles(self) -> int:
+        from engine import dbroles
+
+        def run(_fn: Any, ctx: Any) -> int:
+            who = self.authorized(ctx, Action.DATABASE_ROLES)
+            report = dbroles.grant_roles(
+                ctx.db,
+                service_role=self.args.service_role,
+                console_role=self.args.console_role,
+                by=who,
+                now=ctx.clock.now(),
+            )
+            for line in report.lines():
+                self.out.write(line + "\n")
+            self.out.write(
+                "Give each role a password (psql: \\password NAME) or use certificate or peer "
+                "authentication, then give operators' workstations the console role's login.\n"
+            )
+            return 0
+
+        return self.with_context("db roles", "engine.dbroles", "grant_roles", run)
 
     # -- backup, restore ----------------------------------------------------------------------------------
 
@@ -589,37 +857,69 @@ class Runner:
         store = SecretStore()
         action = self.args.secrets_command
         if action == "list":
-            names = store.list_names()
+
+            def listing(_fn: Any, _ctx: Any) -> int:
+                names = store.list_names()
+                problem = store.keyring_problem()
+                if problem:
+                    self.err.write(f"note: {problem}\n")
+                for var in unused_environment_secrets():
+                    self.err.write(f"note: {var} is not a secret Watchkeeper reads; it is ignored\n")
+                if not names:
+                    self.out.write("no secrets are set\n")
+                    return 0
+                rows = [{"name": n, "source": self._secret_source(store, n)} for n in names]
+                self.out.write(format_table(rows, (("name", "NAME"), ("source", "FROM"))) + "\n")
+                return 0
+
+            return self.with_context(
+                "secrets", "engine.secrets", "SecretStore", listing, Action.VIEW_CONFIGURATION
+            )
+        name = normalise_name(self.args.name, retired_ok=action == "delete")
+        if action == "set":
+            # The keyring first, so nobody signs in and types a token for nothing.
             problem = store.keyring_problem()
             if problem:
-                self.err.write(f"note: {problem}\n")
-            unused = unused_environment_secrets()
-            for var in unused:
-                self.err.write(f"note: {var} is not a secret Watchkeeper reads; it is ignored\n")
-            if not names:
-                self.out.write("no secrets are set\n")
-                return 0
-            rows = [{"name": n, "source": self._secret_source(store, n)} for n in names]
-            self.out.write(format_table(rows, (("name", "NAME"), ("source", "FROM"))) + "\n")
-            return 0
-        if action == "delete":
-            name = normalise_name(self.args.name, retired_ok=True)
-            store.delete(name)
-            self.out.write(f"deleted {name} from the keyring\n")
-            return 0
-        name = normalise_name(self.args.name)
-        # set: check the keyring first, so nobody types a token twice for nothing.
-        problem = store.keyring_problem()
-        if problem:
-            from engine.errors import ConfigurationError
+                from engine.errors import ConfigurationError
 
-            raise ConfigurationError(problem)
-        value = self._read_secret(name)
-        store.set(name, value)
-        self.out.write(f"stored {name} in the keyring ({store.backend_name()})\n")
-        if os.environ.get(env_var_name(name)):
-            self.err.write(f"note: {env_var_name(name)} is set in this environment and takes precedence\n")
-        return 0
+                raise ConfigurationError(problem)
+
+        def change(_fn: Any, ctx: Any) -> int:
+            from engine import audit
+
+            who = self.authorized(ctx, Action.MANAGE_SECRETS)
+            where = f"the keyring of {_host()}"
+            if action == "delete":
+                store.delete(name)
+                audit.record_now(
+                    ctx,
+                    who,
+                    "secret_removed",
+                    object_kind="secret",
+                    object_name=name,
+                    message=f"Secret {name} removed from {where}",
+                )
+                self.out.write(f"deleted {name} from the keyring\n")
+                return 0
+            value = self._read_secret(name)
+            store.set(name, value)
+            # That it changed, where, and by whom: never the value.
+            audit.record_now(
+                ctx,
+                who,
+                "secret_set",
+                object_kind="secret",
+                object_name=name,
+                message=f"Secret {name} set in {where}",
+            )
+            self.out.write(f"stored {name} in the keyring ({store.backend_name()})\n")
+            if os.environ.get(env_var_name(name)):
+                self.err.write(
+                    f"note: {env_var_name(name)} is set in this environment and takes precedence\n"
+                )
+            return 0
+
+        return self.with_context("secrets", "engine.secrets", "SecretStore", change)
 
     @staticmethod
     def _secret_source(store: Any, name: str) -> str:
@@ -680,13 +980,13 @@ class Runner:
 
     def cmd_demo(self) -> int:
         def run(fn: Any, ctx: Any) -> int:
-            result = fn(ctx)
+            result = fn(ctx, by=self.signed_in(ctx))
             self.out.write("demo data loaded\n")
             if result:
                 _counts(result, self.out)
             return 0
 
-        return self.with_context("demo", "engine.demo", "load_demo", run)
+        return self.with_context("demo", "engine.demo", "load_demo", run, Action.EDIT_CONFIGURATION)
 
     def cmd_import(self) -> int:
         from engine.errors import ValidationError
@@ -698,7 +998,8 @@ class Runner:
                 raise ValidationError("no such file", where=str(path))
 
         def run(fn: Any, ctx: Any) -> int:
-            _counts(fn(ctx, paths, actor="cli"), self.out)
+            # config_io checks the permission itself: configuration needs a supervisor, accounts an admin.
+            _counts(fn(ctx, paths, actor=self.signed_in(ctx)), self.out)
             return 0
 
         return self.with_context("import", "engine.config_io", "import_files", run)
@@ -708,7 +1009,7 @@ class Runner:
         fmt = "json" if output is not None and output.suffix.lower() == ".json" else "yaml"
 
         def run(fn: Any, ctx: Any) -> int:
-            text = str(fn(ctx, kind=self.args.kind, fmt=fmt))
+            text = str(fn(ctx, kind=self.args.kind, fmt=fmt, by=self.signed_in(ctx)))
             if not text.endswith("\n"):
                 text += "\n"
             if output is None:
@@ -725,18 +1026,37 @@ class Runner:
 
     def cmd_test_send(self) -> int:
         def run(fn: Any, ctx: Any) -> int:
+            from engine import audit
+
+            who = self.signed_in(ctx)
             result = fn(ctx, self.args.channel, self.args.to, self.args.text)
+            audit.record_now(
+                ctx,
+                who,
+                "test_send",
+                object_kind="channel",
+                object_name=self.args.channel,
+                message=f"Test message on {self.args.channel} to {self.args.to}: "
+                + ("sent" if not isinstance(result, Mapping) or result.get("ok") is not False else "refused"),
+            )
             _counts(result, self.out)
             # The provider refused: the report above says why; scripts see a failure.
             return 1 if isinstance(result, Mapping) and result.get("ok") is False else 0
 
-        return self.with_context("test-send", "engine.channels", "test_send", run)
+        return self.with_context("test-send", "engine.channels", "test_send", run, Action.TEST_SEND)
 
     # -- incidents ---------------------------------------------------------------------------------------
 
-    def _api(self, verb: str, func: str, call: Callable[[Any, Any], Any], show: Callable[[Any], str]) -> int:
+    def _api(
+        self,
+        verb: str,
+        func: str,
+        action: Action,
+        call: Callable[[Any, Any, Identity], Any],
+        show: Callable[[Any], str],
+    ) -> int:
         def run(fn: Any, ctx: Any) -> int:
-            result = call(fn, ctx)
+            result = call(fn, ctx, self.authorized(ctx, action))
             if self.args.json:
                 _print_json(result, self.out)
             else:
@@ -759,7 +1079,8 @@ class Runner:
         return self._api(
             "trigger",
             "trigger",
-            lambda fn, ctx: fn(
+            Action.OPEN_INCIDENT,
+            lambda fn, ctx, who: fn(
                 ctx,
                 policy=a.policy,
                 summary=a.summary,
@@ -769,7 +1090,7 @@ class Runner:
                 site=a.site,
                 details=a.details,
                 source="cli",
-                actor=_whoami(),
+                actor=who.name,
             ),
             show,
         )
@@ -784,48 +1105,96 @@ class Runner:
         return show
 
     def cmd_ack(self) -> int:
-        by = self.args.by or _whoami()
         return self._api(
             "ack",
             "acknowledge",
-            lambda fn, ctx: fn(ctx, _ref(self.args.id), by=by, via="cli"),
+            Action.ACKNOWLEDGE,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, via="cli"),
             self._done("acknowledged"),
         )
 
     def cmd_resolve(self) -> int:
-        by = self.args.by or _whoami()
         return self._api(
             "resolve",
             "resolve",
-            lambda fn, ctx: fn(ctx, _ref(self.args.id), by=by, via="cli"),
+            Action.RESOLVE,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, via="cli", note=self.args.note),
             self._done("resolved"),
         )
 
     def cmd_start_work(self) -> int:
-        by = self.args.by or _whoami()
         return self._api(
             "start-work",
             "start_work",
-            lambda fn, ctx: fn(ctx, _ref(self.args.id), by=by, via="cli"),
+            Action.START_WORK,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, via="cli"),
             self._done("in progress"),
         )
 
     def cmd_cancel(self) -> int:
-        by = self.args.by or _whoami()
         return self._api(
             "cancel",
             "cancel",
-            lambda fn, ctx: fn(ctx, _ref(self.args.id), reason=self.args.reason, by=by),
+            Action.CANCEL,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), reason=self.args.reason, by=who.name),
             self._done("cancelled"),
         )
 
     def cmd_escalate(self) -> int:
-        by = self.args.by or _whoami()
         return self._api(
             "escalate",
             "escalate",
-            lambda fn, ctx: fn(ctx, _ref(self.args.id), by=by, level=self.args.level),
+            Action.ESCALATE,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, level=self.args.level),
             self._done("escalated"),
+        )
+
+    def cmd_note(self) -> int:
+        return self._api(
+            "note",
+            "add_note",
+            Action.ADD_NOTE,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, text=self.args.text),
+            lambda r: f"note added to incident {r.get('incident_id')}",
+        )
+
+    def cmd_assign(self) -> int:
+        from engine.errors import ValidationError
+
+        if not self.args.team and not self.args.person:
+            raise ValidationError("name a team (--team), a person (--person), or both", field="assign")
+
+        def call(fn: Any, ctx: Any, who: Identity) -> Any:
+            person = self.args.person
+            if person == "me":
+                person = _my_person(ctx, who)
+            return fn(
+                ctx,
+                _ref(self.args.id),
+                by=who.name,
+                team=self.args.team,
+                person=person,
+                reason=self.args.reason,
+            )
+
+        return self._api(
+            "assign",
+            "assign",
+            Action.ASSIGN,
+            call,
+            lambda r: (
+                f"incident {r.get('incident_id')} assigned to "
+                + " / ".join(x for x in (r.get("team"), r.get("person")) if x)
+            ),
+        )
+
+    def cmd_reopen(self) -> int:
+        return self._api(
+            "reopen",
+            "reopen",
+            Action.REOPEN,
+            lambda fn, ctx, who: fn(ctx, _ref(self.args.id), by=who.name, reason=self.args.reason),
+            self._done("re-opened"),
         )
 
     def cmd_list(self) -> int:
@@ -837,13 +1206,18 @@ class Runner:
         return self._api(
             "list",
             "list_incidents",
-            lambda fn, ctx: fn(ctx, state=self.args.state, limit=self.args.limit),
+            Action.VIEW_INCIDENTS,
+            lambda fn, ctx, _who: fn(ctx, state=self.args.state, limit=self.args.limit),
             show,
         )
 
     def cmd_show(self) -> int:
         return self._api(
-            "show", "show_incident", lambda fn, ctx: fn(ctx, _ref(self.args.id)), format_incident
+            "show",
+            "show_incident",
+            Action.VIEW_INCIDENTS,
+            lambda fn, ctx, _who: fn(ctx, _ref(self.args.id)),
+            format_incident,
         )
 
     def cmd_stats(self) -> int:
@@ -853,7 +1227,8 @@ class Runner:
         return self._api(
             "stats",
             "stats",
-            lambda fn, ctx: fn(ctx, since=self.args.since, until=self.args.until),
+            Action.VIEW_REPORTS,
+            lambda fn, ctx, _who: fn(ctx, since=self.args.since, until=self.args.until),
             show,
         )
 
@@ -861,11 +1236,11 @@ class Runner:
 
     def _credentials(self, verb: str, kind: str) -> int:
         action = getattr(self.args, f"{verb}_command")
-        by = _whoami()
 
         def run(ctx: Any) -> int:
             from engine.service import keys as mod
 
+            by = self.signed_in(ctx)  # engine.service.keys checks the administrator's permission itself
             if action == "create":
                 if kind == "routing key":
                     created = mod.create_routing_key(
@@ -882,7 +1257,11 @@ class Runner:
                     )
                 return 0
             if action == "list":
-                rows = mod.list_routing_keys(ctx) if kind == "routing key" else mod.list_api_tokens(ctx)
+                rows = (
+                    mod.list_routing_keys(ctx, by=by)
+                    if kind == "routing key"
+                    else mod.list_api_tokens(ctx, by=by)
+                )
                 if self.args.json:
                     _print_json(rows, self.out)
                 elif not rows:
@@ -903,6 +1282,336 @@ class Runner:
     def cmd_tokens(self) -> int:
         return self._credentials("tokens", "API token")
 
+    # -- accounts ---------------------------------------------------------------------------------------
+
+    def cmd_users(self) -> int:
+        action = self.args.users_command
+
+        def run(mod: Any, ctx: Any) -> int:
+            if action == "add" and self._first_account(mod, ctx):
+                return 0
+            if action == "passwd":
+                return self._passwd(mod, ctx)
+            by = self.signed_in(ctx)  # engine.accounts checks the administrator's permission itself
+            name = getattr(self.args, "username", "")
+            if action == "list":
+                from engine.db import read_session
+                from engine.permissions import authorize
+
+                with read_session(ctx.sessions) as session:
+                    authorize(session, by, Action.MANAGE_ACCOUNTS)
+                    found = mod.list_accounts(session)
+                self._show_accounts(found, ctx.clock.now())
+                return 0
+            if action == "add":
+                made = mod.add_account(
+                    ctx,
+                    by,
+                    username=name,
+                    role=self.args.role,
+                    display_name=self.args.name,
+                    person=self.args.person,
+                )
+                self._new_password(made, "created")
+                return 0
+            if action == "reset-password":
+                self._new_password(mod.reset_password(ctx, by, name), "reset")
+                return 0
+            if action == "set-role":
+                account = mod.set_role(ctx, by, name, self.args.role)
+                self.out.write(f"{account.username} is now {account.role}\n")
+                return 0
+            if action == "edit":
+                changes: dict[str, Any] = {}
+                if self.args.name is not None:
+                    changes["display_name"] = self.args.name
+                if self.args.person is not None or self.args.no_person:
+                    changes["person"] = None if self.args.no_person else self.args.person
+                account = mod.update_account(ctx, by, name, **changes)
+                person = f", person {account.person}" if account.person else ", no person"
+                self.out.write(f"{account.username}: {account.display_name}{person}\n")
+                return 0
+            account = (mod.disable if action == "disable" else mod.enable)(ctx, by, name)
+            self.out.write(f"{account.username} {'enabled' if account.active else 'disabled'}\n")
+            return 0
+
+        return self.with_context(
+            "users", "engine.accounts", "sign_in", lambda _fn, ctx: run(_module("accounts"), ctx)
+        )
+
+    def _first_account(self, mod: Any, ctx: Any) -> bool:
+        """`users add` on a database with no accounts: the first administrator, with a password typed twice."""
+        from engine.db import read_session, write_session
+        from engine.errors import ValidationError
+
+        with read_session(ctx.sessions) as session:
+            if not mod.needs_first_admin(session):
+                return False
+        if self.args.role != ADM:
+            raise ValidationError("the first account must be an administrator: --role admin", field="role")
+        first = read_secret_line(f"password for {self.args.username}: ")
+        second = read_secret_line(f"password for {self.args.username} (again): ")
+        if first != second:
+            raise ValidationError("the two passwords differ; no account was created", field="password")
+        with write_session(ctx.sessions) as session:
+            op = mod.ensure_first_admin(
+                session,
+                ctx.clock.now(),
+                username=self.args.username,
+                password=first,
+                display_name=self.args.name,
+                via="cli",
+                person=self.args.person,
+            )
+            if op is None:  # someone else made one meanwhile
+                return False
+        self.out.write(
+            f"first administrator {self.args.username} created; sign in with --user {self.args.username}\n"
+        )
+        return True
+
+    def _passwd(self, mod: Any, ctx: Any) -> int:
+        from engine.errors import ValidationError
+
+        if not (self.args.user or os.environ.get("WATCHKEEPER_USER")):
+            raise ValidationError("sign in with --user NAME to change your password", field="user")
+        who = self.signed_in(ctx, allow_password_change=True)
+        _result, current = self.sign_in_result
+        first = read_secret_line("new password: ")
+        second = read_secret_line("new password (again): ")
+        if first != second:
+            raise ValidationError("the two new passwords differ; nothing changed", field="password")
+        mod.change_password(ctx, who, current, first)
+        self.out.write(f"password of {who.name} changed\n")
+        return 0
+
+    def _new_password(self, made: Any, verb: str) -> None:
+        account = made.account
+        if getattr(self.args, "json", False):
+            _print_json(
+                {"username": account.username, "role": account.role, "temporary_password": made.password},
+                self.out,
+            )
+            return
+        self.out.write(
+            f"account {account.username} ({account.role}) {verb}. Temporary password, shown only this once "
+            f"(it must be changed at the first sign-in):\n  {made.password}\n"
+        )
+
+    def _show_accounts(self, found: Sequence[Any], now: datetime) -> None:
+        rows = [
+            {
+                "username": a.username,
+                "name": a.display_name,
+                "role": a.role,
+                "person": a.person or "",
+                "state": a.state(now),
+                "last_sign_in_at": a.last_sign_in_at,
+                "failed": a.failed_sign_ins,
+            }
+            for a in found
+        ]
+        if self.args.json:
+            _print_json(rows, self.out)
+        elif not rows:
+            self.out.write("no accounts\n")
+        else:
+            self.out.write(
+                format_table(
+                    rows,
+                    (
+                        ("username", "USER"),
+                        ("name", "NAME"),
+                        ("role", "ROLE"),
+                        ("person", "PERSON"),
+                        ("state", "STATE"),
+                        ("last_sign_in_at", "LAST SIGN-IN"),
+                        ("failed", "FAILED"),
+                    ),
+                )
+                + "\n"
+            )
+
+    # -- audit, switches, handover ------------------------------------------------------------------------
+
+    def cmd_audit(self) -> int:
+        a = self.args
+
+        def run(mod: Any, ctx: Any) -> int:
+            from engine.db import read_session
+
+            filters = {
+                "person": a.person,
+                "kind": a.kind,
+                "obj": a.object,
+                "since": a.since,
+                "until": a.until,
+            }
+            with read_session(ctx.sessions) as session:
+                if a.csv:
+                    if a.csv == "-":
+                        mod.write_csv(session, self.out, **filters)
+                        return 0
+                    path = Path(a.csv)
+                    tmp = path.with_name(path.name + ".tmp")
+                    with tmp.open("w", encoding="utf-8", newline="") as handle:
+                        count = mod.write_csv(session, handle, **filters)
+                    tmp.replace(path)
+                    self.err.write(f"wrote {count} entries to {path}\n")
+                    return 0
+                page = mod.search(session, limit=a.limit, **filters)
+            if a.json:
+                _print_json([{**asdict(r), "at": r.at.isoformat()} for r in page.rows], self.out)
+                return 0
+            if not page.rows:
+                self.out.write("no audit entries match\n")
+                return 0
+            rows = [
+                {
+                    "at": r.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "object": f"{r.object_kind}:{r.object_name}" if r.object_kind else r.object_name,
+                    "message": r.message,
+                }
+                for r in page.rows
+            ]
+            self.out.write(
+                format_table(
+                    rows,
+                    (
+                        ("at", "WHEN (UTC)"),
+                        ("actor", "WHO"),
+                        ("action", "KIND"),
+                        ("object", "OBJECT"),
+                        ("message", "WHAT"),
+                    ),
+                    width=70,
+                )
+                + "\n"
+            )
+            if page.has_more:
+                self.err.write(f"(more: --limit {a.limit * 2}, or --csv FILE for all)\n")
+            return 0
+
+        return self.with_context(
+            "audit", "engine.audit", "search", lambda _fn, ctx: run(_module("audit"), ctx), Action.VIEW_AUDIT
+        )
+
+    def cmd_switches(self) -> int:
+        def run(mod: Any, ctx: Any) -> int:
+            from engine.db import read_session, write_session
+
+            if self.args.switches_command == "list":
+                self.authorized(ctx, Action.VIEW_CONFIGURATION)
+                with read_session(ctx.sessions) as session:
+                    values = mod.all_switches(session)
+                if getattr(self.args, "json", False):
+                    _print_json(values, self.out)
+                else:
+                    for name, on in values.items():
+                        self.out.write(f"{name}: {'on' if on else 'off'}\n")
+                return 0
+            who = self.signed_in(ctx)  # engine.switches checks the supervisor's permission itself
+            on = self.args.state == "on"
+            with write_session(ctx.sessions) as session:
+                mod.set_switch(session, self.args.name, on, now=ctx.clock.now(), by=who)
+            self.out.write(f"{self.args.name}: {self.args.state}\n")
+            return 0
+
+        return self.with_context(
+            "switches", "engine.switches", "set_switch", lambda _fn, ctx: run(_module("switches"), ctx)
+        )
+
+    def cmd_handover(self) -> int:
+        def run(mod: Any, ctx: Any) -> int:
+            from datetime import timedelta
+
+            from engine.db import read_session
+
+            who = self.authorized(ctx, Action.HANDOVER)
+            now = ctx.clock.now()
+            since = now - timedelta(hours=self.args.hours)
+            if self.args.handover_command == "write":
+                note = mod.write_note(ctx, who, self.args.text, shift_started_at=since)
+                self.out.write(
+                    f"handover note {note.id} written: {note.open_count} open, "
+                    f"{note.unacknowledged_count} unacknowledged, {note.breached_count} breached\n"
+                )
+                return 0
+            with read_session(ctx.sessions) as session:
+                note = mod.latest_note(session)
+                summary = mod.shift_summary(session, now, since)
+            if self.args.json:
+                _print_json({"note": note, "summary": summary}, self.out)
+                return 0
+            self.out.write(format_handover(note, summary) + "\n")
+            return 0
+
+        return self.with_context(
+            "handover", "engine.handover", "write_note", lambda _fn, ctx: run(_module("handover"), ctx)
+        )
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"engine.{name}")
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _my_person(ctx: Any, who: Identity) -> str:
+    """`--person me`: the handle of the person linked to the signed-in account."""
+    from engine.db import read_session
+    from engine.errors import ValidationError
+    from engine.models import Person
+
+    if who.person_id is None:
+        raise ValidationError(
+            f"{who.label} is not linked to a person record; ask an administrator", field="person"
+        )
+    with read_session(ctx.sessions) as session:
+        person = session.get(Person, who.person_id)
+        if person is None:
+            raise ValidationError("the linked person record no longer exists", field="person")
+        return person.handle
+
+
+def format_handover(note: Any, summary: Any) -> str:
+    lines = []
+    if note is None:
+        lines.append("No handover note has been written.")
+    else:
+        lines.append(f"Handover note by {note.author_name or note.author}, {_short_time(note.written_at)}:")
+        lines.extend("  " + line for line in note.text.splitlines())
+    lines.append(
+        f"\nSince {_short_time(summary.since)}: {summary.open_count} open, "
+        f"{summary.unacknowledged_count} unacknowledged, {summary.breached_count} breached"
+    )
+    for title, items in (
+        ("Unacknowledged", summary.unacknowledged),
+        ("Breached", summary.breached),
+        ("Open", summary.open),
+    ):
+        if items:
+            lines.append(f"\n{title}")
+            rows = [
+                {
+                    "id": i.id,
+                    "severity": i.severity,
+                    "status": i.status,
+                    "site": i.site,
+                    "breach": i.breach,
+                    "summary": i.summary,
+                }
+                for i in items
+            ]
+            lines.append(_indent(format_table(rows, [(k, k.upper()) for k in rows[0]])))
+    return "\n".join(lines)
+
 
 COMMANDS: dict[str, Callable[[Runner], int]] = {
     "serve": Runner.cmd_serve,
@@ -918,6 +1627,9 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "start-work": Runner.cmd_start_work,
     "cancel": Runner.cmd_cancel,
     "escalate": Runner.cmd_escalate,
+    "note": Runner.cmd_note,
+    "assign": Runner.cmd_assign,
+    "reopen": Runner.cmd_reopen,
     "list": Runner.cmd_list,
     "show": Runner.cmd_show,
     "stats": Runner.cmd_stats,
@@ -926,6 +1638,10 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "tokens": Runner.cmd_tokens,
     "backup": Runner.cmd_backup,
     "restore": Runner.cmd_restore,
+    "users": Runner.cmd_users,
+    "audit": Runner.cmd_audit,
+    "switches": Runner.cmd_switches,
+    "handover": Runner.cmd_handover,
 }
 
 

@@ -1,8 +1,8 @@
 """Import and export of configuration: people, teams, on-call schedules, escalation policies, SLA configs,
 business calendars and message templates, as YAML or JSON documents of one structure.
 
-A document has up to seven top-level sections (`people`, `teams`, `schedules`, `policies`, `sla`,
-`calendars`, `templates`), each a list of objects identified by a handle or name. The policy file format of
+A document has up to eight top-level sections (`people`, `teams`, `schedules`, `policies`, `sla`,
+`calendars`, `templates`, `accounts`), each a list of objects identified by a handle or name. The policy file format of
 seed 002 (`escalation: {policies: [...]}` with `delay_minutes`, `type: user`, `type: channel` …) is read as
 written and mapped onto the same model.
 
@@ -14,6 +14,14 @@ its children (levels and targets, members, rotations, overrides) are replaced by
 
 Export writes the same structure back; export → import into an empty database → export gives an identical
 document.
+
+Accounts travel without passwords: an export carries each account's user name, display name, role, person and
+active flag (only when the person exporting may manage accounts), and an import creates a new account with no
+password (nobody can sign in to it until an administrator resets its password) and never touches the password
+of an existing one. Importing accounts needs an administrator; everything else a supervisor (engine.permissions).
+
+Every object written is an audit entry with its before → after, field by field (engine.audit), and an import
+is one more entry that lists what it changed.
 """
 
 from __future__ import annotations
@@ -32,19 +40,21 @@ import jinja2
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
-from engine import contacts
+from engine import audit, contacts
 from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.errors import NotFound, ValidationError
 from engine.models import (
     BusinessCalendar,
     Channel,
+    Operator,
     Person,
     Policy,
     PolicyLevel,
     PolicyTarget,
+    Role,
     Rotation,
     RotationMember,
     Schedule,
@@ -58,11 +68,43 @@ from engine.models import (
     Template,
     Trigger,
 )
+from engine.permissions import Action, Identity, as_identity, authorize
 from engine.timeline import record
 
-KINDS: tuple[str, ...] = ("people", "teams", "schedules", "policies", "sla", "calendars", "templates")
+KINDS: tuple[str, ...] = (
+    "people",
+    "teams",
+    "schedules",
+    "policies",
+    "sla",
+    "calendars",
+    "templates",
+    "accounts",
+)
+# The sections an export without accounts has (what a person who may not manage accounts gets).
+CONFIG_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "accounts")
 # The order objects are written in: what others refer to comes first.
-_APPLY_ORDER: tuple[str, ...] = ("people", "calendars", "policies", "teams", "schedules", "sla", "templates")
+_APPLY_ORDER: tuple[str, ...] = (
+    "people",
+    "calendars",
+    "policies",
+    "teams",
+    "schedules",
+    "sla",
+    "templates",
+    "accounts",
+)
+# How the audit trail names each kind of object.
+AUDIT_KIND: dict[str, str] = {
+    "people": "person",
+    "teams": "team",
+    "schedules": "schedule",
+    "policies": "policy",
+    "sla": "sla",
+    "calendars": "calendar",
+    "templates": "template",
+    "accounts": "account",
+}
 FORMAT_VERSION = 1
 DEFAULT_POLICY_SETTING = "default_policy"
 MAX_LISTED_PROBLEMS = 10
@@ -604,6 +646,7 @@ _NAME_FIELD = {
     "schedules": "handle",
     "policies": "name",
     "calendars": "name",
+    "accounts": "username",
 }
 _SINGULAR = {
     "people": "person",
@@ -613,6 +656,7 @@ _SINGULAR = {
     "sla": "SLA config",
     "calendars": "calendar",
     "templates": "template",
+    "accounts": "account",
 }
 
 PERSON_FIELDS = (
@@ -1271,7 +1315,48 @@ def _read_template(ck: _Collector, data: Any, path: str) -> _Item | None:
     return _Item("templates", template_key(kind, channel, language, version), spec, ck.source, r.line, path)
 
 
+_ACCOUNT_FIELDS = ("username", "display_name", "role", "person", "active")
+
+
+def _read_account(ck: _Collector, data: Any, path: str) -> _Item | None:
+    if isinstance(data, dict):
+        for secret in ("password", "password_hash"):
+            if secret in data:
+                line = data.key_lines.get(secret) if isinstance(data, LineDict) else None
+                ck.error(
+                    line,
+                    f"{path}.{secret}",
+                    "passwords are never imported: import the account, then reset its password "
+                    "(`watchkeeper users reset-password`)",
+                )
+                data = {k: v for k, v in data.items() if k != secret}
+    r = _Reader(ck, data, path, _ACCOUNT_FIELDS)
+    if not r.ok:
+        return None
+    username = r.handle("username")
+    if username and (":" in username or username.lower() in {"system", "engine", "cli", "api", "local"}):
+        r.error("username", f"{username!r} cannot be a user name (reserved, or contains a colon)")
+    role = r.text("role", Role.OPERATOR.value, max_len=16).strip()
+    if role not in {x.value for x in Role}:
+        r.error("role", f"unknown role {role!r} (expected one of {', '.join(x.value for x in Role)})")
+    item = _Item("accounts", username, {}, ck.source, r.line, path)
+    person = r.optional_text("person", max_len=80)
+    if person is not None:
+        item.refs.append(
+            _Ref("people", person, r.key_line("person"), r.sub("person"), what="account's person")
+        )
+    item.spec = {
+        "username": username,
+        "display_name": r.text("display_name", username, max_len=200).strip() or username,
+        "role": role,
+        "person": person,
+        "active": r.boolean("active", True),
+    }
+    return item
+
+
 _READERS = {
+    "accounts": _read_account,
     "people": _read_person,
     "teams": _read_team,
     "schedules": _read_schedule,
@@ -1678,6 +1763,16 @@ def _template_doc(s: dict[str, Any]) -> dict[str, Any]:
     return dict(s)
 
 
+def _account_spec(o: Operator) -> dict[str, Any]:
+    from engine.accounts import account_spec
+
+    return account_spec(o)
+
+
+def _account_doc(s: dict[str, Any]) -> dict[str, Any]:
+    return dict(s)
+
+
 def _all_models(session: Session, kind: str) -> list[Any]:
     if kind == "people":
         return list(session.scalars(select(Person).order_by(Person.handle)))
@@ -1699,6 +1794,13 @@ def _all_models(session: Session, kind: str) -> list[Any]:
                 )
             )
         )
+    if kind == "accounts":
+        # Never the password hash (the console's PostgreSQL role may not even read that column).
+        return list(
+            session.scalars(
+                select(Operator).options(defer(Operator.password_hash)).order_by(Operator.username)
+            )
+        )
     raise ValidationError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
 
 
@@ -1710,6 +1812,7 @@ _SPEC: dict[str, Callable[[Any], dict[str, Any]]] = {
     "calendars": _calendar_spec,
     "sla": _sla_spec,
     "templates": _template_spec,
+    "accounts": _account_spec,
 }
 _DOC: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "people": _person_doc,
@@ -1719,6 +1822,7 @@ _DOC: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "calendars": _calendar_doc,
     "sla": _sla_doc,
     "templates": _template_doc,
+    "accounts": _account_doc,
 }
 
 
@@ -1730,6 +1834,7 @@ _SORT_KEY: dict[str, Callable[[dict[str, Any]], Any]] = {
     "calendars": lambda s: s["name"],
     "sla": lambda s: (s["site"], s["category"]),
     "templates": lambda s: (s["kind"], s["channel"], s["language"], s["version"]),
+    "accounts": lambda s: s["username"],
 }
 
 
@@ -1747,9 +1852,14 @@ def export_objects(session: Session, kind: str) -> list[dict[str, Any]]:
     return [_DOC[kind](spec) for spec in specs]
 
 
-def export_document(session: Session, kinds: Iterable[str] | None = None) -> dict[str, Any]:
-    """A whole document (or the given sections), ready for yaml/json."""
-    wanted = list(KINDS) if kinds is None else list(kinds)
+def export_document(
+    session: Session, kinds: Iterable[str] | None = None, *, accounts: bool = False
+) -> dict[str, Any]:
+    """A whole document (or the given sections), ready for yaml/json. The `accounts` section (never with
+    passwords) is in a whole document only with `accounts=True`."""
+    wanted = (
+        ([*CONFIG_KINDS, "accounts"] if accounts else list(CONFIG_KINDS)) if kinds is None else list(kinds)
+    )
     for kind in wanted:
         _check_kind(kind)
     document: dict[str, Any] = {"version": FORMAT_VERSION}
@@ -1799,10 +1909,19 @@ def dump_text(document: Mapping[str, Any], fmt: str = "yaml") -> str:
     )
 
 
-def export_text(ctx: AppContext, kind: str | None = None, fmt: str = "yaml") -> str:
-    """The configuration (or one section of it) as YAML or JSON text."""
+def export_text(
+    ctx: AppContext, kind: str | None = None, fmt: str = "yaml", *, by: Identity | None = None
+) -> str:
+    """The configuration (or one section of it) as YAML or JSON text. With `by`, what that person may see:
+    accounts only for someone who may manage them (engine.permissions)."""
     with read_session(ctx.sessions) as session:
-        document = export_document(session, None if kind is None else [kind])
+        with_accounts = False
+        if by is not None:
+            by = authorize(session, by, Action.VIEW_CONFIGURATION)
+            with_accounts = by.can(Action.MANAGE_ACCOUNTS)
+            if kind == "accounts" and not with_accounts:
+                by.require(Action.MANAGE_ACCOUNTS)
+        document = export_document(session, None if kind is None else [kind], accounts=with_accounts)
     return dump_text(document, fmt)
 
 
@@ -1816,7 +1935,10 @@ class _Writer:
     session: Session
     now: datetime
     actor: str
+    who: Identity
+    sources: list[str] = field(default_factory=list)
     people: dict[str, Person] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # "kind:key" of every object created or changed
     created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     unchanged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -1834,8 +1956,31 @@ class _Writer:
             self.created[kind] += 1
         elif before == after:
             self.unchanged[kind] += 1
+            return
         else:
             self.updated[kind] += 1
+        self.audit(kind, before if existed else None, after)
+
+    def audit(self, kind: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """One audit entry per object created or changed, with its fields before → after (document form)."""
+        doc_before = _DOC[kind](before) if before is not None else None
+        doc_after = _DOC[kind](after)
+        key = object_key(kind, doc_after)
+        self.changed.append(f"{AUDIT_KIND[kind]}:{key}")
+        prefix = "account" if kind == "accounts" else "config"
+        verb = "created" if before is None else "updated"
+        via = f" (import of {', '.join(self.sources)})" if self.sources else ""
+        audit.record(
+            self.session,
+            self.now,
+            self.who,
+            f"{prefix}_{verb}",
+            object_kind=AUDIT_KIND[kind],
+            object_name=key,
+            message=f"{_SINGULAR[kind].capitalize()} {key} {verb}{via}",
+            changes=audit.diff(doc_before, doc_after),
+            data={"import": self.sources} if self.sources else None,
+        )
 
     def apply(self, item: _Item) -> None:
         getattr(self, f"_apply_{item.kind}")(item.spec)
@@ -1890,7 +2035,7 @@ class _Writer:
             level = PolicyLevel(**{k: v for k, v in lv.items() if k != "targets"})
             level.targets = [PolicyTarget(position=i, **t) for i, t in enumerate(lv["targets"])]
             p.levels.append(level)
-        self.count("policies", before is not None, before, s)
+        self.count("policies", before is not None, before, _policy_spec(p))
 
     def _apply_teams(self, s: dict[str, Any]) -> None:
         t = self.session.scalars(select(Team).where(Team.handle == s["handle"])).one_or_none()
@@ -1988,16 +2133,59 @@ class _Writer:
             setattr(t, key, value)
         self.count("templates", before is not None, before, _template_spec(t))
 
+    def _apply_accounts(self, s: dict[str, Any]) -> None:
+        o = self.session.scalars(select(Operator).where(Operator.username == s["username"])).one_or_none()
+        before = _account_spec(o) if o else None
+        if before == s:
+            self.count("accounts", True, before, s)
+            return
+        person = self.person(s["person"]) if s["person"] else None
+        if person is not None:
+            other = self.session.scalar(
+                select(Operator.username).where(
+                    Operator.person_id == person.id, Operator.username != s["username"]
+                )
+            )
+            if other is not None:
+                raise ValidationError(
+                    f"{person.name} is already linked to the account {other!r}",
+                    field=f"accounts.{s['username']}.person",
+                )
+        if o is None:
+            # No password: nobody can sign in to it until an administrator resets it (must change then).
+            o = Operator(
+                username=s["username"],
+                password_hash="!",
+                created_at=self.now,
+                failed_sign_ins=0,
+                must_change_password=True,
+            )
+            self.session.add(o)
+        o.display_name, o.role, o.active = s["display_name"], s["role"], s["active"]
+        o.person = person
+        self.count("accounts", before is not None, before, s)
+
 
 class _DryRun(Exception):
     """Raised inside the transaction of a dry run so that it rolls back."""
+
+
+def _authorize_bundle(session: Session, who: Identity, bundle: _Bundle) -> Identity:
+    """Configuration needs EDIT_CONFIGURATION, accounts MANAGE_ACCOUNTS (checked as the account is now); a
+    document with nothing in it is still an import of configuration."""
+    config = any(bundle.items[k] for k in CONFIG_KINDS) or bundle.default_policy is not None
+    if config or not bundle.items["accounts"]:
+        who = authorize(session, who, Action.EDIT_CONFIGURATION)
+    if bundle.items["accounts"]:
+        who = authorize(session, who, Action.MANAGE_ACCOUNTS)
+    return who
 
 
 def _write(
     ctx: AppContext,
     bundle: _Bundle,
     event_kind: str,
-    actor: str,
+    actor: Identity | str,
     sources: list[str],
     *,
     dry_run: bool = False,
@@ -2005,30 +2193,53 @@ def _write(
     """Check references against the database, then write everything in one transaction, or nothing.
 
     A dry run does all of it, including the writes (so the counts are real), and then rolls back."""
+    from engine.accounts import active_admins, ensure_an_admin_remains
+
     now = ctx.clock.now()
+    who = as_identity(actor)
+    actor = who.name
     result: dict[str, Any] = {}
     try:
         with write_session(ctx.sessions) as session:
+            who = _authorize_bundle(session, who, bundle)
             _check_references(session, bundle)
             if bundle.errors:
                 raise ConfigValidationError(
                     bundle.errors, verb="imported" if event_kind == "config_imported" else "saved"
                 )
-            writer = _Writer(session, now, actor)
+            writer = _Writer(session, now, actor, who, sources)
+            admins = active_admins(session) if bundle.items["accounts"] else 0
             for kind in _APPLY_ORDER:
                 for item in bundle.items[kind]:
                     writer.apply(item)
                 session.flush()
+            if bundle.items["accounts"]:
+                ensure_an_admin_remains(session, admins)
             if bundle.default_policy is not None:
                 name = bundle.default_policy[0]
                 setting = session.get(SystemSetting, DEFAULT_POLICY_SETTING)
                 if setting is None:
                     setting = SystemSetting(name=DEFAULT_POLICY_SETTING)
                     session.add(setting)
+                old_default = (setting.value or {}).get("policy")
+                if old_default != name:
+                    writer.changed.append(f"setting:{DEFAULT_POLICY_SETTING}")
+                    audit.record(
+                        session,
+                        now,
+                        who,
+                        "config_updated",
+                        object_kind="setting",
+                        object_name=DEFAULT_POLICY_SETTING,
+                        message=f"Default policy {old_default or '(none)'} → {name}",
+                        changes=[audit.Change("policy", old_default, name)],
+                    )
                 setting.value = {"policy": name}
                 setting.updated_at = now
                 setting.updated_by = actor
-            counts = {kind: len(bundle.items[kind]) for kind in KINDS}
+            counts = {
+                kind: len(bundle.items[kind]) for kind in KINDS if kind != "accounts" or bundle.items[kind]
+            }
             warnings = [str(w) for w in bundle.warnings]
             result = {
                 **counts,
@@ -2043,6 +2254,27 @@ def _write(
                 result["dry_run"] = True
                 raise _DryRun
             summary = ", ".join(_count_text(n, kind) for kind, n in counts.items() if n) or "nothing"
+            if event_kind == "config_imported":
+                created = sum(writer.created.values())
+                changed = sum(writer.updated.values())
+                audit.record(
+                    session,
+                    now,
+                    who,
+                    "config_imported",
+                    object_kind="import",
+                    object_name=", ".join(sources)[:255],
+                    message=f"Imported {summary} from {', '.join(sources)}: {created} created, {changed} "
+                    f"changed, {sum(writer.unchanged.values())} unchanged",
+                    data={
+                        "sources": sources,
+                        "created": result["created"],
+                        "updated": result["updated"],
+                        "unchanged": result["unchanged"],
+                        "changed_objects": writer.changed[:500],
+                        "warnings": warnings[:50],
+                    },
+                )
             record(
                 session,
                 event_kind,
@@ -2080,7 +2312,7 @@ def _bundle_from_texts(texts: Sequence[tuple[str, str]]) -> _Bundle:
 
 
 def import_text(
-    ctx: AppContext, text: str, source_name: str, actor: str, *, dry_run: bool = False
+    ctx: AppContext, text: str, source_name: str, actor: Identity | str, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Import one document given as text; `source_name` names it in messages (and its suffix picks JSON).
 
@@ -2090,7 +2322,7 @@ def import_text(
 
 
 def import_files(
-    ctx: AppContext, paths: Sequence[str | Path], actor: str, *, dry_run: bool = False
+    ctx: AppContext, paths: Sequence[str | Path], actor: Identity | str, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Import several files as one: validated together (references may cross files), written together.
 
@@ -2131,7 +2363,12 @@ def object_key(kind: str, obj: Mapping[str, Any]) -> str:
 
 
 def save_objects(
-    ctx: AppContext, kind: str, objects: list[dict[str, Any]], actor: str, *, dry_run: bool = False
+    ctx: AppContext,
+    kind: str,
+    objects: list[dict[str, Any]],
+    actor: Identity | str,
+    *,
+    dry_run: bool = False,
 ) -> None:
     """Create or update objects of one kind from the console's editors (document form), all or nothing.
 
@@ -2151,12 +2388,18 @@ def save_objects(
     _write(ctx, bundle, "config_changed", actor, [], dry_run=dry_run)
 
 
-def delete_object(ctx: AppContext, kind: str, handle: str, actor: str) -> None:
+def delete_object(ctx: AppContext, kind: str, handle: str, actor: Identity | str) -> None:
     """Delete one object by its handle (see object_key); memberships and rotations that name a deleted
-    person go with it, policy targets naming it stay and reach nobody (reported when an escalation runs)."""
+    person go with it, policy targets naming it stay and reach nobody (reported when an escalation runs).
+    Accounts are never deleted (the audit trail names them): they are disabled."""
     _check_kind(kind)
+    if kind == "accounts":
+        raise ValidationError("accounts are not deleted: disable the account instead", field="accounts")
     now = ctx.clock.now()
+    who = as_identity(actor)
+    actor = who.name
     with write_session(ctx.sessions) as session:
+        who = authorize(session, who, Action.EDIT_CONFIGURATION)
         target = _find(session, kind, handle)
         if target is None:
             raise NotFound(f"no {_SINGULAR[kind]} {handle!r}")
@@ -2166,6 +2409,16 @@ def delete_object(ctx: AppContext, kind: str, handle: str, actor: str) -> None:
             setting = session.get(SystemSetting, DEFAULT_POLICY_SETTING)
             if setting is not None and setting.value.get("policy") == handle:
                 session.delete(setting)
+        audit.record(
+            session,
+            now,
+            who,
+            "config_deleted",
+            object_kind=AUDIT_KIND[kind],
+            object_name=handle,
+            message=f"{_SINGULAR[kind].capitalize()} {handle} deleted",
+            changes=audit.diff(snapshot, None),
+        )
         record(
             session,
             "config_changed",

@@ -20,6 +20,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.errors import DatabaseRefused
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits. Sites that need
 # FULL set WATCHKEEPER_SQLITE_SYNCHRONOUS=FULL (the README quotes the price measured in bench/).
@@ -121,11 +123,31 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         yield session
         session.commit()
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
+        refused = refused_by_database(exc, session.get_bind())  # type: ignore[arg-type]
+        if refused is not None:
+            raise refused from exc
         raise
     finally:
         session.close()
+
+
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
+
+
+def refused_by_database(exc: BaseException, bind: Engine) -> DatabaseRefused | None:
+    """A PostgreSQL "permission denied" as an error that says whose login it was and what to do instead."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+        return None
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else "permission denied"
+    user = bind.url.username or "(default)"
+    return DatabaseRefused(
+        f"the database refused this change ({reason}): this workstation's database login {user!r} may not "
+        "change configuration or accounts; make the change from a supervisor's workstation or through the "
+        "service (see the README, 'The trust boundary')"
+    )
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.errors import WatchkeeperError
 from engine.models import Incident, Policy
+from engine.permissions import Identity
 
 DEMO_ACTOR = "demo"
 DEMO_SOURCE = "centre.yaml"
@@ -131,8 +132,9 @@ def has_centre_data(session: Session) -> bool:
     return bool(incidents) or bool(policies - demo_policy_names())
 
 
-def load_demo(ctx: AppContext, *, force: bool = False) -> dict[str, Any]:
+def load_demo(ctx: AppContext, *, force: bool = False, by: Identity | str = DEMO_ACTOR) -> dict[str, Any]:
     """Load the demo centre; refuses (WatchkeeperError) a database with policies or incidents unless `force`.
+    `by`: who loads it (a supervisor or administrator; the audit trail names them).
 
     Returns counts of what was loaded."""
     with read_session(ctx.sessions) as session:
@@ -141,7 +143,7 @@ def load_demo(ctx: AppContext, *, force: bool = False) -> dict[str, Any]:
                 "the database already has policies or incidents; the demo is only loaded into an empty "
                 "database (start Watchkeeper with a new database file to try it)"
             )
-    imported = config_io.import_text(ctx, demo_document_text(), DEMO_SOURCE, DEMO_ACTOR)
+    imported = config_io.import_text(ctx, demo_document_text(), DEMO_SOURCE, by)
     simulated = simulate_unset_channels(ctx)
     templates = install_templates(ctx)
     incidents, acknowledged, resolved = raise_incidents(ctx)

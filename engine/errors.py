@@ -32,3 +32,8 @@ class ConfigurationError(WatchkeeperError):
 
 class DatabaseUnavailable(WatchkeeperError):
     """The database cannot be reached; nothing was written."""
+
+
+class DatabaseRefused(WatchkeeperError):
+    """The database login this process uses is not allowed to make the change (a PostgreSQL role without the
+    grant: see engine.dbroles). Nothing was written."""

@@ -28,8 +28,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -810,6 +812,65 @@ class Operator(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Failed sign-ins since the last good one (or since the last lock-out ended); at the limit the account is
+    # locked until `locked_until` (engine.accounts).
+    failed_sign_ins: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None]
+    # Set by a password reset (and for an account imported without a password): the next sign-in must choose
+    # a new password before anything else.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    password_changed_at: Mapped[datetime | None]
+
+    person: Mapped[Person | None] = relationship()
+
+
+class AuditEntry(Base):
+    """Who changed what, when: sign-ins, configuration saves with their field-by-field changes, settings,
+    secrets (that they changed, never the value), accounts, tokens, switches, imports, handovers.
+
+    Append-only: nothing in Watchkeeper updates or deletes a row, and the console's PostgreSQL role may only
+    insert (engine.dbroles). Kept apart from the event timeline, which retention prunes."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))  # user name, api:<label>, local:<login>, system
+    actor_role: Mapped[str] = mapped_column(String(16), default="")
+    via: Mapped[str] = mapped_column(String(16), default="")  # console, cli, api
+    action: Mapped[str] = mapped_column(String(48))  # sign_in, config_updated, secret_set, …
+    object_kind: Mapped[str] = mapped_column(String(32), default="")  # policy, account, setting, …
+    object_name: Mapped[str] = mapped_column(String(255), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    # [{"field": "levels[0].delay_seconds", "before": 300, "after": 600}, …]
+    changes: Mapped[list[Any]] = mapped_column(default=list)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_entry_at", "at"),
+        Index("ix_audit_entry_actor_at", "actor", "at"),
+        Index("ix_audit_entry_action_at", "action", "at"),
+        Index("ix_audit_entry_object", "object_kind", "object_name", "at"),
+    )
+
+
+class HandoverNote(Base):
+    """What the outgoing operator wrote at sign-out for the next one, with the shift's counts at that time."""
+
+    __tablename__ = "handover_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+    author: Mapped[str] = mapped_column(String(200))  # user name
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id", ondelete="SET NULL"))
+    shift_started_at: Mapped[datetime | None]
+    text: Mapped[str] = mapped_column(Text, default="")
+    open_count: Mapped[int] = mapped_column(default=0)
+    unacknowledged_count: Mapped[int] = mapped_column(default=0)
+    breached_count: Mapped[int] = mapped_column(default=0)
+
+    __table_args__ = (Index("ix_handover_note_written", "written_at"),)
 
 
 class EngineNode(Base):
@@ -904,3 +965,14 @@ class IntakeEvent(Base):
 
 
 ALL_MODELS: tuple[type[Base], ...] = tuple(m.class_ for m in Base.registry.mappers)
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _sign_in_functions(target: MetaData, connection: Connection, **_kw: Any) -> None:
+    """On PostgreSQL the schema includes the sign-in functions (engine.signin_sql); migrations create them too."""
+    if connection.dialect.name != "postgresql":
+        return
+    from engine.signin_sql import FUNCTIONS
+
+    for statement in FUNCTIONS:
+        connection.exec_driver_sql(statement)

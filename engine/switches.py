@@ -11,8 +11,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from engine import audit
 from engine.errors import ValidationError
 from engine.models import SystemSetting
+from engine.permissions import Action, Identity, as_identity, authorize
 from engine.timeline import record
 
 NOTIFICATIONS_ENABLED = "notifications_enabled"
@@ -45,27 +47,46 @@ def get_switch(session: Session, name: str, default: bool = True) -> bool:
     return value
 
 
-def set_switch(session: Session, name: str, enabled: bool, *, now: datetime, by: str = "system") -> None:
-    """Turn a switch on or off (an audited change: it writes a timeline event)."""
+def set_switch(
+    session: Session, name: str, enabled: bool, *, now: datetime, by: Identity | str = "system"
+) -> None:
+    """Turn a switch on or off: needs a supervisor (engine.permissions); an audited change with the person,
+    also written to the timeline."""
     if name not in SWITCHES:
         raise ValidationError(f"unknown switch {name!r}; known: {', '.join(SWITCHES)}", field="name")
+    who = authorize(session, as_identity(by), Action.MASTER_SWITCHES)
+    before = get_switch(session, name)
     row = session.get(SystemSetting, name)
     if row is None:
-        row = SystemSetting(name=name, value={"enabled": enabled}, updated_at=now, updated_by=by)
+        row = SystemSetting(name=name, value={"enabled": enabled}, updated_at=now, updated_by=who.name)
         session.add(row)
     else:
         row.value = {"enabled": enabled}
         row.updated_at = now
-        row.updated_by = by
+        row.updated_by = who.name
     _cache(session)[name] = enabled
+    audit.record(
+        session,
+        now,
+        who,
+        "switch_changed",
+        object_kind="switch",
+        object_name=name,
+        message=f"{name} {'on' if enabled else 'off'}",
+        changes=[audit.Change("enabled", before, enabled)] if before != enabled else [],
+    )
     record(
         session,
         "switch_changed",
         now,
-        actor=by,
+        actor=who.name,
         message=f"{name} {'on' if enabled else 'off'}",
         data={"name": name, "enabled": enabled},
     )
+
+
+def all_switches(session: Session) -> dict[str, bool]:
+    return {name: get_switch(session, name) for name in SWITCHES}
 
 
 def notifications_enabled(session: Session) -> bool:

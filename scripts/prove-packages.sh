@@ -260,6 +260,9 @@ has_incident() { # has_incident DEDUP_KEY WHEN
     echo "$2: incident $1 is there"
 }
 setup_site() { # policies from the sample configuration, a routing key; prints the key
+    # No network here: the site rehearses with every channel simulated, a choice made in its settings file.
+    in_root grep -q '^WATCHKEEPER_SIMULATED_CHANNELS=' /etc/watchkeeper/watchkeeper.env ||
+        in_root sh -c 'echo WATCHKEEPER_SIMULATED_CHANNELS=all >> /etc/watchkeeper/watchkeeper.env'
     in_root watchkeeper-admin import /proof/policies.yaml >/dev/null
     in_root watchkeeper-admin keys create --policy critical-incidents --label proof --json | json_field 'd["secret"]'
 }

@@ -25,6 +25,8 @@ VERBS = {
     "assign": "assign",
     "as": "assign",
     "reopen": "reopen",
+    "work": "start_work",
+    "w": "start_work",
     "open": "show",
     "show": "show",
     "new": "new",
@@ -33,8 +35,8 @@ VERBS = {
 }
 
 HELP = (
-    "ack ID… · res ID… [note] · esc ID [level] · note ID text · cancel ID reason · "
-    "assign ID team|person HANDLE · reopen ID · show ID · new summary · find text"
+    "ack ID… · work ID… (I'm on it) · res ID… [note] · esc ID [level] · note ID text · cancel ID reason · "
+    "assign ID team|person HANDLE (or: assign ID me) · reopen ID · show ID · new summary · find text"
 )
 
 
@@ -79,7 +81,7 @@ def parse_command(line: str) -> Command:
         return Command("new", text=rest)
     if verb == "find":
         return Command("find", text=rest)
-    if verb in ("acknowledge", "reopen", "show"):
+    if verb in ("acknowledge", "reopen", "show", "start_work"):
         ids = tuple(_id(t) for t in tokens)
         if verb == "show" and len(ids) != 1:
             raise CommandError("show needs one incident number: show 1234")
@@ -115,12 +117,12 @@ def parse_command(line: str) -> Command:
             raise CommandError(f"{verb_token} needs {what}: {verb_token} 1234 …")
         return Command(verb, ids=tuple(ids), text=" ".join(words))
     # assign
-    if len(tokens) < 2:
-        raise CommandError("assign needs: assign 1234 team HANDLE  (or person HANDLE)")
-    if tokens[0].lstrip("#").isdigit():
+    if tokens and tokens[0].lstrip("#").isdigit():
         ids, tokens = [_id(tokens[0])], tokens[1:]
     else:
         ids = []
+    if tokens and tokens[0].lower() == "me":  # the person linked to the signed-in account
+        return Command("assign", ids=tuple(ids), target_kind="person", target="me", text=" ".join(tokens[1:]))
     if len(tokens) < 2 or tokens[0].lower() not in ("team", "person"):
         raise CommandError("assign needs: assign 1234 team HANDLE  (or person HANDLE)")
     return Command(

@@ -105,7 +105,9 @@ class BoardFilter:
     teams: frozenset[str] = frozenset()
     text: str = ""
     show_closed: bool = True
-    mine_of: tuple[str, ...] = ()  # names that count as "me" (user name, display name)
+    # Who "me" is: user name and display name (matched against "acknowledged by"), and "#<person id>" of the
+    # person the account is linked to (matched against the assignee).
+    mine_of: tuple[str, ...] = ()
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -164,7 +166,7 @@ class BoardModel(QAbstractTableModel):
         self.filters = BoardFilter()
         self._accepts = self.filters.test()
         # Per-row facts the filter reads, built when a row arrives, so testing a row is one tuple lookup:
-        # (is open, status, severity, site, team handle, acknowledged by, assignee, search blob).
+        # (is open, status, severity, site, team handle, acknowledged by, #assignee id, search blob).
         self._facts: dict[int, tuple[bool, str, str, str, str, str, str, str]] = {}
         self._open: set[int] = set()  # ids of open incidents: the per-second deadline checks walk only these
         self._keys: dict[int, Any] = {}
@@ -242,7 +244,7 @@ class BoardModel(QAbstractTableModel):
             str(row.get("site") or ""),
             str(row.get("team_handle") or ""),
             str(row.get("acknowledged_by") or ""),
-            str(row.get("assignee") or ""),
+            f"#{row['assignee_id']}" if row.get("assignee_id") is not None else "",
             str(row.get("search_text") or fmt.search_blob(row)),  # made on the worker (feed.py)
         )
         if is_open:

@@ -200,7 +200,9 @@ class BoardWidget(QWidget):
             )
         )
         self.mine = QCheckBox("&Mine")
-        self.mine.setToolTip("Only incidents I acknowledged or that are assigned to me")
+        self.mine.setToolTip(
+            "Only incidents I acknowledged or that are assigned to me (the person my account is linked to)"
+        )
         self.mine.toggled.connect(self._on_mine)
         self.views = QComboBox()
         self.views.setObjectName("savedViews")
@@ -325,6 +327,7 @@ class BoardWidget(QWidget):
         table_keys: list[tuple[str, Callable[[], None]]] = [
             ("A", self.acknowledge_selected),
             ("R", self.resolve_selected),
+            ("W", self.start_work_selected),
             ("E", self.escalate_selected),
             ("Shift+E", lambda: self.escalate_selected(choose=True)),
             ("G", self.assign_selected),
@@ -421,6 +424,9 @@ class BoardWidget(QWidget):
     def resolve_selected(self) -> None:
         self.actions_.resolve(self.selected_ids())
 
+    def start_work_selected(self) -> None:
+        self.actions_.start_work(self.selected_ids())
+
     def escalate_selected(self, choose: bool = False) -> None:
         ids = self.selected_ids()
         level = None
@@ -495,6 +501,8 @@ class BoardWidget(QWidget):
             self.actions_.cancel(ids, command.text)
         elif command.action == "reopen":
             self.actions_.reopen(ids)
+        elif command.action == "start_work":
+            self.actions_.start_work(ids)
         elif command.action == "assign":
             team = command.target if command.target_kind == "team" else None
             person = command.target if command.target_kind == "person" else None
@@ -521,6 +529,7 @@ class BoardWidget(QWidget):
         menu = QMenu(self)
         for label, key, slot in (
             ("Acknowledge", "A", self.acknowledge_selected),
+            ("I'm on it (in progress)", "W", self.start_work_selected),
             ("Resolve", "R", self.resolve_selected),
             ("Escalate to next level", "E", self.escalate_selected),
             ("Escalate to level…", "Shift+E", lambda: self.escalate_selected(choose=True)),
@@ -551,7 +560,8 @@ class BoardWidget(QWidget):
 
     def _on_mine(self, on: bool) -> None:
         op = self.services.operator
-        self.model.set_filters(mine_of=(op.username, op.display_name) if on else ())
+        me = (op.username, op.display_name, *((f"#{op.person_id}",) if op.person_id is not None else ()))
+        self.model.set_filters(mine_of=me if on else ())
 
     def _on_loaded(self) -> None:
         self._update_count()

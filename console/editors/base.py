@@ -5,8 +5,8 @@ Objects travel as the dicts of the YAML import format (engine.config_io): the li
 [obj], actor)` on the worker, where the engine validates it, writes it and audits it. A form starts from a
 copy of the object it loaded and overwrites only the keys it edits, so fields a form does not show survive a
 round trip. The editor holds no rule of its own: a ValidationError from the engine is shown next to the field
-its path names (or above the form when no field matches). Operators see the same forms read-only, and Save
-asks `services.require(Role.SUPERVISOR)` first.
+its path names (or above the form when no field matches). Operators see the same forms read-only; the
+engine's rule book (engine.permissions) decides, and checks again when a save or delete reaches the engine.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from console.history.records import Column, RecordTableModel, replies
 from console.services import ConsoleServices, PermissionDenied
 from engine.errors import ValidationError
-from engine.models import Role
+from engine.permissions import Action, least_role
 
 Obj = dict[str, Any]
 
@@ -105,10 +105,13 @@ class ObjectEditor(QWidget):
     save_failed = Signal(str)  # the message shown
     deleted = Signal(str)
 
+    # What saving and deleting need (accounts: MANAGE_ACCOUNTS).
+    action = Action.EDIT_CONFIGURATION
+
     def __init__(self, services: ConsoleServices, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.services = services
-        self.editable = services.operator.can(Role.SUPERVISOR)
+        self.editable = services.can(self.action)
         self.current: Obj = {}
         self.current_handle: str | None = None
         self._field_errors: dict[str, QLabel] = {}
@@ -176,7 +179,7 @@ class ObjectEditor(QWidget):
         right_layout.addWidget(scroll, 1)
         right_layout.addLayout(form_buttons)
 
-        splitter = QSplitter()
+        self.splitter = splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 1)
@@ -397,7 +400,7 @@ class ObjectEditor(QWidget):
     def save(self) -> None:
         self.clear_errors()
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(self.action)
         except PermissionDenied as exc:
             self.save_failed.emit(self.show_error(exc))
             return
@@ -406,7 +409,8 @@ class ObjectEditor(QWidget):
         except ValidationError as exc:
             self.save_failed.emit(self.show_error(exc))
             return
-        ctx, actor, kind = self.services.ctx, self.services.actor, self.kind
+        # The engine checks the permission again, against the account as it is now (engine.config_io).
+        ctx, actor, kind = self.services.ctx, self.services.identity, self.kind
         self.info.setText("Saving…")
         self.save_button.setEnabled(False)
         self.services.worker.call(
@@ -435,7 +439,7 @@ class ObjectEditor(QWidget):
         if not handle:
             return
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(self.action)
         except PermissionDenied as exc:
             self.show_error(exc)
             return
@@ -445,7 +449,7 @@ class ObjectEditor(QWidget):
         self.delete_handle(handle)
 
     def delete_handle(self, handle: str) -> None:
-        ctx, actor, kind = self.services.ctx, self.services.actor, self.kind
+        ctx, actor, kind = self.services.ctx, self.services.identity, self.kind
 
         def done(_r: Any) -> None:
             self.info.setText(f"Deleted {handle}.")
@@ -464,7 +468,10 @@ class ObjectEditor(QWidget):
         for button in (self.new_button, self.delete_button, self.save_button, self.revert_button):
             button.setEnabled(self.editable)
         if not self.editable:
-            self.info.setText(f"Read-only: {self.services.operator.role}s can view, supervisors edit.")
+            self.info.setText(
+                f"Read-only: signed in as {self.services.operator.role}; "
+                f"{least_role(self.action)}s and above edit."
+            )
 
 
 def _short(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console.editors.accounts import AccountsEditor
 from console.editors.base import ObjectEditor, config_io
 from console.editors.people import PeopleEditor
 from console.editors.policies import PoliciesEditor
@@ -30,7 +31,7 @@ from console.editors.teams import TeamsEditor
 from console.editors.templates import TemplatesEditor
 from console.history.records import replies
 from console.services import ConsoleServices, PermissionDenied
-from engine.models import Role
+from engine.permissions import Action
 
 EDITORS: tuple[type[ObjectEditor], ...] = (
     PoliciesEditor,
@@ -53,7 +54,9 @@ class EditorsWidget(QWidget):
         self.services = services
         self.tabs = QTabWidget()
         self.editors: dict[str, ObjectEditor] = {}
-        for cls in EDITORS:
+        # The accounts tab is an administrator's alone; nobody else sees it.
+        kinds = (*EDITORS, AccountsEditor) if services.can(Action.MANAGE_ACCOUNTS) else EDITORS
+        for cls in kinds:
             editor = cls(services)
             self.editors[cls.kind] = editor
             self.tabs.addTab(editor, cls.title)
@@ -61,10 +64,10 @@ class EditorsWidget(QWidget):
 
         self.import_button = QPushButton("Import YAML…")
         self.export_button = QPushButton("Export YAML…")
-        self.import_button.setEnabled(services.operator.can(Role.SUPERVISOR))
+        self.import_button.setEnabled(services.can(Action.EDIT_CONFIGURATION))
         self.status = QLabel()
         self.status.setWordWrap(True)
-        if not services.operator.can(Role.SUPERVISOR):
+        if not services.can(Action.EDIT_CONFIGURATION):
             self.status.setText("Read-only: signed in as an operator. Supervisors can edit and import.")
         bar = QHBoxLayout()
         bar.addWidget(self.status, 1)
@@ -113,11 +116,12 @@ class EditorsWidget(QWidget):
 
     def import_file(self, path: Path) -> None:
         try:
-            self.services.require(Role.SUPERVISOR)
+            self.services.require(Action.EDIT_CONFIGURATION)
         except PermissionDenied as exc:
             self._fail(str(exc))
             return
-        ctx, actor = self.services.ctx, self.services.actor
+        # The engine checks again (and that accounts in the file need an administrator).
+        ctx, actor = self.services.ctx, self.services.identity
 
         def job() -> dict[str, Any]:
             text = path.read_text(encoding="utf-8")
@@ -138,10 +142,11 @@ class EditorsWidget(QWidget):
         self.imported.emit(summary)
 
     def export_file(self, path: Path) -> None:
-        ctx = self.services.ctx
+        ctx, by = self.services.ctx, self.services.identity
 
         def job() -> str:
-            text = config_io().export_text(ctx)
+            # Accounts (never passwords) are in the file only for someone who may manage them.
+            text = config_io().export_text(ctx, by=by)
             path.write_text(text, encoding="utf-8")
             return str(path)
 

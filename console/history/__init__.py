@@ -1,4 +1,4 @@
-"""History: closed incidents and the audit log, searched on the database worker, one page at a time."""
+"""History: closed incidents and the event log, searched on the database worker, one page at a time."""
 
 from console.history.widget import HistoryWidget
 

@@ -153,3 +153,18 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
         if orientation == Qt.Orientation.Vertical:
             return str(section + 1)
         return None
+
+
+def record_table(model: RecordTableModel[Any]) -> Any:
+    """A read-only, row-selecting table view over a RecordTableModel (history, audit, handover lists)."""
+    from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+    view = QTableView()
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setAlternatingRowColors(True)
+    view.verticalHeader().setVisible(False)
+    view.horizontalHeader().setStretchLastSection(True)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    return view

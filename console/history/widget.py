@@ -1,4 +1,4 @@
-"""The history view: search closed incidents or the audit log by text, date range and actor, page by page.
+"""The history view: search closed incidents or the event log (the timeline of everything) by text, date range and actor, page by page.
 
 Every search runs engine.history on the database worker; the GUI thread only swaps in the page that comes
 back. A search started while another is running wins: results of an older request are dropped.
@@ -11,21 +11,18 @@ from typing import Any
 
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDateEdit,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from console.history.records import Column, RecordTableModel, replies
+from console.history.records import Column, RecordTableModel, record_table, replies
 from console.services import ConsoleServices
 from engine import history
 from engine.history import EventRecord, IncidentRecord, ResultPage
@@ -53,18 +50,6 @@ EVENT_COLUMNS: list[Column[EventRecord]] = [
     Column("Incident", lambda r: r.incident_id or "", numeric=True),
     Column("Message", lambda r: r.message),
 ]
-
-
-def _table(model: RecordTableModel[Any]) -> QTableView:
-    view = QTableView()
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setAlternatingRowColors(True)
-    view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setStretchLastSection(True)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    return view
 
 
 def _day_start(day: QDate) -> datetime:
@@ -116,9 +101,9 @@ class HistoryWidget(QWidget):
         self.incidents = RecordTableModel(INCIDENT_COLUMNS, self)
         self.events = RecordTableModel(EVENT_COLUMNS, self)
         self.timeline = RecordTableModel(EVENT_COLUMNS, self)
-        self.incident_view = _table(self.incidents)
-        self.event_view = _table(self.events)
-        self.timeline_view = _table(self.timeline)
+        self.incident_view = record_table(self.incidents)
+        self.event_view = record_table(self.events)
+        self.timeline_view = record_table(self.timeline)
 
         incident_split = QSplitter(Qt.Orientation.Vertical)
         incident_split.addWidget(self.incident_view)
@@ -126,7 +111,7 @@ class HistoryWidget(QWidget):
         incident_split.setSizes([400, 160])
         self.tabs = QTabWidget()
         self.tabs.addTab(incident_split, "Closed incidents")
-        self.tabs.addTab(self.event_view, "Audit log")
+        self.tabs.addTab(self.event_view, "Event log")
 
         pager = QHBoxLayout()
         pager.addWidget(self.status, 1)

@@ -1,5 +1,9 @@
 """The service's application: Events API v2 intake, REST API, Twilio webhooks, /healthz, /metrics.
 
+Every REST route names the action it performs; the bearer token's role is checked against the rule book
+(engine.permissions), the same one the console and the command line use, and what it writes is recorded as
+`api:<token label>`.
+
 A WSGI callable (the tests call it in-process); the service's HTTP server (engine.service.asgi) calls
 `respond` and, for the Events API, `settle` once the intake queue has the event.
 
@@ -21,12 +25,13 @@ from engine.context import AppContext
 from engine.db import ping, read_session
 from engine.errors import (
     ConfigurationError,
+    DatabaseRefused,
     DatabaseUnavailable,
     InvalidTransition,
     NotFound,
     ValidationError,
 )
-from engine.models import Role
+from engine.permissions import Action, Identity, PermissionDenied, authorize
 from engine.service import ack_link, integration
 from engine.service.health import ServiceState, health, metrics
 from engine.service.http import (
@@ -40,7 +45,7 @@ from engine.service.http import (
     finish,
 )
 from engine.service.intake import INVALID_ROUTING_KEY, lookup_routing_key, parse_event, process_event
-from engine.service.keys import RoutingTarget, TokenIdentity, authenticate_token, hash_secret
+from engine.service.keys import RoutingTarget, authenticate_token, hash_secret, token_identity
 from engine.service.queue import IntakeUnavailable, IntakeWriter, queue_row
 
 log = logging.getLogger("watchkeeper.service.http")
@@ -122,6 +127,27 @@ class ServiceApp:
         r.add("POST", "/api/incidents/{ref}/start-work", self.start_work)
         r.add("POST", "/api/incidents/{ref}/escalate", self.escalate)
         r.add("POST", "/api/incidents/{ref}/cancel", self.cancel)
+        r.add("POST", "/api/incidents/{ref}/notes", self.add_note)
+        r.add("POST", "/api/incidents/{ref}/assign", self.assign)
+        r.add("POST", "/api/incidents/{ref}/reopen", self.reopen)
+        r.add("GET", "/api/stats", self.stats)
+        r.add("GET", "/api/handover", self.handover)
+        r.add("POST", "/api/handover", self.write_handover)
+        r.add("GET", "/api/config", self.export_config)
+        r.add("POST", "/api/config", self.import_config)
+        r.add("GET", "/api/switches", self.switches)
+        r.add("PUT", "/api/switches/{name}", self.set_switch)
+        r.add("GET", "/api/audit", self.audit)
+        r.add("GET", "/api/routing-keys", self.routing_keys)
+        r.add("POST", "/api/routing-keys", self.create_routing_key)
+        r.add("DELETE", "/api/routing-keys/{ref}", self.revoke_routing_key)
+        r.add("GET", "/api/tokens", self.tokens)
+        r.add("POST", "/api/tokens", self.create_token)
+        r.add("DELETE", "/api/tokens/{ref}", self.revoke_token)
+        r.add("GET", "/api/users", self.users)
+        r.add("POST", "/api/users", self.add_user)
+        r.add("PATCH", "/api/users/{name}", self.update_user)
+        r.add("POST", "/api/users/{name}/reset-password", self.reset_password)
         r.add("POST", "/twilio/status", self.twilio_status)
         r.add("POST", "/twilio/inbound", self.twilio_inbound)
         r.add("POST", "/twilio/voice/gather", self.twilio_voice_gather)
@@ -163,6 +189,8 @@ class ServiceApp:
             raise
         except HttpError as exc:
             response = self._error_response(request, exc)
+        except (PermissionDenied, DatabaseRefused) as exc:
+            response = Response.json({"error": "forbidden", "message": str(exc)}, status=403)
         except NotFound as exc:
             response = Response.json({"error": "not_found", "message": str(exc)}, status=404)
         except InvalidTransition as exc:
@@ -321,23 +349,26 @@ class ServiceApp:
 
     # -- REST API -----------------------------------------------------------------------------------------
 
-    def _authorise(self, request: Request, role: Role) -> TokenIdentity:
+    def _authorise(self, request: Request, action: Action | None) -> Identity:
+        """The token's identity, allowed `action` by the rule book (403 otherwise); None: any valid token, the
+        engine function called checks the permission itself."""
         header = request.header("Authorization")
         scheme, _, token = header.partition(" ")
         challenge = [("WWW-Authenticate", 'Bearer realm="watchkeeper"')]
         if scheme.lower() != "bearer" or not token.strip():
             raise HttpError(401, "an API token is needed: Authorization: Bearer <token>", headers=challenge)
         with read_session(self.ctx.sessions) as session:
-            identity = authenticate_token(session, token.strip())
-        if identity is None:
-            log.info(
-                "REST request refused: unknown or revoked API token on %s %s", request.method, request.path
-            )
-            raise HttpError(401, "unknown or revoked API token", headers=challenge)
-        if not identity.can(role):
-            raise HttpError(
-                403, f"token {identity.label!r} has role {identity.role}; this needs {role.value}"
-            )
+            found = authenticate_token(session, token.strip())
+            if found is None:
+                log.info(
+                    "REST request refused: unknown or revoked API token on %s %s",
+                    request.method,
+                    request.path,
+                )
+                raise HttpError(401, "unknown or revoked API token", headers=challenge)
+            identity = token_identity(found)
+            if action is not None:
+                identity = authorize(session, identity, action)
         return identity
 
     @staticmethod
@@ -356,8 +387,26 @@ class ServiceApp:
             raise HttpError(400, "the body must be a JSON object")
         return data
 
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        data = request.json()
+        if not isinstance(data, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        return data
+
+    @staticmethod
+    def _text_field(data: dict[str, Any], name: str, *, required: bool = False) -> str:
+        value = data.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise HttpError(400, f"'{name}' must be a string")
+        if required and not value.strip():
+            raise HttpError(400, f"'{name}' is missing or blank")
+        return value
+
     def list_incidents(self, request: Request) -> Response:
-        self._authorise(request, Role.OPERATOR)
+        self._authorise(request, Action.VIEW_INCIDENTS)
         query = request.query
         state = query.get("state") or None
         try:
@@ -370,11 +419,11 @@ class ServiceApp:
         return Response.json({"incidents": items, "count": len(items)})
 
     def show_incident(self, request: Request) -> Response:
-        self._authorise(request, Role.OPERATOR)
+        self._authorise(request, Action.VIEW_INCIDENTS)
         return Response.json(integration.api().show_incident(self.ctx, self._ref(request)))
 
     def create_incident(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.OPERATOR)
+        identity = self._authorise(request, Action.OPEN_INCIDENT)
         data = request.json()
         if not isinstance(data, dict):
             raise HttpError(400, "the body must be a JSON object")
@@ -425,7 +474,7 @@ class ServiceApp:
             policy=data.get("policy"),
             summary=str(summary).strip(),
             source="api",
-            actor=f"api:{identity.label}",
+            actor=identity.name,
             **kwargs,
         )
         return Response.json(
@@ -438,53 +487,322 @@ class ServiceApp:
         )
 
     def acknowledge(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.OPERATOR)
+        identity = self._authorise(request, Action.ACKNOWLEDGE)
         self._optional_json(request)
-        done = integration.api().acknowledge(
-            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api"
-        )
+        done = integration.api().acknowledge(self.ctx, self._ref(request), by=identity.name, via="api")
         return Response.json(done)
 
     def start_work(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.OPERATOR)
+        identity = self._authorise(request, Action.START_WORK)
         self._optional_json(request)
-        done = integration.api().start_work(
-            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api"
-        )
+        done = integration.api().start_work(self.ctx, self._ref(request), by=identity.name, via="api")
         return Response.json(done)
 
     def resolve(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.OPERATOR)
+        identity = self._authorise(request, Action.RESOLVE)
         data = self._optional_json(request)
         note = data.get("note", "")
         if not isinstance(note, str):
             raise HttpError(400, "'note' must be a string")
-        done = integration.api().resolve(
-            self.ctx, self._ref(request), by=f"api:{identity.label}", via="api", note=note
-        )
+        done = integration.api().resolve(self.ctx, self._ref(request), by=identity.name, via="api", note=note)
         return Response.json(done)
 
     def escalate(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.OPERATOR)
+        identity = self._authorise(request, Action.ESCALATE)
         data = self._optional_json(request)
         level = data.get("level")
         if level is not None and (not isinstance(level, int) or isinstance(level, bool) or level < 1):
             raise HttpError(400, "'level' must be a positive whole number")
-        done = integration.api().escalate(
-            self.ctx, self._ref(request), by=f"api:{identity.label}", level=level
-        )
+        done = integration.api().escalate(self.ctx, self._ref(request), by=identity.name, level=level)
         return Response.json(done)
 
     def cancel(self, request: Request) -> Response:
-        identity = self._authorise(request, Role.SUPERVISOR)
+        identity = self._authorise(request, Action.CANCEL)
         data = self._optional_json(request)
         reason = data.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise HttpError(400, "'reason' is missing or blank")
-        done = integration.api().cancel(
-            self.ctx, self._ref(request), reason=reason, by=f"api:{identity.label}"
+        done = integration.api().cancel(self.ctx, self._ref(request), reason=reason, by=identity.name)
+        return Response.json(done)
+
+    def add_note(self, request: Request) -> Response:
+        identity = self._authorise(request, Action.ADD_NOTE)
+        text = self._text_field(self._body(request), "text", required=True)
+        done = integration.api().add_note(self.ctx, self._ref(request), by=identity.name, text=text)
+        return Response.json(done, status=201)
+
+    def assign(self, request: Request) -> Response:
+        identity = self._authorise(request, Action.ASSIGN)
+        data = self._body(request)
+        team = self._text_field(data, "team") or None
+        person = self._text_field(data, "person") or None
+        reason = self._text_field(data, "reason")
+        if team is None and person is None:
+            raise HttpError(400, "name a 'team', a 'person', or both")
+        done = integration.api().assign(
+            self.ctx, self._ref(request), by=identity.name, team=team, person=person, reason=reason
         )
         return Response.json(done)
+
+    def reopen(self, request: Request) -> Response:
+        identity = self._authorise(request, Action.REOPEN)
+        reason = self._text_field(self._optional_json(request), "reason")
+        done = integration.api().reopen(self.ctx, self._ref(request), by=identity.name, reason=reason)
+        return Response.json(done)
+
+    @staticmethod
+    def _time(query: dict[str, str], name: str) -> Any:
+        raw = query.get(name)
+        if not raw:
+            return None
+        from datetime import datetime
+
+        from engine.clock import as_utc
+
+        try:
+            return as_utc(datetime.fromisoformat(raw))
+        except ValueError:
+            raise HttpError(400, f"'{name}' is not an ISO 8601 date or time") from None
+
+    def stats(self, request: Request) -> Response:
+        self._authorise(request, Action.VIEW_REPORTS)
+        q = request.query
+        data = integration.api().stats(self.ctx, since=self._time(q, "since"), until=self._time(q, "until"))
+        return Response.json(_plain(data))
+
+    # -- handover, configuration, switches, audit ----------------------------------------------------------
+
+    def _shift_start(self, value: Any) -> Any:
+        from datetime import timedelta
+
+        hours = 12 if value in (None, "") else value
+        try:
+            hours = int(hours)
+        except (TypeError, ValueError):
+            raise HttpError(400, "'hours' must be a whole number") from None
+        if not 1 <= hours <= 24 * 7:
+            raise HttpError(400, "'hours' must be between 1 and 168")
+        return self.ctx.clock.now() - timedelta(hours=hours)
+
+    def handover(self, request: Request) -> Response:
+        from engine import handover
+
+        self._authorise(request, Action.HANDOVER)
+        since = self._shift_start(request.query.get("hours"))
+        with read_session(self.ctx.sessions) as session:
+            note = handover.latest_note(session)
+            summary = handover.shift_summary(session, self.ctx.clock.now(), since)
+        return Response.json(_plain({"note": note, "summary": summary}))
+
+    def write_handover(self, request: Request) -> Response:
+        from engine import handover
+
+        identity = self._authorise(request, Action.HANDOVER)
+        data = self._body(request)
+        text = self._text_field(data, "text", required=True)
+        note = handover.write_note(
+            self.ctx, identity, text, shift_started_at=self._shift_start(data.get("hours"))
+        )
+        return Response.json(_plain(note), status=201)
+
+    def export_config(self, request: Request) -> Response:
+        from engine import config_io
+
+        identity = self._authorise(request, None)
+        fmt = request.query.get("format", "yaml")
+        if fmt not in ("yaml", "json"):
+            raise HttpError(400, "'format' must be yaml or json")
+        kind = request.query.get("kind") or None
+        text = config_io.export_text(self.ctx, kind, fmt, by=identity)
+        content_type = "application/json" if fmt == "json" else "application/yaml; charset=utf-8"
+        return Response.text(text, content_type=content_type)
+
+    def import_config(self, request: Request) -> Response:
+        from engine import config_io
+
+        identity = self._authorise(request, None)  # config_io checks: supervisor; accounts need an admin
+        request.require_media_type("application/json", "application/yaml", "text/yaml", "application/x-yaml")
+        try:
+            text = request.body().decode("utf-8")
+        except UnicodeDecodeError:
+            raise HttpError(400, "the document is not UTF-8") from None
+        source = "http.json" if request.media_type == "application/json" else "http.yaml"
+        dry_run = request.query.get("dry_run") in ("1", "true", "yes")
+        summary = config_io.import_text(self.ctx, text, source, identity, dry_run=dry_run)
+        return Response.json(summary)
+
+    def switches(self, request: Request) -> Response:
+        from engine import switches
+
+        self._authorise(request, Action.VIEW_CONFIGURATION)
+        with read_session(self.ctx.sessions) as session:
+            return Response.json(switches.all_switches(session))
+
+    def set_switch(self, request: Request) -> Response:
+        from engine import switches
+        from engine.db import write_session
+
+        identity = self._authorise(request, Action.MASTER_SWITCHES)
+        enabled = self._body(request).get("enabled")
+        if not isinstance(enabled, bool):
+            raise HttpError(400, "'enabled' must be true or false")
+        with write_session(self.ctx.sessions) as session:
+            switches.set_switch(
+                session, request.params["name"], enabled, now=self.ctx.clock.now(), by=identity
+            )
+            values = switches.all_switches(session)
+        return Response.json(values)
+
+    def audit(self, request: Request) -> Response:
+        import io
+
+        from engine import audit
+
+        self._authorise(request, Action.VIEW_AUDIT)
+        q = request.query
+        filters = {
+            "person": q.get("person", ""),
+            "kind": q.get("kind", ""),
+            "obj": q.get("object", ""),
+            "since": self._time(q, "since"),
+            "until": self._time(q, "until"),
+        }
+        if q.get("format") == "csv":
+            out = io.StringIO()
+            with read_session(self.ctx.sessions) as session:
+                audit.write_csv(session, out, **filters)
+            return Response.text(out.getvalue(), content_type="text/csv; charset=utf-8")
+        try:
+            limit = int(q.get("limit", "100"))
+            offset = int(q.get("offset", "0"))
+        except ValueError:
+            raise HttpError(400, "limit and offset must be whole numbers") from None
+        if not 1 <= limit <= 500 or offset < 0:
+            raise HttpError(400, "limit must be between 1 and 500, offset 0 or more")
+        with read_session(self.ctx.sessions) as session:
+            page = audit.search(session, offset=offset, limit=limit, **filters)
+        return Response.json({"entries": _plain(page.rows), "offset": page.offset, "has_more": page.has_more})
+
+    # -- routing keys, tokens, accounts (administrators; the engine checks) ----------------------------
+
+    def routing_keys(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        return Response.json({"routing_keys": keys.list_routing_keys(self.ctx, by=identity)})
+
+    def create_routing_key(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        data = self._body(request)
+        created = keys.create_routing_key(
+            self.ctx,
+            policy=self._text_field(data, "policy", required=True),
+            label=self._text_field(data, "label", required=True),
+            by=identity,
+        )
+        return Response.json(_plain(created), status=201)
+
+    def revoke_routing_key(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        keys.revoke_routing_key(self.ctx, self._ref_param(request, "ref"), by=identity)
+        return Response(status=204, content_type="text/plain")
+
+    def tokens(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        return Response.json({"tokens": keys.list_api_tokens(self.ctx, by=identity)})
+
+    def create_token(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        data = self._body(request)
+        created = keys.create_api_token(
+            self.ctx,
+            label=self._text_field(data, "label", required=True),
+            role=self._text_field(data, "role") or "operator",
+            by=identity,
+        )
+        return Response.json(_plain(created), status=201)
+
+    def revoke_token(self, request: Request) -> Response:
+        from engine.service import keys
+
+        identity = self._authorise(request, None)
+        keys.revoke_api_token(self.ctx, self._ref_param(request, "ref"), by=identity)
+        return Response(status=204, content_type="text/plain")
+
+    @staticmethod
+    def _ref_param(request: Request, name: str) -> int | str:
+        from urllib.parse import unquote
+
+        ref = unquote(request.params[name])
+        return int(ref) if ref.isdigit() else ref
+
+    def users(self, request: Request) -> Response:
+        from engine import accounts
+
+        self._authorise(request, Action.MANAGE_ACCOUNTS)
+        with read_session(self.ctx.sessions) as session:
+            found = accounts.list_accounts(session)
+        now = self.ctx.clock.now()
+        return Response.json({"users": [{**_plain(a), "state": a.state(now)} for a in found]})
+
+    def add_user(self, request: Request) -> Response:
+        from engine import accounts
+
+        identity = self._authorise(request, None)
+        data = self._body(request)
+        made = accounts.add_account(
+            self.ctx,
+            identity,
+            username=self._text_field(data, "username", required=True),
+            role=self._text_field(data, "role") or "operator",
+            display_name=self._text_field(data, "display_name"),
+            person=self._text_field(data, "person") or None,
+        )
+        return Response.json({"user": _plain(made.account), "temporary_password": made.password}, status=201)
+
+    def update_user(self, request: Request) -> Response:
+        from engine import accounts
+
+        identity = self._authorise(request, None)
+        data = self._body(request)
+        unknown = sorted(set(data) - {"role", "display_name", "person", "active"})
+        if unknown:
+            raise HttpError(400, "unknown fields: " + ", ".join(unknown))
+        changes: dict[str, Any] = {}
+        for name in ("role", "display_name"):
+            if name in data:
+                changes[name] = self._text_field(data, name, required=True)
+        if "person" in data:
+            if data["person"] is not None and not isinstance(data["person"], str):
+                raise HttpError(400, "'person' must be a handle or null")
+            changes["person"] = data["person"] or None
+        if "active" in data:
+            if not isinstance(data["active"], bool):
+                raise HttpError(400, "'active' must be true or false")
+            changes["active"] = data["active"]
+        account = accounts.update_account(self.ctx, identity, self._name_param(request), **changes)
+        return Response.json({"user": _plain(account)})
+
+    def reset_password(self, request: Request) -> Response:
+        from engine import accounts
+
+        identity = self._authorise(request, None)
+        made = accounts.reset_password(self.ctx, identity, self._name_param(request))
+        return Response.json({"user": _plain(made.account), "temporary_password": made.password})
+
+    @staticmethod
+    def _name_param(request: Request) -> str:
+        from urllib.parse import unquote
+
+        return unquote(request.params["name"])
 
     # -- Twilio webhooks ----------------------------------------------------------------------------------
 
@@ -579,6 +897,22 @@ class ServiceApp:
 
     def ack_link_submit(self, request: Request) -> Response:
         return self._ack_link(request, request.form(), act=True)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, datetimes and lists of them as JSON-ready values."""
+    from dataclasses import asdict, is_dataclass
+    from datetime import datetime
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _html(text: str, status: int, headers: list[tuple[str, str]] | None = None) -> Response:

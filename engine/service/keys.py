@@ -3,6 +3,9 @@
 A routing key maps monitoring events to an escalation policy; an API token carries a role (operator,
 supervisor, admin) for the REST API. Neither is ever written to the database, a log line or an error message
 in the clear: `create_*` returns the plain value exactly once, for the administrator to copy.
+
+Making, listing and revoking either needs an administrator (engine.permissions); each create and revoke is an
+audit entry with the person who did it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import audit
 from engine.context import AppContext
 from engine.db import read_session, write_session
 from engine.errors import NotFound, ValidationError
 from engine.models import ApiToken, Policy, Role, RoutingKey
+from engine.permissions import Action, Identity, as_identity, authorize
 from engine.timeline import record
 
 TOKEN_PREFIX = "wkt_"
@@ -73,40 +78,64 @@ class TokenIdentity:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def create_routing_key(ctx: AppContext, *, policy: str, label: str, by: str = "admin") -> CreatedSecret:
+def create_routing_key(
+    ctx: AppContext, *, policy: str, label: str, by: Identity | str = "admin"
+) -> CreatedSecret:
     label = label.strip()
     if not label:
         raise ValidationError("a routing key needs a label (where it is used, e.g. 'alertmanager-prod')")
     plain = new_routing_key()
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        who = authorize(session, as_identity(by), Action.MANAGE_ROUTING_KEYS)
         pol = session.scalars(select(Policy).where(Policy.name == policy)).first()
         if pol is None:
             raise NotFound(f"no escalation policy named {policy!r}")
         row = RoutingKey(key_hash=hash_secret(plain), label=label[:200], policy_id=pol.id, created_at=now)
         session.add(row)
         session.flush()
+        audit.record(
+            session,
+            now,
+            who,
+            "routing_key_created",
+            object_kind="routing_key",
+            object_name=row.label,
+            message=f"Routing key {label!r} created for policy {pol.name!r}",
+            data={"routing_key_id": row.id, "policy": pol.name},
+        )
         record(
             session,
             "routing_key_created",
             now,
-            actor=by,
+            actor=who.name,
             message=f"Routing key {label!r} created for policy {pol.name!r}",
             data={"routing_key_id": row.id, "policy": pol.name},
         )
         return CreatedSecret(id=row.id, label=row.label, secret=plain, policy=pol.name)
 
 
-def revoke_routing_key(ctx: AppContext, ref: int | str, *, by: str = "admin") -> None:
+def revoke_routing_key(ctx: AppContext, ref: int | str, *, by: Identity | str = "admin") -> None:
     """Delete a routing key by id or label; events sent with it are refused from then on."""
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        who = authorize(session, as_identity(by), Action.MANAGE_ROUTING_KEYS)
         row = _find_routing_key(session, ref)
+        audit.record(
+            session,
+            now,
+            who,
+            "routing_key_revoked",
+            object_kind="routing_key",
+            object_name=row.label,
+            message=f"Routing key {row.label!r} revoked",
+            data={"routing_key_id": row.id},
+        )
         record(
             session,
             "routing_key_revoked",
             now,
-            actor=by,
+            actor=who.name,
             message=f"Routing key {row.label!r} revoked",
             data={"routing_key_id": row.id},
         )
@@ -124,8 +153,9 @@ def _find_routing_key(session: Session, ref: int | str) -> RoutingKey:
     return row
 
 
-def list_routing_keys(ctx: AppContext) -> list[dict[str, object]]:
+def list_routing_keys(ctx: AppContext, *, by: Identity | str = "admin") -> list[dict[str, object]]:
     with read_session(ctx.sessions) as session:
+        authorize(session, as_identity(by), Action.MANAGE_ROUTING_KEYS)
         rows = session.execute(
             select(RoutingKey, Policy.name)
             .join(Policy, Policy.id == RoutingKey.policy_id)
@@ -157,7 +187,7 @@ def resolve_routing_key(session: Session, plain: str) -> RoutingTarget | None:
 
 
 def create_api_token(
-    ctx: AppContext, *, label: str, role: str = Role.OPERATOR.value, by: str = "admin"
+    ctx: AppContext, *, label: str, role: str = Role.OPERATOR.value, by: Identity | str = "admin"
 ) -> CreatedSecret:
     label = label.strip()
     if not label:
@@ -167,24 +197,36 @@ def create_api_token(
     plain = new_api_token()
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        who = authorize(session, as_identity(by), Action.MANAGE_API_TOKENS)
         row = ApiToken(token_hash=hash_secret(plain), label=label[:200], role=role, created_at=now)
         session.add(row)
         session.flush()
+        audit.record(
+            session,
+            now,
+            who,
+            "token_created",
+            object_kind="token",
+            object_name=row.label,
+            message=f"API token {label!r} created with role {role}",
+            data={"api_token_id": row.id, "role": role},
+        )
         record(
             session,
             "api_token_created",
             now,
-            actor=by,
+            actor=who.name,
             message=f"API token {label!r} created with role {role}",
             data={"api_token_id": row.id, "role": role},
         )
         return CreatedSecret(id=row.id, label=row.label, secret=plain, role=role)
 
 
-def revoke_api_token(ctx: AppContext, ref: int | str, *, by: str = "admin") -> None:
+def revoke_api_token(ctx: AppContext, ref: int | str, *, by: Identity | str = "admin") -> None:
     """Mark a token revoked (kept for the audit trail); it is refused from then on."""
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
+        who = authorize(session, as_identity(by), Action.MANAGE_API_TOKENS)
         row: ApiToken | None
         if isinstance(ref, int) or ref.isdigit():
             row = session.get(ApiToken, int(ref))
@@ -196,18 +238,29 @@ def revoke_api_token(ctx: AppContext, ref: int | str, *, by: str = "admin") -> N
             raise NotFound(f"no API token {ref!r}")
         if row.revoked_at is None:
             row.revoked_at = now
+            audit.record(
+                session,
+                now,
+                who,
+                "token_revoked",
+                object_kind="token",
+                object_name=row.label,
+                message=f"API token {row.label!r} revoked",
+                data={"api_token_id": row.id},
+            )
             record(
                 session,
                 "api_token_revoked",
                 now,
-                actor=by,
+                actor=who.name,
                 message=f"API token {row.label!r} revoked",
                 data={"api_token_id": row.id},
             )
 
 
-def list_api_tokens(ctx: AppContext) -> list[dict[str, object]]:
+def list_api_tokens(ctx: AppContext, *, by: Identity | str = "admin") -> list[dict[str, object]]:
     with read_session(ctx.sessions) as session:
+        authorize(session, as_identity(by), Action.MANAGE_API_TOKENS)
         rows = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
         return [
             {
@@ -231,3 +284,8 @@ def authenticate_token(session: Session, plain: str) -> TokenIdentity | None:
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
     return TokenIdentity(token_id=row.id, label=row.label, role=row.role)
+
+
+def token_identity(token: TokenIdentity, via: str = "api") -> Identity:
+    """The person-or-system behind a token, as the rule book and the audit trail know it: `api:<label>`."""
+    return Identity(name=f"api:{token.label}", role=token.role, kind="token", via=via)

@@ -52,12 +52,12 @@ def test_sign_in_with_wrong_password_is_refused_and_the_dialog_stays_open(
     qtbot.keyClicks(dialog.password, "night-shift-8")
     qtbot.keyClick(dialog.password, Qt.Key.Key_Return)
     assert dialog.isVisible()
-    assert dialog.error.text() == "wrong user name or password"
+    assert dialog.error.text() == "Wrong user name or password."
     assert dialog.password.text() == ""
     dialog.username.setText("nobody")
     qtbot.keyClicks(dialog.password, "night-shift-7")
     qtbot.keyClick(dialog.password, Qt.Key.Key_Return)
-    assert dialog.isVisible() and dialog.error.text() == "wrong user name or password"
+    assert dialog.isVisible() and dialog.error.text() == "Wrong user name or password."
     dialog.username.setText("sipho")
     qtbot.keyClicks(dialog.password, "night-shift-7")
     qtbot.keyClick(dialog.password, Qt.Key.Key_Return)

@@ -21,10 +21,11 @@ import pytest
 
 from engine.cli import VerbUnavailable, _need, main
 from engine.db import make_engine
-from engine.migrate import head_revision, stamp
+from engine.migrate import head_revision
 from engine.models import Base
 from engine.settings import Settings
 from tests.fakes.memory_keyring import MemoryKeyring
+from tests.signin import Typed, add_account, migrated
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -54,6 +55,26 @@ COMMAND_PATHS = [
     ["show"],
     ["stats"],
     ["test-send"],
+    ["note"],
+    ["assign"],
+    ["reopen"],
+    ["db", "roles"],
+    ["users"],
+    ["users", "add"],
+    ["users", "list"],
+    ["users", "set-role"],
+    ["users", "edit"],
+    ["users", "disable"],
+    ["users", "enable"],
+    ["users", "reset-password"],
+    ["users", "passwd"],
+    ["audit"],
+    ["switches"],
+    ["switches", "list"],
+    ["switches", "set"],
+    ["handover"],
+    ["handover", "show"],
+    ["handover", "write"],
 ]
 
 
@@ -83,15 +104,14 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def schema_url(db_url: str) -> str:
+def schema_url(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A database with the models' schema, recorded as at head (the incident verbs' tests are about the CLI,
-    not the migrations, which test_migrations.py covers)."""
-    engine = make_engine(db_url)
-    try:
-        Base.metadata.create_all(engine)
-        stamp(engine)
-    finally:
-        engine.dispose()
+    not the migrations, which test_migrations.py covers), and an administrator "boss" every command of the
+    test signs in as (WATCHKEEPER_USER, the password piped on stdin)."""
+    migrated(db_url)
+    password = add_account(db_url, "boss", "admin")
+    monkeypatch.setenv("WATCHKEEPER_USER", "boss")
+    monkeypatch.setattr(sys, "stdin", Typed(password, again=True))
     return db_url
 
 
@@ -413,18 +433,19 @@ def test_trigger_ack_list_show_resolve_through_the_cli(
     code, out, _ = run([*db, "list", "--json"], capsys)
     assert [row["id"] for row in json.loads(out)] == [incident]
 
-    code, out, _ = run([*db, "ack", str(incident), "--by", "Thandi"], capsys)
+    code, out, _ = run([*db, "ack", str(incident)], capsys)
     assert code == 0
     assert out.startswith(f"incident {incident} acknowledged")
 
     code, out, _ = run([*db, "show", "fire-c", "--json"], capsys)
     shown = json.loads(out)
     assert shown["id"] == incident and shown["status"] == "acknowledged"
+    assert shown["acknowledged_by"] == "boss"  # the person signed in, never "cli"
     code, out, _ = run([*db, "show", str(incident)], capsys)
     assert out.startswith(f"Incident {incident}: Smoke in block C")
     assert "Timeline" in out and "Messages" in out
 
-    code, out, _ = run([*db, "resolve", str(incident), "--by", "Thandi", "--json"], capsys)
+    code, out, _ = run([*db, "resolve", str(incident), "--note", "out", "--json"], capsys)
     assert code == 0
     assert json.loads(out)["status"] == "resolved"
     code, _, err = run([*db, "ack", str(incident)], capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -12,17 +13,21 @@ from engine.context import AppContext
 from engine.migrate import stamp
 from engine.service.app import ServiceApp
 from engine.service.health import ServiceState
+from tests.signin import Typed, add_account
 
 from .conftest import WsgiClient
 
 
 @pytest.fixture
-def cli(ctx: AppContext, capsys: pytest.CaptureFixture[str]) -> Any:
+def cli(ctx: AppContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`cli(*args)`: the command line, signed in as the administrator "boss" (password piped on stdin)."""
     stamp(ctx.db)  # the fixture's schema comes from the models; the CLI wants a migrated database
     url = ctx.db.url.render_as_string(hide_password=False)
+    password = add_account(url, "boss", "admin")
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--db", url, *args])
+        monkeypatch.setattr(sys, "stdin", Typed(password))
+        code = main(["--db", url, "--user", "boss", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

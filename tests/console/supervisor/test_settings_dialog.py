@@ -60,6 +60,22 @@ def test_secrets_go_to_the_keyring_and_never_to_the_settings_file(
     assert dialog.twilio_token.text() == ""
 
 
+def test_simulated_channels_are_chosen_in_settings_and_an_unknown_one_is_refused(
+    qtbot: Any, supervisor: Any, memory_keyring: MemoryKeyring, settings_file: Path
+) -> None:
+    dialog = SettingsDialog(supervisor, None)
+    qtbot.addWidget(dialog)
+    dialog.simulated.setText("sms, pager")
+    with qtbot.waitSignal(dialog.save_failed, timeout=5000) as refused:
+        dialog.save_button.click()
+    assert "'pager'" in refused.args[0] and not settings_file.exists()
+    dialog.simulated.setText("SMS, email")
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    assert tomllib.loads(settings_file.read_text())["simulated_channels"] == ["sms", "email"]
+    assert supervisor.ctx.settings.simulated_channels == ["sms", "email"]
+
+
 def test_connection_test_reports_success_and_failure(qtbot: Any, supervisor: Any, tmp_path: Path) -> None:
     dialog = SettingsDialog(supervisor, None)
     qtbot.addWidget(dialog)
