@@ -372,6 +372,14 @@ class MainWindow(QMainWindow):
             if simulated
             else None,
         )
+        aside = int(health.get("intake_set_aside") or 0)
+        self._set_problem(
+            "intake",
+            f"{aside} Events API event(s) could not be applied and were set aside "
+            "(`watchkeeper intake` lists them with why)"
+            if aside
+            else None,
+        )
         not_set_up = health.get("channels_not_set_up", {})
         self._set_problem(
             "not_set_up",

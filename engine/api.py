@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from engine import batch, paging, timeline
+from engine import batch, paging, receipts, timeline
 from engine import escalation as esc_mod
 
 # Re-exported: callers know these as engine.api's.
@@ -35,7 +35,7 @@ from engine.batch import TriggerResult as TriggerResult
 from engine.batch import _load_snapshot as _load_snapshot
 from engine.batch import _sla_cache, _summary, _text
 from engine.context import AppContext
-from engine.db import read_session, write_session
+from engine.db import read_session, retrying, write_session
 from engine.errors import InvalidTransition, NotFound, ValidationError, WatchkeeperError
 from engine.models import (
     Assignment,
@@ -184,6 +184,14 @@ def _status_event(
     )
 
 
+def _retried(ctx: AppContext, work: Any) -> dict[str, Any]:
+    """One write transaction, run again if the database rolled it back for a deadlock or a serialization
+    failure (engine.db.retrying), then the dispatcher woken."""
+    result: dict[str, Any] = retrying(work)
+    ctx.wake("dispatch")
+    return result
+
+
 # --------------------------------------------------------------------------------------------------------
 # Trigger
 # --------------------------------------------------------------------------------------------------------
@@ -207,9 +215,10 @@ def trigger(
     reporter_contact: str | None = None,
     reporter_language: str = "en",
     custom: dict[str, Any] | None = None,
+    receipt: str | None = None,
 ) -> TriggerResult:
-    """Open an incident and start its escalation; or, for an open incident with the same key whose
-    escalation started within the policy's cooldown, count the trigger on it (deduplicated=True)."""
+    """Open an incident and start its escalation; or, for an open incident with the same key, count the
+    trigger on it (deduplicated=True). `receipt`: an Events API event's uid (engine.receipts)."""
     request = TriggerRequest(
         policy=policy,
         summary=summary,
@@ -226,6 +235,7 @@ def trigger(
         reporter_contact=reporter_contact,
         reporter_language=reporter_language,
         custom=custom,
+        receipt=receipt,
     )
     return batch.trigger_many(ctx, [request], name_items=False)[0]
 
@@ -245,13 +255,24 @@ def trigger_many(ctx: AppContext, requests: Sequence[TriggerRequest]) -> list[Tr
 # --------------------------------------------------------------------------------------------------------
 
 
-def acknowledge(ctx: AppContext, ref: int | str, *, by: str, via: str = "console") -> dict[str, Any]:
+def acknowledge(
+    ctx: AppContext, ref: int | str, *, by: str, via: str = "console", receipt: str | None = None
+) -> dict[str, Any]:
+    """Acknowledge an incident: it and every escalation of it stop paging (see engine.batch). `receipt`: an
+    Events API event's uid, recorded in the same transaction (engine.receipts)."""
     by = _text(by, "by", limit=200, required=True)
     now = ctx.clock.now()
-    with write_session(ctx.sessions) as session:
-        outcome = batch.acknowledge_in(session, [ref], by=by, via=via, now=now)[0]
-        if isinstance(outcome, WatchkeeperError):
-            raise outcome
+
+    def attempt() -> dict[str, Any]:
+        with write_session(ctx.sessions) as session:
+            outcome = batch.acknowledge_in(session, [ref], by=by, via=via, now=now)[0]
+            if isinstance(outcome, WatchkeeperError):
+                raise outcome
+            if receipt:
+                receipts.write(session.connection(), [(receipt, "acknowledged", int(outcome["id"]))], now)
+            return outcome
+
+    outcome = retrying(attempt)
     ctx.wake("dispatch")
     return outcome
 
@@ -266,10 +287,22 @@ def acknowledge_many(
 
 
 def resolve(
-    ctx: AppContext, ref: int | str, *, by: str, via: str = "console", note: str = ""
+    ctx: AppContext,
+    ref: int | str,
+    *,
+    by: str,
+    via: str = "console",
+    note: str = "",
+    receipt: str | None = None,
 ) -> dict[str, Any]:
     by = _text(by, "by", limit=200, required=True)
     now = ctx.clock.now()
+    return _retried(ctx, lambda: _resolve(ctx, ref, by=by, via=via, note=note, receipt=receipt, now=now))
+
+
+def _resolve(
+    ctx: AppContext, ref: int | str, *, by: str, via: str, note: str, receipt: str | None, now: datetime
+) -> dict[str, Any]:
     with write_session(ctx.sessions) as session:
         incident = _find_incident(session, ref, lock=True)
         if incident.status not in OPEN_STATUSES:
@@ -287,8 +320,9 @@ def resolve(
         paging.write_notices(session, incident, now, "resolve", by)
         _reporter_update(session, incident, now, IncidentStatus.RESOLVED.value)
         esc_mod.notify_work(session, "dispatch")
+        if receipt:
+            receipts.write(session.connection(), [(receipt, "resolved", incident.id)], now)
         result = _summary(incident, esc)
-    ctx.wake("dispatch")
     return result
 
 
@@ -730,3 +764,11 @@ def stats(
             category=category,
             severity=severity,
         )
+
+
+def intake_set_aside(ctx: AppContext, *, limit: int = 50) -> dict[str, Any]:
+    """Events API events that could not be applied and were set aside, newest first, with their errors."""
+    from engine.service.queue import set_aside
+
+    total, events = set_aside(ctx, limit)
+    return {"total": total, "events": events}

@@ -33,10 +33,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import escalation as esc_mod
-from engine import paging
+from engine import paging, receipts
 from engine.claims import insert_ignore
 from engine.context import AppContext
-from engine.db import write_session
+from engine.db import retrying, write_session
 from engine.errors import InvalidTransition, NotFound, ValidationError, WatchkeeperError
 from engine.models import (
     OPEN_INCIDENT_STATUSES,
@@ -86,6 +86,8 @@ class TriggerRequest:
     reporter_contact: str | None = None
     reporter_language: str = "en"
     custom: dict[str, Any] | None = None
+    # An Events API event's uid: its receipt is written in the same transaction (engine.receipts).
+    receipt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,7 @@ class _Item:
 
     where: str
     policy: str | None  # as given: the triggered event records it
+    receipt: str | None
     key: str  # "" when none was given
     summary: str
     severity: str
@@ -446,7 +449,9 @@ def _validate(req: TriggerRequest, where: str) -> _Item:
         "custom": dict(req.custom or {}),
         "trigger_count": 1,
     }
-    return _Item(where, req.policy, key, summary, severity, actor, source, req.team or None, values)
+    return _Item(
+        where, req.policy, req.receipt, key, summary, severity, actor, source, req.team or None, values
+    )
 
 
 def _located(where: str, exc: NotFound) -> NotFound:
@@ -497,10 +502,20 @@ class _Triggering:
         self._load(items)
         results = [self._one(item) for item in items]
         self._write()
-        return [
+        out = [
             TriggerResult(incident.id, esc.id if esc is not None else None, joined)
             for incident, esc, joined in results
         ]
+        receipts.write(
+            self.conn,
+            [
+                (item.receipt, "deduplicated" if r.deduplicated else "triggered", r.incident_id)
+                for item, r in zip(items, out, strict=True)
+                if item.receipt
+            ],
+            self.now,
+        )
+        return out
 
     def _load(self, items: list[_Item]) -> None:
         """Policies, teams and the live escalations of the batch's keys; NotFound names the first bad item."""
@@ -800,12 +815,16 @@ def trigger_many(
     if not items:
         return []
     now = ctx.clock.now()
-    with _write_transaction(ctx) as conn:
-        batch = _Triggering(conn, ctx, now)
-        try:
-            results = batch.run(items)
-        finally:
-            batch.close()
+
+    def attempt() -> tuple[_Triggering, list[TriggerResult]]:
+        with _write_transaction(ctx) as conn:
+            batch = _Triggering(conn, ctx, now)
+            try:
+                return batch, batch.run(items)
+            finally:
+                batch.close()
+
+    batch, results = retrying(attempt)
     if batch.due_now:
         ctx.wake("escalate")
     return results
@@ -1168,8 +1187,12 @@ def acknowledge_many(
     if not refs:
         return []
     now = ctx.clock.now()
-    with write_session(ctx.sessions) as session:
-        outcomes = acknowledge_in(session, refs, by=by, via=via, now=now)
+
+    def attempt() -> list[dict[str, Any] | WatchkeeperError]:
+        with write_session(ctx.sessions) as session:
+            return acknowledge_in(session, refs, by=by, via=via, now=now)
+
+    outcomes = retrying(attempt)
     if any(isinstance(o, dict) for o in outcomes):
         ctx.wake("dispatch")
     return [o if isinstance(o, dict) else error_entry(ref, o) for ref, o in zip(refs, outcomes, strict=True)]

@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N")
 
+    p = add("intake", "Events API events set aside because they could not be applied, with why", json_flag)
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+
     p = add("show", "show one incident with its escalation, timeline and messages", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
 
@@ -1211,6 +1214,30 @@ class Runner:
             show,
         )
 
+    def cmd_intake(self) -> int:
+        def show(data: Any) -> str:
+            if not data["total"]:
+                return "no Events API event is set aside"
+            table = format_table(
+                data["events"],
+                (
+                    ("id", "ID"),
+                    ("received_at", "RECEIVED"),
+                    ("action", "ACTION"),
+                    ("dedup_key", "KEY"),
+                    ("error", "WHY"),
+                ),
+            )
+            return f"{data['total']} event(s) set aside (could not be applied):\n{table}"
+
+        return self._api(
+            "intake",
+            "intake_set_aside",
+            Action.VIEW_INCIDENTS,
+            lambda fn, ctx, _who: fn(ctx, limit=self.args.limit),
+            show,
+        )
+
     def cmd_show(self) -> int:
         return self._api(
             "show",
@@ -1632,6 +1659,7 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "reopen": Runner.cmd_reopen,
     "list": Runner.cmd_list,
     "show": Runner.cmd_show,
+    "intake": Runner.cmd_intake,
     "stats": Runner.cmd_stats,
     "test-send": Runner.cmd_test_send,
     "keys": Runner.cmd_keys,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import DatabaseRefused
 
+T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits. Sites that need
 # FULL set WATCHKEEPER_SQLITE_SYNCHRONOUS=FULL (the README quotes the price measured in bench/).
@@ -164,3 +165,45 @@ def ping(engine: Engine) -> None:
     """Raise if the database cannot be reached."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+# PostgreSQL's SQLSTATEs that say "try the same transaction again": a serialization failure, a deadlock (one
+# lock order makes these rare; a retry makes them harmless), and the connection or server going away.
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def sqlstate(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", exc)
+    return str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A transaction the database rolled back that will likely work if run again at once."""
+    return sqlstate(exc) in RETRY_SQLSTATES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is about the database's state (away, restarting, busy, a deadlock) rather than about
+    the data: the same work should be tried again later, not set aside."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = sqlstate(exc)
+    if code in RETRY_SQLSTATES or code.startswith(TRANSIENT_SQLSTATE_CLASSES):
+        return True
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
+
+
+def retrying(fn: Callable[[], T], *, attempts: int = 4) -> T:
+    """Run `fn()` (one whole transaction), again if the database rolled it back for a deadlock or a
+    serialization failure; anything else, or the last attempt's failure, is raised."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt + 1 >= attempts or not is_retryable(exc):
+                raise
+            time.sleep(0.01 * (2**attempt))
+    raise AssertionError("unreachable")

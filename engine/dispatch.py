@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
@@ -280,6 +280,9 @@ class ClaimStats:
     held_quiet: int = 0
     held_rate: int = 0
     withdrawn: int = 0
+    # Due rows left for later because their channel's pool was full, or the claim read as many as it asked for:
+    # more is due than was claimed.
+    more_due: bool = False
     departed: list[int] = field(default_factory=list)  # pages of people deleted or made inactive
     # Claimed messages that must not go out on their channel for this person any more (opted out or disabled
     # since the chain was built): recorded as skipped, and the chain moves on.
@@ -379,6 +382,7 @@ def _claim(
         wanted = dispatcher.claim_limit(limit)
         rows = list(session.execute(_due_query(now, wanted, dispatcher.saturated(), pages_only)))
         dispatcher.recent_channels = {r.channel for r in rows}
+        stats.more_due = len(rows) >= wanted
         if not rows:
             return out, stats
         page_ids = {r.page_id for r in rows if r.page_id is not None}
@@ -424,7 +428,8 @@ def _claim(
                     stats.held_quiet += 1
                     continue
             if free.get(row.channel, 0) <= 0:
-                continue  # this channel's pool is full: leave the row due for a later pass
+                stats.more_due = True
+                continue  # this channel's pool is full: leave the row due until a send finishes
             decision = dispatcher.limiter.check(row.channel, row.address, now)
             if not decision.allowed:
                 until = now + timedelta(seconds=max(decision.wait_seconds, 0.001))
@@ -985,32 +990,25 @@ def _recover_stuck(ctx: AppContext, dispatcher: Dispatcher, senders: ChannelSet,
 # --------------------------------------------------------------------------------------------------------
 
 
-def dispatch_pass(
+def _claim_round(
     ctx: AppContext,
-    *,
-    batch_size: int = 200,
-    max_batches: int = 10,
-    wait: bool = True,
-    wait_seconds: float | None = None,
-) -> dict[str, Any]:
-    """Send what is due. With `wait` the pass returns when its sends are recorded or after `wait_seconds`
-    (default: twice the dispatch interval, at least 2 s), whichever comes first; sends still on the line then
-    (a slow provider) are recorded by a later pass, so a slow channel never holds up the scheduler. Without
-    `wait` it records what has finished so far. Returns counts and the send latencies seen (seconds)."""
-    dispatcher = dispatcher_for(ctx)
-    senders = senders_for(ctx)
-    now = ctx.clock.now()
-    recovered = _recover_stuck(ctx, dispatcher, senders, now)
-    claim_total = ClaimStats()
-    submitted = 0
-    recorded = RecordStats()
+    dispatcher: Dispatcher,
+    senders: ChannelSet,
+    now: datetime,
+    batch_size: int,
+    max_batches: int,
+    total: ClaimStats,
+) -> bool:
+    """Claim batches while they come back full and the pools have room, and hand each message to its
+    sender's pool; whether more is due than was claimed."""
+    more = False
     for _ in range(max(1, max_batches)):
         claimed, stats = _claim(ctx, dispatcher, now, batch_size)
         if stats.departed:
             _end_departed(ctx, stats.departed, now)
-        claim_total.claimed += stats.claimed
-        claim_total.held_quiet += stats.held_quiet
-        claim_total.held_rate += stats.held_rate
+        total.claimed += stats.claimed
+        total.held_quiet += stats.held_quiet
+        total.held_rate += stats.held_rate
         for message, attempt in claimed:
             sender = senders.get(message.channel)
             skip = stats.skipped.get(message.id)
@@ -1025,23 +1023,50 @@ def dispatch_pass(
                 dispatcher.results.put(Outcome(message.id, attempt, message.channel, error=skip))
                 continue
             dispatcher.submit(sender, message, attempt)
-        submitted += len(claimed)
-        # Record what has come back between batches: results never wait for the whole pass.
-        if dispatcher.results.qsize() >= 100:
-            _record_outcomes(ctx, _drain(dispatcher), recorded)
-        if stats.claimed + stats.held_quiet + stats.held_rate < batch_size:
+        more = stats.more_due
+        if not claimed or stats.claimed + stats.held_quiet + stats.held_rate < batch_size:
             break
+    return more
+
+
+def dispatch_pass(
+    ctx: AppContext,
+    *,
+    batch_size: int = 200,
+    max_batches: int = 10,
+    wait: bool = True,
+    wait_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Send what is due. With `wait` the pass goes on claiming as sends finish and free their slots, and
+    returns when nothing due is left and its sends are recorded, or after `wait_seconds` (default: twice the
+    dispatch interval, at least 2 s), whichever comes first; sends still on the line then (a slow provider)
+    are recorded by a later pass, so a slow channel never holds up the scheduler. Without `wait` it claims
+    once and records what has finished so far. Returns counts and the send latencies seen (seconds)."""
+    dispatcher = dispatcher_for(ctx)
+    senders = senders_for(ctx)
+    now = ctx.clock.now()
+    recovered = _recover_stuck(ctx, dispatcher, senders, now)
+    claim_total = ClaimStats()
+    recorded = RecordStats()
     budget = max(2.0, 2 * ctx.settings.dispatch_interval_seconds) if wait_seconds is None else wait_seconds
     give_up = time.monotonic() + (budget if wait else 0.0)
+    # A backlog drains at the rate the senders and limits allow, not one claim per tick: while rows are due,
+    # each batch of finished sends frees slots that the next claim fills, until the pass's time is up.
+    more_due = _claim_round(ctx, dispatcher, senders, now, batch_size, max_batches, claim_total)
     while True:
         batch = _drain(dispatcher, 500)
         if batch:
             _record_outcomes(ctx, batch, recorded)
+            if more_due and wait and time.monotonic() < give_up:
+                more_due = _claim_round(ctx, dispatcher, senders, now, batch_size, max_batches, claim_total)
             continue
         with dispatcher.lock:
             busy = sum(dispatcher.inflight.values())
-        if not wait or busy == 0 or time.monotonic() >= give_up:
+        if not wait or time.monotonic() >= give_up or (busy == 0 and not more_due):
             break
+        if busy == 0:  # due rows, free slots, nothing on the line: claim them now
+            more_due = _claim_round(ctx, dispatcher, senders, now, batch_size, max_batches, claim_total)
+            continue
         try:
             first = dispatcher.results.get(timeout=min(0.05, max(0.0, give_up - time.monotonic())))
         except queue.Empty:
@@ -1063,6 +1088,23 @@ def dispatch_pass(
         "in_flight": in_flight,
         "latencies": recorded.latencies,
     }
+
+
+_NEXT_DUE = select(func.min(_OUTBOX_T.c.next_attempt_at)).where(
+    _OUTBOX_T.c.status == MessageStatus.PENDING.value
+)
+
+
+def next_due(ctx: AppContext) -> datetime | None:
+    """When the next pending message falls due (possibly already past): the runner keeps pace with it, so a
+    backlog is sent pass after pass without waiting for the tick."""
+    with ctx.db.connect() as conn:
+        due = conn.execute(_NEXT_DUE).scalar()
+    if isinstance(due, str):
+        due = datetime.fromisoformat(due)
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return due
 
 
 def apply_status(session: Session, row: OutboxMessage, status: StatusResult, now: datetime, via: str) -> bool:

@@ -356,7 +356,7 @@ def page_round(
             "person_name": target.name,
             "channel": target.channel,
         }
-        subject, body, html = paging.render_message(session, "page", target.channel, "en", context)
+        subject, body, html = paging.render_message(session, "page", target.channel, "en", context, now)
         if paging.write_outbox(
             session,
             key=f"target:{esc.id}:{esc.current_level}:{esc.repeat_no}:{index}",

@@ -957,11 +957,31 @@ class IntakeEvent(Base):
     incident_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     outcome: Mapped[str | None] = mapped_column(String(16))  # triggered, deduplicated, acknowledged, …
     error: Mapped[str | None] = mapped_column(Text)
+    # Names the event for good (its receipt in intake_receipt), whichever node or store holds the row.
+    uid: Mapped[str | None] = mapped_column(String(40))
 
     __table_args__ = (
         Index("ix_intake_event_due", "status", "id"),
         Index("ix_intake_event_processed", "status", "processed_at"),
+        # Events of one dedup key are applied in the order they came (engine.service.queue).
+        Index("ix_intake_event_key_pending", "dedup_key", "status", "id"),
     )
+
+
+class IntakeReceipt(Base):
+    """An Events API event that was applied, written in the same transaction as what it did (the incident
+    opened, acknowledged or resolved). Applying an event first looks here: an event whose effect committed is
+    never applied again, whatever failed after (recording its outcome in the queue, a node killed, the
+    database restarting) — and on SQLite, whose queue is a file of its own, this is what makes the two agree."""
+
+    __tablename__ = "intake_receipt"
+
+    uid: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    incident_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_intake_receipt_applied", "applied_at"),)
 
 
 ALL_MODELS: tuple[type[Base], ...] = tuple(m.class_ for m in Base.registry.mappers)

@@ -226,7 +226,7 @@ def message_rows(
             for k, v in context.items()
         }
         local["person_name"] = person.name
-        subject, body, html = paging.render_message(session, template, channel, person.language, local)
+        subject, body, html = paging.render_message(session, template, channel, person.language, local, now)
         held = paging._quiet_until(person, now, critical=False)
         out.append(
             {

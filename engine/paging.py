@@ -130,36 +130,20 @@ def incident_context(incident: AnyIncident) -> dict[str, Any]:
     }
 
 
-def _default_text(kind: str, context: dict[str, Any]) -> tuple[str, str]:
-    sev = str(context.get("severity", "")).upper()
-    ident = context.get("incident_id", "")
-    summary = context.get("summary", "")
-    if kind == "page":
-        code = context.get("reply_code") or ident
-        subject = f"[{sev}] Incident #{ident}: {summary}"
-        body = (
-            f"{sev} incident #{ident} (level {context.get('level', 1)}): {summary}. "
-            f"Reply '{code} ack' to acknowledge."
-        )
-        return subject, body
-    if kind in ("ack_notice", "resolve_notice"):
-        what = "acknowledged" if kind == "ack_notice" else "resolved"
-        by = context.get("by", "")
-        return f"Incident #{ident} {what}", f"Incident #{ident} ({summary}) was {what} by {by}."
-    return f"Incident #{ident}", f"Incident #{ident}: {summary}"
-
-
 def render_message(
-    session: Session, kind: str, channel: str, language: str, context: dict[str, Any]
+    session: Session,
+    kind: str,
+    channel: str,
+    language: str,
+    context: dict[str, Any],
+    now: datetime | None = None,
 ) -> tuple[str, str, str | None]:
-    """(subject, body, body_html) from engine.templates when it is installed, else a built-in text."""
-    try:
-        from engine import templates
-    except ImportError:  # the channels part not installed yet: still page, with a plain text
-        subject, body = _default_text(kind, context)
-        return subject, body, None
-    render: Any = templates.render
-    subject, body, html = render(session, kind, channel, language, context)
+    """(subject, body, body_html) from engine.templates: an operator's template, else the shipped one, else a
+    built-in text, so a broken template never costs a page. With `now`, a template that failed is reported on
+    the incident's timeline (`template_error`)."""
+    from engine import templates
+
+    subject, body, html, _ = templates.render_template(session, kind, channel, language, context, now=now)
     return str(subject), str(body), html
 
 
@@ -279,7 +263,7 @@ def _write_step(
         "channel": channel,
     }
     language = person.language if person else incident.reporter_language
-    subject, body, html = render_message(session, "page", channel, language, context)
+    subject, body, html = render_message(session, "page", channel, language, context, now)
     msg_id = write_outbox(
         session,
         key=page_key(page.escalation_id, page.level, page.repeat_no, page.person_id, page.step),
@@ -410,12 +394,12 @@ class PageBuffer:
         self._items.append((values, person, incident, event))
 
     def _render(
-        self, session: Session, channel: str, language: str, context: dict[str, Any]
+        self, session: Session, channel: str, language: str, context: dict[str, Any], now: datetime
     ) -> tuple[str, str, str | None]:
         key = (channel, language, *sorted((k, repr(v)) for k, v in context.items()))
         found = self._renders.get(key)
         if found is None:
-            found = render_message(session, "page", channel, language, context)
+            found = render_message(session, "page", channel, language, context, now)
             self._renders[key] = found
         return found
 
@@ -449,7 +433,7 @@ class PageBuffer:
                     "person_name": person.name,
                     "channel": channel,
                 }
-                subject, body, html = self._render(session, channel, person.language, context)
+                subject, body, html = self._render(session, channel, person.language, context, now)
                 outbox.append(
                     _outbox_values(
                         key=page_key(
@@ -828,7 +812,7 @@ def notice_row(
     held = _quiet_until(person, now, critical)
     context = base | {"by": by, "person_name": person.name, "channel": channel}
     kind = "ack_notice" if what == "ack" else "resolve_notice"
-    subject, body, html = render_message(session, kind, channel, person.language, context)
+    subject, body, html = render_message(session, kind, channel, person.language, context, now)
     return {
         "idempotency_key": f"notice:{what}:{incident.id}:{person.id}",
         "kind": "notice",

@@ -59,6 +59,12 @@ def _next_escalate_due(ctx: AppContext) -> datetime | None:
     return next_due(ctx)
 
 
+def _next_dispatch_due(ctx: AppContext) -> datetime | None:
+    from engine.dispatch import next_due
+
+    return next_due(ctx)
+
+
 def _pass_confirm(ctx: AppContext) -> Any:
     from engine.paging import confirm_pass
 
@@ -237,9 +243,11 @@ class EngineRunner:
         self.listening = threading.Event()  # set while the LISTEN connection is in place (PostgreSQL)
         self._previous_wake = ctx.wake
         # Passes whose work has due times, and how to ask for the next one (see _keep_pace).
-        self._next_due: dict[str, Callable[[AppContext], datetime | None]] = (
-            {"escalate": _next_escalate_due} if "escalate" in self.passes else {}
-        )
+        self._next_due: dict[str, Callable[[AppContext], datetime | None]] = {
+            name: fn
+            for name, fn in (("escalate", _next_escalate_due), ("dispatch", _next_dispatch_due))
+            if name in self.passes
+        }
         self.errors = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, object_session
 
 from engine.errors import ValidationError
-from engine.models import Channel, Template
+from engine.models import Channel, Incident, Template
 from engine.timeline import record
 
 SHIPPED_LANGUAGES = ("en", "zu", "af")
@@ -128,8 +128,60 @@ _SAMPLE: dict[str, Any] = {
     "sent_at": "2026-03-02 10:00",
 }
 
-_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+# Operators write templates, so a template may try to make a huge message or loop for ever. Every render has a
+# budget: at most MAX_OUTPUT_CHARS of output, MAX_LOOP_ITEMS items produced by range() (nested loops included)
+# and no arithmetic producing huge strings or numbers. Past it the render stops with an error (at save time:
+# refused; at send time: the next template in line is used, down to the built-in text).
+MAX_OUTPUT_CHARS = 20_000
+MAX_LOOP_ITEMS = 10_000
+_budget = threading.local()
+
+
+class _Budgeted(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("an exponent that large is not allowed in a template")
+        if operator == "*":
+            seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
+            if (
+                isinstance(seq, str | list | tuple)
+                and isinstance(times, int)
+                and len(seq) * times > MAX_OUTPUT_CHARS
+            ):
+                raise SecurityError(f"a text longer than {MAX_OUTPUT_CHARS} characters is not allowed")
+        result = super().call_binop(context, operator, left, right)
+        if isinstance(result, int) and result.bit_length() > 256:
+            raise SecurityError("a number that large is not allowed in a template")
+        if isinstance(result, str | list | tuple) and len(result) > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"a text longer than {MAX_OUTPUT_CHARS} characters is not allowed")
+        return result
+
+
+def _budgeted_range(*args: int) -> range:
+    """range() for templates, counted against the render's budget (nested loops multiply)."""
+    items = range(*args)
+    left = getattr(_budget, "loop_items", MAX_LOOP_ITEMS) - len(items)
+    if left < 0:
+        raise SecurityError(f"loops of more than {MAX_LOOP_ITEMS} items in all are not allowed in a template")
+    _budget.loop_items = left
+    return items
+
+
+def _with_budget(render: Any) -> str:
+    """Run one render under a fresh budget; its output may be at most MAX_OUTPUT_CHARS long."""
+    _budget.loop_items = MAX_LOOP_ITEMS
+    out = str(render())
+    if len(out) > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"the message would be {len(out)} characters long (at most {MAX_OUTPUT_CHARS})")
+    return out
+
+
+_text_env = _Budgeted(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_html_env = _Budgeted(undefined=StrictUndefined, autoescape=True)
+for _env in (_text_env, _html_env):
+    _env.globals["range"] = _budgeted_range
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -304,12 +356,15 @@ def validate_template(kind: str, body: str, subject: str = "", body_html: str | 
             )
         if unknown:
             continue
+        template = env.from_string(source)
         try:
-            env.from_string(source).render(sample_context(kind))
+            _with_budget(lambda t=template: t.render(sample_context(kind)))
         except SecurityError as exc:
             problems.append(f"{name}: not allowed in a template: {exc}")
         except TemplateError as exc:
             problems.append(f"{name}: {exc}")
+        except Exception as exc:  # {{ 1/0 }}, an overflow: Python's own errors, raised while rendering
+            problems.append(f"{name}: fails when rendered: {type(exc).__name__}: {exc}")
     return problems
 
 
@@ -329,9 +384,11 @@ def _compiled(source: str, html: bool) -> Any:
 def render_string(
     source: str, context: dict[str, Any], *, html: bool = False, where: str = "template"
 ) -> str:
-    """Render one template text in the sandbox; anything wrong is a ValidationError naming the line."""
+    """Render one template text in the sandbox, within its budget; anything wrong — Jinja's own errors and
+    Python's (a division by zero, an overflow) — is a ValidationError naming it."""
     try:
-        return str(_compiled(source, html).render(context)).strip()
+        compiled = _compiled(source, html)
+        return _with_budget(lambda: compiled.render(context)).strip()
     except SecurityError as exc:
         raise ValidationError(f"not allowed in a template: {exc}", where=where) from None
     except TemplateSyntaxError as exc:
@@ -340,6 +397,8 @@ def render_string(
         raise ValidationError(f"missing value: {exc.message}", where=where) from None
     except TemplateError as exc:
         raise ValidationError(str(exc), where=where) from None
+    except Exception as exc:
+        raise ValidationError(f"fails when rendered: {type(exc).__name__}: {exc}", where=where) from None
 
 
 # The active template rows per (kind, channel, language), cached per database for ACTIVE_CACHE_SECONDS.
@@ -482,8 +541,15 @@ def render_template(
         except ValidationError as exc:
             last_error = exc
             if now is not None:
+                incident_id = ctx.get("incident_id")
+                known = isinstance(incident_id, int) and session.get(Incident, incident_id) is not None
                 record(
-                    session, "template_error", now, message=str(exc), data={"kind": kind, "channel": channel}
+                    session,
+                    "template_error",
+                    now,
+                    incident_id=incident_id if known else None,
+                    message=f"{exc}; the next template in line was used instead (check the template editor)",
+                    data={"kind": kind, "channel": channel, "template": where},
                 )
             continue
         return subject, body, body_html, template_id

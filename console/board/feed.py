@@ -318,8 +318,14 @@ class BoardFeed(QObject):
     def check_health(self) -> None:
         ctx = self.services.ctx
         now = ctx.clock.now()
+
+        def job(s: Any) -> dict[str, Any]:
+            from engine.service.queue import set_aside
+
+            return {**board.board_health(s, now, ctx.settings), "intake_set_aside": set_aside(ctx, 0)[0]}
+
         self.services.worker.submit(
-            lambda s: board.board_health(s, now, ctx.settings),
+            job,
             self.health.emit,
             self._on_poll_error,
             what="checking engine health",

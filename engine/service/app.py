@@ -46,7 +46,7 @@ from engine.service.http import (
 )
 from engine.service.intake import INVALID_ROUTING_KEY, lookup_routing_key, parse_event, process_event
 from engine.service.keys import RoutingTarget, authenticate_token, hash_secret, token_identity
-from engine.service.queue import IntakeUnavailable, IntakeWriter, queue_row
+from engine.service.queue import IntakeRefused, IntakeUnavailable, IntakeWriter, queue_row
 
 log = logging.getLogger("watchkeeper.service.http")
 
@@ -283,7 +283,7 @@ class ServiceApp:
         assert self.intake is not None
         try:
             self.intake.submit(staged.row)
-        except IntakeUnavailable as exc:
+        except (IntakeUnavailable, IntakeRefused) as exc:
             return self._not_stored(exc)
         return self._queued(staged)
 
@@ -306,6 +306,8 @@ class ServiceApp:
         return _accepted(result.dedup_key)
 
     def _not_stored(self, exc: BaseException) -> Response:
+        if isinstance(exc, IntakeRefused):
+            return _invalid_event([str(exc)])
         log.warning("event not queued: %s", exc)
         return Response.json(
             {"status": "unavailable", "message": "event not stored; try again"},

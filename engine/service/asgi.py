@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.service.app import ServiceApp, StagedEvent, WouldBlock
 from engine.service.http import Environ, Request, Response
-from engine.service.queue import SUBMIT_TIMEOUT_SECONDS, IntakeUnavailable
+from engine.service.queue import SUBMIT_TIMEOUT_SECONDS, IntakeRefused, IntakeUnavailable
 
 log = logging.getLogger("watchkeeper.service.http")
 
@@ -91,7 +91,7 @@ class AsgiFront:
         )
         error = await done
         timer.cancel()
-        if error is not None and not isinstance(error, IntakeUnavailable):
+        if error is not None and not isinstance(error, IntakeUnavailable | IntakeRefused):
             error = IntakeUnavailable(type(error).__name__)
         return self.app.settle(staged, error)
 

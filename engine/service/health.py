@@ -26,7 +26,7 @@ from engine.models import (
     OutboxMessage,
 )
 from engine.service.http import Counters
-from engine.service.queue import oldest_pending, queue_depth
+from engine.service.queue import oldest_pending, queue_depth, set_aside
 
 # Due work older than this means the engine is not keeping up: /healthz answers 503.
 LAG_LIMIT_SECONDS = 120.0
@@ -173,6 +173,16 @@ def health(ctx: AppContext, state: ServiceState) -> tuple[int, dict[str, Any]]:
         if isinstance(info, dict)
     }
     report["nodes"] = nodes
+    try:
+        report["intake_set_aside"] = set_aside(ctx, 0)[0]
+    except Exception:  # the database is away: said above
+        report["intake_set_aside"] = None
+    if report["intake_set_aside"]:
+        # Not a fault of this node (the events themselves could not be applied), so no 503: said, and listed
+        # by `watchkeeper intake` and in the console's banner.
+        report["warnings"] = [
+            f"{report['intake_set_aside']} Events API event(s) set aside: could not be applied"
+        ]
     if max(esc_lag, out_lag, in_lag) > LAG_LIMIT_SECONDS:
         problems.append(f"work is {max(esc_lag, out_lag, in_lag):.0f} s overdue")
     if state.expect_passes:

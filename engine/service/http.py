@@ -113,12 +113,24 @@ class Request:
             raise HttpError(415, f"Content-Type must be {' or '.join(accepted)}")
 
     def json(self) -> Any:
+        """The body as JSON that can be stored as it is, or 400 naming what is wrong: malformed JSON, NaN or
+        Infinity (not JSON, and no database stores them), nesting deeper than MAX_JSON_DEPTH, an integer too
+        long to read, a NUL character or a lone surrogate in any text (PostgreSQL refuses both, so such an
+        event could never be applied)."""
         self.require_media_type("application/json")
         raw = self.body()
         try:
-            return json.loads(raw.decode("utf-8"))
+            value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HttpError(400, f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)") from None
+        except ValueError as exc:  # an integer of thousands of digits, NaN, Infinity
+            raise HttpError(400, f"JSON not accepted: {exc}") from None
+        problem = storable_problem(value)
+        if problem:
+            raise HttpError(400, problem)
+        return value
 
     def form(self) -> dict[str, str]:
         self.require_media_type("application/x-www-form-urlencoded")
@@ -127,6 +139,46 @@ class Request:
         except UnicodeDecodeError:
             raise HttpError(400, "form body is not UTF-8") from None
         return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+
+# Deeper than this, a JSON body is refused: no event or request of ours nests so deep, and walking it costs.
+MAX_JSON_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def storable_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
+    """Why `value` (decoded JSON) cannot be stored as it is, naming where; None when it can."""
+    if depth > MAX_JSON_DEPTH:
+        return f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)"
+    if isinstance(value, str):
+        return _text_problem(value, where or "the body")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            found = _text_problem(str(key), f"a key in {where or 'the body'}") or storable_problem(
+                item, path, depth + 1
+            )
+            if found:
+                return found
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            found = storable_problem(item, f"{where}[{n}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _text_problem(text: str, where: str) -> str | None:
+    if "\x00" in text:
+        return f"'{where}' contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"'{where}' contains a lone surrogate (not valid Unicode text)"
+    return None
 
 
 Handler = Callable[[Request], Response]

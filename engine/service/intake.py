@@ -237,22 +237,19 @@ def trigger_arguments(event: EnqueueEvent, target: RoutingTarget, dedup_key: str
 
 
 def process_event(
-    ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, *, known_closed: bool = False
+    ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, *, receipt: str | None = None
 ) -> EnqueueResult:
-    """Apply a valid event whose routing key is known. Trigger creates or deduplicates an incident keyed by
-    dedup_key; acknowledge and resolve of a key with no open incident are accepted and change nothing, as
-    PagerDuty does. `known_closed`: the caller has just seen no open incident with this key (a batch lookup),
-    so the lookup is not repeated; engine.api.trigger still joins an incident opened in the meantime."""
+    """Apply a valid event whose routing key is known. A trigger opens an incident keyed by its dedup_key, or
+    joins the open one of that key (PagerDuty's semantics: the same alert firing again — Alertmanager re-sends
+    every repeat_interval — neither opens a second incident nor pages again); engine.api decides that under a
+    lock on the key, so two nodes never both open one. Acknowledge and resolve of a key with no open incident
+    are accepted and change nothing, as PagerDuty does. `receipt`: the queued event's uid, recorded in the
+    same transaction as what the event did (engine.receipts)."""
     api = integration.api()
     actor = f"events-api:{target.label}"
     if event.event_action == "trigger":
         dedup_key = event.dedup_key or uuid.uuid4().hex
-        open_id = open_incident_with_key(ctx, dedup_key) if event.dedup_key and not known_closed else None
-        if open_id is not None:
-            # PagerDuty semantics: a trigger for an open incident's dedup_key is the same alert firing again
-            # (Alertmanager re-sends every repeat_interval). It neither opens a second incident nor pages again.
-            return EnqueueResult(dedup_key=dedup_key, incident_id=open_id, outcome="deduplicated")
-        result = api.trigger(ctx, **trigger_arguments(event, target, dedup_key))
+        result = api.trigger(ctx, **trigger_arguments(event, target, dedup_key), receipt=receipt)
         return EnqueueResult(
             dedup_key=dedup_key,
             incident_id=int(result.incident_id),
@@ -261,10 +258,10 @@ def process_event(
     dedup_key = str(event.dedup_key)
     try:
         if event.event_action == "acknowledge":
-            done = api.acknowledge(ctx, dedup_key, by=actor, via="events-api")
+            done = api.acknowledge(ctx, dedup_key, by=actor, via="events-api", receipt=receipt)
             outcome = "acknowledged"
         else:
-            done = api.resolve(ctx, dedup_key, by=actor, via="events-api")
+            done = api.resolve(ctx, dedup_key, by=actor, via="events-api", receipt=receipt)
             outcome = "resolved"
     except (NotFound, InvalidTransition):
         return EnqueueResult(dedup_key=dedup_key, incident_id=None, outcome="ignored")

@@ -44,15 +44,22 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import receipts
 from engine.context import AppContext
-from engine.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, make_engine, session_factory, write_session
+from engine.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    is_sqlite,
+    is_transient,
+    make_engine,
+    session_factory,
+    write_session,
+)
 from engine.errors import WatchkeeperError
-from engine.models import IntakeEvent
+from engine.models import IntakeEvent, IntakeReceipt
 from engine.service import integration
 from engine.service.intake import (
     EnqueueEvent,
     EnqueueResult,
-    open_incidents_by_key,
     process_event,
     trigger_arguments,
 )
@@ -68,13 +75,29 @@ WRITER_THREADS = 3
 # 2,800 events behind by the end of 20 s on SQLite and 11,000 on PostgreSQL; claims of 200 kept SQLite level
 # and halved PostgreSQL's backlog. The per-claim costs (claim, look-ups, commit, results) are paid 4x less.
 CLAIM_BATCH = 200
-CLAIM_SECONDS = 60.0
+# A node that dies holding a claim leaves its events for this long. Short is safe: an event applied by a slow
+# node and claimed again by another is found by its receipt, never applied twice.
+CLAIM_SECONDS = 20.0
 SUBMIT_TIMEOUT_SECONDS = 15.0
 KEEP_DONE_HOURS = 24
 
 
 class IntakeUnavailable(Exception):
     """The event could not be committed (database away, or the writer is stopping): answer 503."""
+
+
+class IntakeRefused(Exception):
+    """The database refuses this one event as it is (its data, not the database's state): answer 400, for
+    trying again cannot help. The events committed with it are not held back by it."""
+
+
+def _about_the_data(exc: BaseException) -> bool:
+    """Whether a failed insert was about the rows themselves rather than the database being away or busy."""
+    from sqlalchemy.exc import InterfaceError, StatementError
+
+    if isinstance(exc, OperationalError | InterfaceError) or getattr(exc, "connection_invalidated", False):
+        return False
+    return isinstance(exc, StatementError | UnicodeError | ValueError | TypeError)
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,10 @@ def intake_store(ctx: AppContext) -> IntakeStore:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 metadata.create_all(conn, checkfirst=True)
-                _add_new_columns(conn, metadata.tables[IntakeEvent.__tablename__])
+                table = metadata.tables[IntakeEvent.__tablename__]
+                _add_new_columns(conn, table)
+                for index in table.indexes:  # an index a later version added
+                    index.create(conn, checkfirst=True)
         store = IntakeStore(spool, session_factory(spool), separate=True)
         _STORES[ctx.db] = store
         return store
@@ -173,6 +199,7 @@ def queue_row(ctx: AppContext, event: EnqueueEvent, target: RoutingTarget, dedup
         "status": "pending",
         "attempts": 0,
         "received_at": ctx.clock.now(),
+        "uid": uuid.uuid4().hex,
     }
 
 
@@ -255,6 +282,8 @@ class IntakeWriter:
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise IntakeUnavailable("the database did not take the event in time")
+        if isinstance(item.error, IntakeRefused):
+            raise item.error
         if item.error is not None:
             raise IntakeUnavailable(type(item.error).__name__)
 
@@ -291,11 +320,16 @@ class IntakeWriter:
                         self.batches += 1
                         self.rows += len(batch)
                 except Exception as exc:
-                    log.warning("could not queue %d event(s): %s", len(batch), type(exc).__name__)
-                    for b in batch:
-                        b.error = exc
                     self._close(conn)
                     conn = None  # a fresh connection for the next batch
+                    if _about_the_data(exc):
+                        # One row the database refuses must not cost the others their answer: each is tried
+                        # on its own, and only the refused one fails.
+                        conn = self._one_by_one(batch)
+                    else:
+                        log.warning("could not queue %d event(s): %s", len(batch), type(exc).__name__)
+                        for b in batch:
+                            b.error = exc
                 for b in batch:
                     b.finish()
                 if any(b.error is None for b in batch):
@@ -304,6 +338,29 @@ class IntakeWriter:
                     return
         finally:
             self._close(conn)
+
+    def _one_by_one(self, batch: list[_Submission]) -> Connection | None:
+        conn: Connection | None = None
+        for b in batch:
+            try:
+                conn = self._commit(conn, [b.row])
+                with self._count_lock:
+                    self.batches += 1
+                    self.rows += 1
+            except Exception as exc:
+                self._close(conn)
+                conn = None
+                if _about_the_data(exc):
+                    first = (
+                        str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+                        if str(exc)
+                        else type(exc).__name__
+                    )
+                    log.warning("event refused by the database: %s", first)
+                    b.error = IntakeRefused(f"the database cannot store this event: {first}")
+                else:
+                    b.error = exc
+        return conn
 
     def _commit(self, conn: Connection | None, rows: list[dict[str, Any]]) -> Connection:
         """Insert on the kept connection; one that the database dropped meanwhile (a restart, an idle cut) is
@@ -382,142 +439,173 @@ _RECORD_RESULT = (
 )
 
 
-# A claimed row: id, routing key id, policy name, routing key label, the event, attempts so far.
-_Claimed = tuple[int, Any, str, str, dict[str, Any], int]
+@dataclass(frozen=True)
+class _Claimed:
+    """A claimed queued event."""
+
+    id: int
+    routing_key_id: Any
+    policy_name: str
+    label: str
+    data: dict[str, Any]
+    attempts: int
+    uid: str
+    dedup_key: str
 
 
 def _target(row: _Claimed) -> RoutingTarget:
-    _row_id, key_id, policy_name, label, _data, _attempts = row
-    return RoutingTarget(routing_key_id=key_id or 0, label=label, policy_id=0, policy_name=policy_name)
-
-
-def _key(row: _Claimed) -> str:
-    return str(row[4].get("dedup_key") or "")
+    return RoutingTarget(
+        routing_key_id=row.routing_key_id or 0, label=row.label, policy_id=0, policy_name=row.policy_name
+    )
 
 
 def _is_trigger(row: _Claimed) -> bool:
-    return row[4].get("event_action") == "trigger"
+    return row.data.get("event_action") == "trigger"
 
 
 def _outcome(row: _Claimed, applied: EnqueueResult) -> dict[str, Any]:
-    return {
-        "b_id": row[0],
-        "b_attempts": row[5] + 1,
-        "b_status": "done",
-        "b_outcome": applied.outcome,
-        "b_incident_id": applied.incident_id,
-        "b_error": None,
-    }
+    return _result(row, "done", applied.outcome, applied.incident_id, None)
 
 
-def _failure(row: _Claimed, exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, WatchkeeperError):
-        log.warning("queued event %s (%s) not applied: %s", row[0], _key(row), exc)
-        error = str(exc)[:2000]
-    else:
-        log.error("queued event %s (%s) failed", row[0], _key(row), exc_info=exc)
-        error = type(exc).__name__
+def _result(
+    row: _Claimed, status: str, outcome: str | None, incident_id: int | None, error: str | None
+) -> dict[str, Any]:
     return {
-        "b_id": row[0],
-        "b_attempts": row[5] + 1,
-        "b_status": "failed",
-        "b_outcome": "failed",
-        "b_incident_id": None,
+        "b_id": row.id,
+        "b_attempts": row.attempts + 1,
+        "b_status": status,
+        "b_outcome": outcome,
+        "b_incident_id": incident_id,
         "b_error": error,
     }
 
 
-def _apply_one(ctx: AppContext, row: _Claimed, *, known_closed: bool) -> dict[str, Any]:
+def _set_aside(row: _Claimed, exc: BaseException) -> dict[str, Any]:
+    """An event that cannot be applied as it is: set aside with its error (status "failed"), shown in the
+    console, /healthz and /metrics, never holding the events behind it back."""
+    if isinstance(exc, WatchkeeperError):
+        log.warning("queued event %s (%s) set aside: %s", row.id, row.dedup_key, exc)
+        error = str(exc)[:2000]
+    else:
+        log.error("queued event %s (%s) set aside", row.id, row.dedup_key, exc_info=exc)
+        first = str(getattr(exc, "orig", exc)).splitlines()
+        error = f"{type(exc).__name__}: {first[0] if first else ''}"[:2000]
+    return _result(row, "failed", "failed", None, error)
+
+
+def _later(row: _Claimed, exc: BaseException) -> dict[str, Any]:
+    """The database was away or busy: the event waits in the queue and is applied on a later claim."""
+    first = str(getattr(exc, "orig", exc)).splitlines()
+    return _result(
+        row, "pending", None, None, f"will retry: {first[0] if first else type(exc).__name__}"[:2000]
+    )
+
+
+class _DatabaseAway(Exception):
+    """Applying stopped because the database is away or busy; the rest of the claim waits for a later one."""
+
+
+def _apply_one(ctx: AppContext, row: _Claimed) -> dict[str, Any]:
     try:
-        applied = process_event(ctx, _event_from(dict(row[4])), _target(row), known_closed=known_closed)
-    except DBAPIError:
-        raise  # the database itself: the claim expires and the events are applied later
+        applied = process_event(ctx, _event_from(dict(row.data)), _target(row), receipt=row.uid)
     except Exception as exc:
-        return _failure(row, exc)
+        if is_transient(exc):
+            raise _DatabaseAway from exc
+        if _already_applied(ctx, exc, row):
+            return _outcome(row, _receipt_result(ctx, row))
+        return _set_aside(row, exc)
     return _outcome(row, applied)
 
 
+def _already_applied(ctx: AppContext, exc: BaseException, row: _Claimed) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    if not isinstance(exc, IntegrityError):
+        return False
+    with ctx.db.connect() as conn:
+        return row.uid in receipts.applied(conn, [row.uid])
+
+
+def _receipt_result(ctx: AppContext, row: _Claimed) -> EnqueueResult:
+    with ctx.db.connect() as conn:
+        outcome, incident_id = receipts.applied(conn, [row.uid])[row.uid]
+    return EnqueueResult(row.dedup_key, incident_id, outcome)
+
+
 def _apply_rows(ctx: AppContext, rows: list[_Claimed]) -> list[dict[str, Any]]:
-    """Each claimed event's result row, in id order. Runs of consecutive triggers go through
-    engine.api.trigger_many (one transaction per run); acknowledge and resolve go one by one in their place,
-    since each may change what a later trigger of its key does."""
-    # One look-up for the batch: keys with no open incident now need no look-up per event. A key that does
-    # have one, or that an earlier event of this batch touched, is looked up again when its turn comes.
-    open_ids = open_incidents_by_key(ctx, [_key(r) for r in rows if _is_trigger(r) and _key(r)])
-    touched: set[str] = set()
+    """Each claimed event's result row, in id order. An event with a receipt was applied already (its
+    claim ended before its outcome was recorded): its outcome is taken from the receipt, nothing is applied
+    again. Runs of consecutive triggers go through engine.api.trigger_many (one transaction per run, each
+    event's receipt in it); acknowledge and resolve go one by one in their place. When the database goes away
+    or stays busy part-way, the events not yet applied wait in the queue for a later claim."""
+    with ctx.db.connect() as conn:
+        done = receipts.applied(conn, [r.uid for r in rows])
     results: list[dict[str, Any]] = []
+    todo: list[_Claimed] = []
+    for row in rows:
+        if row.uid in done:
+            outcome, incident_id = done[row.uid]
+            results.append(_outcome(row, EnqueueResult(row.dedup_key, incident_id, outcome)))
+        else:
+            todo.append(row)
     start = 0
-    while start < len(rows):
-        if not _is_trigger(rows[start]):
-            row = rows[start]
-            key = _key(row)
-            results.append(
-                _apply_one(ctx, row, known_closed=bool(key) and key not in open_ids and key not in touched)
-            )
-            touched.add(key)
-            start += 1
-            continue
-        end = start
-        while end < len(rows) and _is_trigger(rows[end]):
-            end += 1
-        run = rows[start:end]
-        stale = {_key(r) for r in run} & (touched | set(open_ids))
-        if stale:  # what earlier events of the batch (or anyone since the look-up) did to these keys
-            fresh = open_incidents_by_key(ctx, stale)
-            open_ids = {k: v for k, v in open_ids.items() if k not in stale} | fresh
-        results.extend(_apply_triggers(ctx, run, open_ids))
-        touched.update(_key(r) for r in run)
-        start = end
+    try:
+        while start < len(todo):
+            if not _is_trigger(todo[start]):
+                results.append(_apply_one(ctx, todo[start]))
+                start += 1
+                continue
+            end = start
+            while end < len(todo) and _is_trigger(todo[end]):
+                end += 1
+            results.extend(_apply_triggers(ctx, todo[start:end]))
+            start = end
+    except _DatabaseAway as away:
+        cause = away.__cause__ or away
+        log.warning(
+            "intake: the database is away or busy (%s); %d event(s) wait",
+            type(cause).__name__,
+            len(todo) - start,
+        )
+        results.extend(_later(row, cause) for row in todo[start:])
     return results
 
 
-def _apply_triggers(ctx: AppContext, run: list[_Claimed], open_ids: dict[str, int]) -> list[dict[str, Any]]:
-    """A run of trigger events in one engine.api.trigger_many call, with the outcomes applying them one by
-    one would have had: a trigger whose key has an open incident (`open_ids`, or opened by an earlier trigger
-    of the run) is "deduplicated" and sent nowhere: it neither opens a second incident nor pages. If the
-    batch is refused (say a policy was deleted meanwhile), the run's events are applied one by one, so the
-    bad one fails alone."""
+def _apply_triggers(ctx: AppContext, run: list[_Claimed]) -> list[dict[str, Any]]:
+    """A run of trigger events in one engine.api.trigger_many call (their receipts in its transaction). A
+    trigger whose key has an open incident — or one opened by an earlier trigger of the run — joins it
+    ("deduplicated"): the engine decides under a lock on the key. If the batch is refused (say a policy was
+    deleted meanwhile, or one event's data), the run's events are applied one by one, so the bad one is set
+    aside alone."""
     api = integration.api()
     results: list[dict[str, Any] | None] = [None] * len(run)
     requests: list[Any] = []
     sent: list[int] = []  # index in `run` of each request
-    joins: list[tuple[int, int]] = []  # (index in `run`, index of the request that opens its incident)
-    opened: dict[str, int] = {}  # key -> index of the request that opens it
     for i, row in enumerate(run):
         try:
-            event = _event_from(dict(row[4]))
+            event = _event_from(dict(row.data))
             key = event.dedup_key or uuid.uuid4().hex
-            if event.dedup_key and key in open_ids:
-                applied = EnqueueResult(dedup_key=key, incident_id=open_ids[key], outcome="deduplicated")
-                results[i] = _outcome(row, applied)
-                continue
-            if event.dedup_key and key in opened:
-                joins.append((i, opened[key]))
-                continue
-            request = api.TriggerRequest(**trigger_arguments(event, _target(row), key))
+            request = api.TriggerRequest(**trigger_arguments(event, _target(row), key), receipt=row.uid)
         except Exception as exc:
-            results[i] = _failure(row, exc)
+            results[i] = _set_aside(row, exc)
             continue
-        if event.dedup_key:
-            opened[key] = len(requests)
         requests.append(request)
         sent.append(i)
     if requests:
         try:
             applied_many = api.trigger_many(ctx, requests)
-        except DBAPIError:
-            raise
         except Exception as exc:
+            if is_transient(exc):
+                raise _DatabaseAway from exc
             log.warning(
                 "a batch of %d queued triggers was refused (%s); applying them one by one", len(run), exc
             )
-            return [_apply_one(ctx, row, known_closed=False) for row in run]
+            for i in sent:
+                results[i] = _apply_one(ctx, run[i])
+            return [r for r in results if r is not None]
         for n, (i, result) in enumerate(zip(sent, applied_many, strict=True)):
             outcome = "deduplicated" if result.deduplicated else "triggered"
             results[i] = _outcome(run[i], EnqueueResult(requests[n].key, int(result.incident_id), outcome))
-        for i, n in joins:
-            incident_id = int(applied_many[n].incident_id)
-            results[i] = _outcome(run[i], EnqueueResult(requests[n].key, incident_id, "deduplicated"))
     return [r for r in results if r is not None]
 
 
@@ -533,20 +621,44 @@ def apply_pending(
     claim_seconds: float = CLAIM_SECONDS,
     store: IntakeStore | None = None,
 ) -> int:
-    """Claim and apply up to `limit` queued events; returns how many were applied (0: queue empty)."""
+    """Claim and apply up to `limit` queued events; returns how many were applied or set aside (0: nothing to
+    claim, or the database is away and they wait)."""
     store = store or intake_store(ctx)
+    rows = _claim(ctx, store, limit, claim_seconds)
+    if not rows:
+        return 0
+    results = _apply_rows(ctx, rows)
+    done_at = ctx.clock.now()
+    for r in results:
+        r["b_processed_at"] = done_at if r["b_status"] != "pending" else None
+    with write_session(store.sessions) as session:
+        session.connection().execute(_RECORD_RESULT, results)
+    # Events that wait for the database again are not counted: the caller pauses instead of asking at once.
+    return sum(1 for r in results if r["b_status"] != "pending")
+
+
+_CLAIM_COLUMNS = (
+    IntakeEvent.id,
+    IntakeEvent.routing_key_id,
+    IntakeEvent.policy_name,
+    IntakeEvent.source_label,
+    IntakeEvent.event,
+    IntakeEvent.attempts,
+    IntakeEvent.uid,
+    IntakeEvent.dedup_key,
+)
+
+
+def _claim(ctx: AppContext, store: IntakeStore, limit: int, claim_seconds: float) -> list[_Claimed]:
+    """Up to `limit` pending events for this node, in id order, such that the events of one dedup key are
+    applied in the order they came: an event is taken only when every earlier pending event of its key is
+    taken with it. One held by another node's claim (or locked by a claim in progress) holds the later ones
+    of its key back until it is done, so a resolve is never applied before the trigger it follows."""
     now = ctx.clock.now()
     owner = ctx.node_id[:80]
     with write_session(store.sessions) as session:
         due = (
-            select(
-                IntakeEvent.id,
-                IntakeEvent.routing_key_id,
-                IntakeEvent.policy_name,
-                IntakeEvent.source_label,
-                IntakeEvent.event,
-                IntakeEvent.attempts,
-            )
+            select(*_CLAIM_COLUMNS)
             .where(
                 IntakeEvent.status == "pending",
                 or_(IntakeEvent.claim_expires_at.is_(None), IntakeEvent.claim_expires_at < now),
@@ -556,21 +668,49 @@ def apply_pending(
         )
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        rows: list[_Claimed] = [tuple(r) for r in session.execute(due).all()]
+        candidates = session.execute(due).all()
+        if not candidates:
+            return []
+        taken_ids = {r.id for r in candidates}
+        top = max(taken_ids)
+        keys = sorted({r.dedup_key for r in candidates if r.dedup_key})
+        earlier: dict[str, list[int]] = {}
+        for start in range(0, len(keys), 500):
+            for key, event_id in session.execute(
+                select(IntakeEvent.dedup_key, IntakeEvent.id).where(
+                    IntakeEvent.dedup_key.in_(keys[start : start + 500]),
+                    IntakeEvent.status == "pending",
+                    IntakeEvent.id <= top,
+                )
+            ):
+                earlier.setdefault(key, []).append(int(event_id))
+        rows: list[_Claimed] = []
+        for r in candidates:
+            waiting = [i for i in earlier.get(r.dedup_key, ()) if i < r.id and i not in taken_ids]
+            if waiting:
+                taken_ids.discard(r.id)  # and so every later event of its key, checked in turn
+                continue
+            uid = r.uid or f"legacy:{store.db.url.database or ''}:{r.id}"
+            rows.append(
+                _Claimed(
+                    r.id,
+                    r.routing_key_id,
+                    r.policy_name,
+                    r.source_label,
+                    dict(r.event),
+                    r.attempts,
+                    uid,
+                    r.dedup_key or "",
+                )
+            )
         if not rows:
-            return 0
+            return []
         session.execute(
             update(IntakeEvent)
-            .where(IntakeEvent.id.in_([r[0] for r in rows]))
+            .where(IntakeEvent.id.in_([r.id for r in rows]))
             .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=claim_seconds))
         )
-    results = _apply_rows(ctx, rows)
-    done_at = ctx.clock.now()
-    for r in results:
-        r["b_processed_at"] = done_at
-    with write_session(store.sessions) as session:
-        session.connection().execute(_RECORD_RESULT, results)
-    return len(results)
+    return rows
 
 
 def drain(ctx: AppContext, *, max_rounds: int = 10_000, store: IntakeStore | None = None) -> int:
@@ -584,13 +724,27 @@ def drain(ctx: AppContext, *, max_rounds: int = 10_000, store: IntakeStore | Non
     return total
 
 
+# Receipts are kept well past the events they vouch for: an event is only ever claimed again within its claim
+# time, so a week is ample, and it keeps the receipts table small.
+KEEP_RECEIPTS_HOURS = 7 * 24
+
+
 def purge_done(ctx: AppContext, hours: int = KEEP_DONE_HOURS) -> int:
+    """Forget applied events after `hours` (set-aside ones stay until someone looks at them) and receipts
+    after KEEP_RECEIPTS_HOURS."""
     cutoff = ctx.clock.now() - timedelta(hours=hours)
     with write_session(intake_store(ctx).sessions) as session:
         result = session.execute(
             delete(IntakeEvent).where(IntakeEvent.status == "done", IntakeEvent.processed_at < cutoff)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        removed = int(getattr(result, "rowcount", 0) or 0)
+    with write_session(ctx.sessions) as session:
+        session.execute(
+            delete(IntakeReceipt).where(
+                IntakeReceipt.applied_at < ctx.clock.now() - timedelta(hours=KEEP_RECEIPTS_HOURS)
+            )
+        )
+    return removed
 
 
 def queue_depth(ctx: AppContext) -> dict[str, int]:
@@ -602,6 +756,37 @@ def queue_depth(ctx: AppContext) -> dict[str, int]:
                 select(IntakeEvent.status, func.count()).group_by(IntakeEvent.status)
             ).all()
         }
+
+
+def set_aside(ctx: AppContext, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+    """Events that could not be applied and were set aside (status "failed"): how many, and the newest
+    `limit` with their errors, for the console's banner, `watchkeeper intake` and /healthz."""
+    with intake_store(ctx).sessions() as session:
+        total = int(session.scalar(select(func.count()).where(IntakeEvent.status == "failed")) or 0)
+        rows = session.execute(
+            select(
+                IntakeEvent.id,
+                IntakeEvent.received_at,
+                IntakeEvent.event_action,
+                IntakeEvent.dedup_key,
+                IntakeEvent.source_label,
+                IntakeEvent.error,
+            )
+            .where(IntakeEvent.status == "failed")
+            .order_by(IntakeEvent.id.desc())
+            .limit(limit)
+        ).all()
+    return total, [
+        {
+            "id": r.id,
+            "received_at": r.received_at.isoformat() if r.received_at else None,
+            "action": r.event_action,
+            "dedup_key": r.dedup_key,
+            "routing_key": r.source_label,
+            "error": r.error or "",
+        }
+        for r in rows
+    ]
 
 
 def oldest_pending(ctx: AppContext) -> Any:
@@ -687,7 +872,8 @@ class IntakeWorker:
             except Exception as exc:
                 log.warning("intake worker: %s; retrying in %.0f s", type(exc).__name__, backoff)
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                # Short: once the database is back, the queue moves again within a couple of seconds.
+                backoff = min(backoff * 2, 2.0)
                 continue
             self._wake.wait(self.idle_seconds)
             self._wake.clear()

@@ -10,15 +10,12 @@ PostgreSQL: three nodes; SQLite: two nodes on one file.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import queue
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -49,6 +46,7 @@ from engine.models import (
 )
 from engine.service.queue import queue_depth
 from engine.settings import Settings
+from tests.e2e.nodes import Node
 from tests.fakes.twilio_server import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,100 +54,6 @@ N = int(os.environ.get("WATCHKEEPER_E2E_N", "5000"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(600 + N * 0.3))]
 LEVEL2_DELAY = 3
 FEED_THREADS = 8
-
-
-class Node:
-    """One `watchkeeper serve` process on an ephemeral port, sending SMS through the fake Twilio server."""
-
-    def __init__(self, name: str, db_url: str, log_dir: Path, twilio: FakeTwilio) -> None:
-        self.name = name
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
-        env.update(
-            {
-                "WATCHKEEPER_DB": db_url,
-                "WATCHKEEPER_HTTP_PORT": "0",
-                "WATCHKEEPER_CONFIG": str(log_dir / "none.toml"),
-                "WATCHKEEPER_LOG_LEVEL": "WARNING",
-                "WATCHKEEPER_TWILIO_ACCOUNT_SID": twilio.account_sid,
-                "WATCHKEEPER_TWILIO_BASE_URL": twilio.base_url,
-                "WATCHKEEPER_TWILIO_SMS_FROM": "+27870000001",
-                "WATCHKEEPER_SECRET_TWILIO_AUTH_TOKEN": twilio.auth_token,
-                # Full speed: the test is about exactly-once, not provider limits.
-                "WATCHKEEPER_RATE_PER_CHANNEL_PER_SECOND": "sms=100000",
-                "WATCHKEEPER_RATE_PER_RECIPIENT_PER_MINUTE": "10000000",
-                "WATCHKEEPER_SEND_DEADLINE_SECONDS": "10",
-                "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        self.log_path = log_dir / f"{name}.log"
-        self.log = self.log_path.open("w")
-        # A session of its own, so a hard kill takes the whole node: the HTTP parent and its engine child.
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "serve"],
-            cwd=str(ROOT),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        # Logging at WARNING hides the "listening" line: find the port from the process's listening socket.
-        self.base_url = ""
-
-    def wait_listening(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited {self.proc.returncode}:\n{self.log_path.read_text()}"
-                )
-            port = _listening_port(self.proc.pid)
-            if port:
-                self.base_url = f"http://127.0.0.1:{port}"
-                try:
-                    with urllib.request.urlopen(self.base_url + "/healthz", timeout=5):
-                        return
-                except urllib.error.HTTPError:
-                    return  # answering (503 while the first passes run is fine)
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} did not listen within {timeout} s:\n{self.log_path.read_text()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        self.log.close()
-        return code
-
-    def kill_hard(self) -> None:
-        """SIGKILL to every process of the node at once: no engine gets to finish anything."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-
-def _listening_port(pid: int) -> int | None:
-    """The TCP port a process listens on, from /proc (Linux): its socket inodes matched in /proc/net/tcp."""
-    try:
-        inodes = {
-            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
-            for fd in os.listdir(f"/proc/{pid}/fd")
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
-        }
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            parts = line.split()
-            if parts[3] == "0A" and parts[9] in inodes and parts[1].startswith("0100007F:"):
-                return int(parts[1].split(":")[1], 16)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return None
 
 
 def _seed(engine: Engine) -> str:
@@ -376,6 +280,13 @@ def test_nodes_share_the_work_and_every_page_reaches_the_provider_once(
                 select(func.count()).where(OutboxMessage.kind == "page", OutboxMessage.level.notin_([1, 2]))
             ).scalar()
             ids = set(session.scalars(select(Incident.id)))
+        if incidents != N:
+            with session_factory(engine)() as session:
+                twice = session.scalars(
+                    select(Incident.key).group_by(Incident.key).having(func.count() > 1).limit(3)
+                ).all()
+                ids = session.scalars(select(Incident.id).where(Incident.key.in_(twice))).all()
+            raise AssertionError(f"{incidents} incidents for {keys} keys: {_timelines(engine, list(ids))}")
         assert incidents == N and keys == N
         assert escalations == N
         assert dict(pages) == {1: N, 2: N}, "every due level fired exactly once per incident"

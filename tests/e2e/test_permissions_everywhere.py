@@ -68,7 +68,10 @@ class World:
 
 
 @pytest.fixture
-def world(ctx: AppContext, tmp_path: Path) -> Iterator[World]:
+def world(ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    # A rehearsal site: a test message is "sent" on a simulated channel, for every entry point.
+    ctx.settings.simulated_channels = ["all"]
+    monkeypatch.setenv("WATCHKEEPER_SIMULATED_CHANNELS", "all")
     stamp(ctx.db)
     url = ctx.db.url.render_as_string(hide_password=False)
     w = World(ctx, url, tmp_path)

@@ -124,8 +124,11 @@ def test_an_event_applied_twice_still_makes_one_incident(
         session.execute(update(IntakeEvent).values(status="pending", processed_at=None))
     drain(ctx)
     assert len(_incidents(ctx)) == 1
+    # Its receipt says it was applied: it is not applied again (not even counted as a repeat of the alert).
     with intake_store(ctx).sessions() as session:
-        assert session.scalars(select(IntakeEvent.outcome)).all() == ["deduplicated"]
+        assert session.scalars(select(IntakeEvent.outcome)).all() == ["triggered"]
+    with ctx.sessions() as session:
+        assert session.scalars(select(Incident.trigger_count)).all() == [1]
 
 
 def test_bad_events_are_not_queued(

@@ -294,3 +294,20 @@ def test_a_full_channel_takes_no_more_than_its_pool_and_the_rest_wait_unharmed(
     assert all(message(channels_ctx, i).status == "sent" for i in sms)
     assert sorted(gated.seen) == sorted(sms), "each message went to the provider exactly once"
     assert all(message(channels_ctx, i).attempts == 1 for i in sms)
+
+
+def test_a_backlog_drains_in_one_pass_at_the_rate_the_senders_allow(
+    channels_ctx: AppContext, fake_twilio: FakeTwilio
+) -> None:
+    """The defect: a pass claimed what the pools could take at that moment and then waited for the next tick,
+    so 10,000 messages due at once took minutes at about 33 a second. Now each finished send frees a slot the
+    next claim fills: one pass sends a backlog many times its pools' size."""
+    backlog = [add_message(channels_ctx, "sms", f"+2782444{n:04d}", f"Storm alert {n}") for n in range(600)]
+    capacity = dispatch.dispatcher_for(channels_ctx).capacity("sms")
+    assert len(backlog) > 5 * capacity
+
+    result = dispatch.dispatch_pass(channels_ctx, wait_seconds=120.0)
+
+    assert result["sent"] == len(backlog)
+    assert all(message(channels_ctx, i).status == "sent" for i in backlog)
+    assert len(fake_twilio.sent()) == len(backlog), "each reached Twilio once"

@@ -207,3 +207,21 @@ def test_install_default_templates_installs_all_three_languages_once(ctx: AppCon
         assert (
             render(session, "page", "sms", "zu", sample_context("page"))[1] == "Edited Pump station 7 offline"
         )
+
+
+def test_a_template_that_would_make_a_huge_message_or_loop_for_ever_is_refused_at_save() -> None:
+    from engine.templates import validate_template
+
+    huge = validate_template("page", "{{ summary * 500000 }}")
+    assert huge and "longer than 20000 characters" in huge[0]
+    loops = validate_template(
+        "page", "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}"
+    )
+    assert loops and "loops of more than 10000 items" in loops[0]
+    padded = validate_template("page", "{% for a in range(5000) %}{{ summary }}{% endfor %}")
+    assert padded and "would be" in padded[0] and "at most 20000" in padded[0]
+    power = validate_template("page", "{{ 9 ** 999999 }}")
+    assert power and "exponent" in power[0]
+    broken = validate_template("page", "{{ 1 // 0 }}")
+    assert broken and "ZeroDivisionError" in broken[0]
+    assert validate_template("page", "{% for a in range(3) %}{{ summary }} {% endfor %}") == []
