@@ -4,8 +4,8 @@ The passes are the same EngineRunner the console embeds. The HTTP server is uvic
 bound to settings.http_host (127.0.0.1 unless the operator says otherwise). SIGTERM or SIGINT stops the node
 gracefully: the HTTP server stops accepting, the runner finishes the pass in hand and releases its leases, the
 node's EngineNode row is marked stopped, and the process exits 0. A database that goes away while the node
-runs is retried with backoff; meanwhile the node reports itself degraded (EngineNode.status, /healthz 503) and
-keeps running.
+runs is tried again every half second (the log says so at a growing interval); meanwhile the node reports
+itself degraded (EngineNode.status, /healthz 503) and keeps running.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ from engine.service.queue import IntakeWorker, IntakeWriter
 
 log = logging.getLogger("watchkeeper.service")
 
-# How often the serve loop checks the database while all is well, and the backoff when it is not.
+# How often the serve loop checks the database while all is well and while it is away (a refused connection
+# costs nothing, and /healthz must be green within 2 s of the database coming back); the warning in the log
+# is repeated at a growing interval instead.
 CHECK_INTERVAL_SECONDS = 5.0
+RECHECK_LOST_SECONDS = 0.5
 BACKOFF_START_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -492,9 +495,10 @@ def _watch(
     runner: InProcessEngine | ForkedEngine,
     stop: threading.Event,
 ) -> None:
-    """Until stopped: check the database; on loss retry with backoff and report degraded, never exit."""
+    """Until stopped: check the database; on loss retry every half second and report degraded, never exit."""
     backoff = BACKOFF_START_SECONDS
     lost_since: float | None = None
+    next_warning = 0.0
     last_problems: list[str] = []
     while not stop.is_set():
         runner.check()
@@ -508,6 +512,7 @@ def _watch(
                 log.warning("database connection restored after %.0f s", time.monotonic() - lost_since)
                 lost_since = None
                 backoff = BACKOFF_START_SECONDS
+                next_warning = 0.0
             state.set_database(True)
             code, report = health(ctx, state)
             wanted = "running" if code == 200 else "degraded"
@@ -529,7 +534,9 @@ def _watch(
         if node.status != "degraded":
             runner.set_status("degraded")
             node.status = "degraded"  # written to the database as soon as it answers again
-        log.warning("database unreachable (%s); node degraded, retrying in %.0f s", error, backoff)
-        stop.wait(backoff)
+        if time.monotonic() >= next_warning:
+            log.warning("database unreachable (%s); node degraded, retrying", error)
+            next_warning = time.monotonic() + backoff
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+        stop.wait(RECHECK_LOST_SECONDS)
         state.wakeup.clear()
-        backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
