@@ -8,6 +8,7 @@ operator watches. `DetailWindow` pops an incident out into a window of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,10 @@ from PySide6.QtCore import (
     QRectF,
     QSettings,
     Qt,
+    QTimer,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QAction, QBrush, QColor, QFont, QGuiApplication, QKeySequence, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -92,6 +94,13 @@ class TimelineModel(QAbstractTableModel):
 
     def items(self) -> list[dict[str, Any]]:
         return list(self._items)
+
+    def refresh_deadlines(self) -> None:
+        """The time left on each deadline row (and its colour) changes every second."""
+        last = len(TIMELINE_COLUMNS) - 1
+        for n, item in enumerate(self._items):
+            if item["type"] == "deadline":
+                self.dataChanged.emit(self.index(n, 0), self.index(n, last))
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._items)
@@ -306,6 +315,10 @@ class IncidentDetail(QWidget):
         layout.addWidget(self.strip)
         layout.addWidget(self.table, 1)
         services.incidents_changed.connect(self._on_changed)
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self.tick)
+        self._tick.start()
 
     def show_incident(self, incident_id: int) -> None:
         self.incident_id = incident_id or None
@@ -342,15 +355,7 @@ class IncidentDetail(QWidget):
         policy = f" — policy {detail['policy']}" if detail.get("policy") else ""
         f["level"].setText(fmt.level_text(detail) + policy)
         f["paged"].setText(fmt.paged_text(detail))
-        for which in ("response", "resolution"):
-            state, text = fmt.sla_state(detail, which, now)
-            due = detail.get(f"{which}_due_at")
-            f[which].setText(f"{text}" + (f" (due {_local(due)})" if due else ""))
-            palette = current_palette()
-            color = (
-                palette.breached if state == fmt.BREACHED else palette.warning if state == fmt.WARNING else ""
-            )
-            f[which].setStyleSheet(f"color: {color}; font-weight: bold;" if color else "")
+        self._show_deadlines(now)
         reporter = " ".join(x for x in (detail.get("reporter_name"), detail.get("reporter_contact")) if x)
         f["reporter"].setText(f"{reporter} ({detail.get('reporter_language', 'en')})" if reporter else "—")
         self.details.setPlainText(detail.get("details") or "")
@@ -358,22 +363,121 @@ class IncidentDetail(QWidget):
         self.strip.set_data(detail, self.timeline.items(), now)
         self.loaded.emit(incident_id)
 
+    def _show_deadlines(self, now: datetime) -> None:
+        """The SLA countdowns, from the same clock as the board's, so the two never disagree."""
+        detail, palette = self.detail, current_palette()
+        for which in ("response", "resolution"):
+            state, text = fmt.sla_state(detail, which, now)
+            due = detail.get(f"{which}_due_at")
+            self.fields[which].setText(f"{text}" + (f" (due {_local(due)})" if due else ""))
+            color = (
+                palette.breached if state == fmt.BREACHED else palette.warning if state == fmt.WARNING else ""
+            )
+            style = f"color: {color}; font-weight: bold;" if color else ""
+            if self.fields[which].styleSheet() != style:  # a style sheet pass costs: only on change
+                self.fields[which].setStyleSheet(style)
+
+    def tick(self) -> None:
+        """Every second, like the board: countdowns and the deadline rows' time left move on."""
+        if not self.detail or not self.isVisible():
+            return
+        now = self.services.ctx.clock.now()
+        self._show_deadlines(now)
+        self.timeline.refresh_deadlines()
+        self.strip.set_data(self.detail, self.timeline.items(), now)
+
+
+# The pop-out's actions: (button text, key, what the board does with it).
+POP_OUT_ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("&Acknowledge", "A", "acknowledge"),
+    ("I'm on it", "W", "start_work"),
+    ("&Resolve…", "R", "resolve"),
+    ("&Escalate…", "E", "escalate"),
+    ("Re-assi&gn…", "G", "assign"),
+    ("&Note…", "N", "note"),
+)
+
 
 class DetailWindow(QMainWindow):
-    """An incident popped out into its own window; remembers where it was put."""
+    """An incident popped out into a window of its own, with the board's actions on it (the same keys, the
+    same questions before resolve and escalate) and Esc to close it. It opens on the screen, beside the main
+    window where there is room, and remembers where it was put."""
 
-    def __init__(self, services: ConsoleServices, incident_id: int, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        services: ConsoleServices,
+        incident_id: int,
+        parent: QWidget | None = None,
+        *,
+        act: Callable[[str, int], None] | None = None,
+        beside: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setWindowTitle(f"Incident #{incident_id} — Watchkeeper")
+        self.incident_id = incident_id
         self.detail = IncidentDetail(services, self, can_pop_out=False)
-        self.setCentralWidget(self.detail)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
+        if act is not None:
+            bar = QHBoxLayout()
+            bar.setContentsMargins(8, 6, 8, 0)
+            for text, key, name in POP_OUT_ACTIONS:
+                button = QPushButton(f"{text.replace('&', '')}  ({key})")
+                button.setObjectName(f"popout_{name}")
+                button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+                button.clicked.connect(lambda _c=False, n=name: act(n, self.incident_id))
+                bar.addWidget(button)
+                shortcut = QAction(self)
+                shortcut.setShortcut(QKeySequence(key))
+                shortcut.triggered.connect(lambda _c=False, n=name: act(n, self.incident_id))
+                self.addAction(shortcut)
+            bar.addStretch(1)
+            layout.addLayout(bar)
+        layout.addWidget(self.detail, 1)
+        self.setCentralWidget(body)
+        close = QAction(self)
+        close.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        close.triggered.connect(self.close)
+        self.addAction(close)
         geometry = QSettings().value("layout/detail_window")
         if geometry is not None:
             self.restoreGeometry(geometry)  # type: ignore[arg-type]
         else:
             self.resize(900, 640)
+            self._place_beside(beside)
+        self._placed = False
         self.detail.show_incident(incident_id)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._placed:  # the frame's size is known only once shown
+            self._placed = True
+            self._keep_on_screen()
+
+    def _place_beside(self, beside: QWidget | None) -> None:
+        """Right of the main window when the screen has room, else over its right-hand side."""
+        if beside is None:
+            return
+        frame = beside.frameGeometry()
+        self.move(frame.right() + 8, frame.top())
+
+    def _keep_on_screen(self) -> None:
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        room = screen.availableGeometry()
+        frame = self.frameGeometry()
+        extra_w, extra_h = frame.width() - self.width(), frame.height() - self.height()
+        width, height = min(frame.width(), room.width()), min(frame.height(), room.height())
+        self.resize(width - extra_w, height - extra_h)
+        x = min(max(frame.x(), room.left()), room.right() - width + 1)
+        y = min(max(frame.y(), room.top()), room.bottom() - height + 1)
+        self.move(x, y)  # move() places the frame's top-left corner
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 6000)
 
     def closeEvent(self, event: Any) -> None:
         QSettings().setValue("layout/detail_window", self.saveGeometry())

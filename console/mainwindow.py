@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 KEYS_HELP = """<b>Board keys</b> (while the table has the focus)<br>
-A acknowledge · R resolve · E escalate to the next level · Shift+E escalate to a chosen level ·
-G re-assign · N add a note · Delete cancel with a reason · Enter open the detail · P pop the detail out ·
-↑/↓ PgUp/PgDn Home/End move · Shift+↑/↓ select several<br><br>
+A acknowledge · W I'm on it · R resolve (asks: R again) · E escalate to the next level (asks: E again) ·
+Shift+E escalate to a chosen level · G re-assign · N add a note · Delete cancel with a reason ·
+Enter open the detail · P pop the detail out (same keys there, Esc closes) ·
+↑/↓ PgUp/PgDn move · Home/End first/last row · Shift+↑/↓ select several<br><br>
 <b>Anywhere</b><br>
 Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
 Ctrl+1…5 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
@@ -423,12 +424,18 @@ class MainWindow(QMainWindow):
 
     def open_detail(self, incident_id: int, pop_out: bool) -> None:
         if pop_out:
-            window = DetailWindow(self.services, incident_id)
-            window.destroyed.connect(
-                lambda _o=None, w=window: (
-                    self._detail_windows.remove(w) if w in self._detail_windows else None
-                )
-            )
+            window = DetailWindow(self.services, incident_id, act=self.board.act_on, beside=self)
+
+            def relay(text: str, _error: bool, w: DetailWindow = window) -> None:
+                w.show_message(text)  # what the pop-out's own keys did, in its own status bar
+
+            def gone(_o: object = None, w: DetailWindow = window) -> None:
+                self.board.message.disconnect(relay)
+                if w in self._detail_windows:
+                    self._detail_windows.remove(w)
+
+            self.board.message.connect(relay)
+            window.destroyed.connect(gone)
             self._detail_windows.append(window)
             window.show()
             return

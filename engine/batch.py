@@ -32,8 +32,8 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from engine import contacts, paging, receipts
 from engine import escalation as esc_mod
-from engine import paging, receipts
 from engine.claims import insert_ignore
 from engine.context import AppContext
 from engine.db import retrying, write_session
@@ -414,7 +414,18 @@ class _Item:
     values: dict[str, Any]  # the incident columns that need no database
 
 
-def _validate(req: TriggerRequest, where: str) -> _Item:
+def _reporter_contact(raw: str, region: str, where: str) -> str:
+    """A reporter's phone number (E.164, read in the site's phone region) or e-mail address: the same rule as
+    every other phone field, so the console, the command line and the REST API store one form."""
+    try:
+        return contacts.normalise_email(raw) if "@" in raw else contacts.normalise_phone(raw, region)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"{exc}: give a phone number or an e-mail address", where=where, field="reporter_contact"
+        ) from None
+
+
+def _validate(req: TriggerRequest, where: str, region: str) -> _Item:
     summary = _text(req.summary, "summary", limit=1024, required=True, where=where)
     severity = _text(req.severity, "severity", limit=16, where=where).lower()
     if severity not in SEVERITIES:
@@ -430,6 +441,8 @@ def _validate(req: TriggerRequest, where: str) -> _Item:
     key = _text(req.key, "key", limit=255, where=where)
     language = _text(req.reporter_language, "reporter_language", limit=8, where=where) or "en"
     contact = _text(req.reporter_contact, "reporter_contact", limit=320, where=where) or None
+    if contact is not None:
+        contact = _reporter_contact(contact, region, where)
     reporter = _text(req.reporter_name, "reporter_name", limit=200, where=where) or None
     if req.custom is not None and not isinstance(req.custom, dict):
         raise ValidationError("must be a mapping", where=where, field="custom")
@@ -811,7 +824,8 @@ def trigger_many(
     is touched: an invalid one raises ValidationError naming the item ("item 3: summary: …") and nothing is
     stored; an unknown policy or team raises NotFound naming the item, and nothing is stored either.
     Durable when it returns (committed). `name_items=False` keeps the messages of a single call unprefixed."""
-    items = [_validate(req, f"item {i}" if name_items else "") for i, req in enumerate(requests)]
+    region = ctx.settings.phone_region
+    items = [_validate(req, f"item {i}" if name_items else "", region) for i, req in enumerate(requests)]
     if not items:
         return []
     now = ctx.clock.now()

@@ -31,6 +31,7 @@ from engine.models import (
     Person,
     Policy,
     SlaConfig,
+    SystemSetting,
     Team,
 )
 from engine.settings import Settings
@@ -345,10 +346,18 @@ def board_choices(session: Session) -> dict[str, list[str]]:
     sites |= {s for s in session.scalars(select(distinct(SlaConfig.site))) if s}
     categories = {c for c in session.scalars(select(distinct(Incident.category))) if c}
     categories |= {c for c in session.scalars(select(distinct(SlaConfig.category))) if c}
+    stored = session.scalar(select(SystemSetting.value).where(SystemSetting.name == "default_policy"))
+    default_policy = str(stored.get("policy") or "") if isinstance(stored, dict) else ""
+    people = session.execute(
+        select(Person.handle, Person.name).where(Person.active).order_by(Person.name, Person.handle)
+    ).all()
     return {
         "policies": list(session.scalars(select(Policy.name).where(Policy.enabled).order_by(Policy.name))),
+        # The centre's default policy first in New incident; [] when none is set.
+        "default_policy": [default_policy] if default_policy else [],
         "teams": list(session.scalars(select(Team.handle).order_by(Team.handle))),
-        "people": list(session.scalars(select(Person.handle).where(Person.active).order_by(Person.handle))),
+        "people": [p.handle for p in people],
+        "people_names": [p.name for p in people],  # beside "people", in the same order
         "sites": sorted(sites),
         "categories": sorted(categories | {"general"}),
     }

@@ -172,8 +172,9 @@ class ConfigValidationError(ValidationError):
 
 
 class _Collector:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, region: str = contacts.DEFAULT_REGION) -> None:
         self.source = source
+        self.region = region  # where phone numbers without a country code are read (settings.phone_region)
         self.errors: list[Issue] = []
         self.warnings: list[Issue] = []
 
@@ -708,7 +709,7 @@ def _read_person(ck: _Collector, data: Any, path: str) -> _Item | None:
                 r.error(key, f"write the number as text in quotes, e.g. '+{raw}'")
             else:
                 try:
-                    number = contacts.normalise_phone(raw)
+                    number = contacts.normalise_phone(raw, ck.region)
                 except ValidationError as exc:
                     r.error(key, str(exc))
         spec[key] = number
@@ -987,7 +988,7 @@ def _read_target(
         # "voice:+27…" asks for a call instead of an SMS (engine.targets); keep that, normalise the number.
         voice = identifier.lower().startswith("voice:")
         try:
-            identifier = contacts.normalise_phone(identifier[6:] if voice else identifier)
+            identifier = contacts.normalise_phone(identifier[6:] if voice else identifier, ck.region)
         except ValidationError as exc:
             t.error("identifier", str(exc))
         else:
@@ -2299,10 +2300,10 @@ def _write(
     return result
 
 
-def _bundle_from_texts(texts: Sequence[tuple[str, str]]) -> _Bundle:
+def _bundle_from_texts(texts: Sequence[tuple[str, str]], region: str) -> _Bundle:
     bundle = _Bundle()
     for source, text in texts:
-        ck = _Collector(source)
+        ck = _Collector(source, region)
         bundle.collectors.append(ck)
         data = parse_document(text, source, ck)
         if not ck.errors:
@@ -2317,7 +2318,7 @@ def import_text(
     """Import one document given as text; `source_name` names it in messages (and its suffix picks JSON).
 
     With dry_run, everything is checked and counted but nothing is kept."""
-    bundle = _bundle_from_texts([(source_name, text)])
+    bundle = _bundle_from_texts([(source_name, text)], ctx.settings.phone_region)
     return _write(ctx, bundle, "config_imported", actor, [source_name], dry_run=dry_run)
 
 
@@ -2339,7 +2340,7 @@ def import_files(
             missing.append(Issue(str(path), None, "", "is not UTF-8 text"))
     if missing:
         raise ConfigValidationError(missing)
-    bundle = _bundle_from_texts(texts)
+    bundle = _bundle_from_texts(texts, ctx.settings.phone_region)
     return _write(ctx, bundle, "config_imported", actor, [s for s, _ in texts], dry_run=dry_run)
 
 
@@ -2375,7 +2376,7 @@ def save_objects(
     Raises ConfigValidationError (its `issues` list every problem, with the object's path); with dry_run
     the objects are only checked, which an editor can do before it enables its Save button."""
     _check_kind(kind)
-    ck = _Collector("")
+    ck = _Collector("", ctx.settings.phone_region)
     bundle = _Bundle(collectors=[ck])
     if not isinstance(objects, list):
         raise ValidationError(f"expected a list of {kind}")

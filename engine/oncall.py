@@ -246,3 +246,30 @@ def describe(shift: Shift) -> dict[str, Any]:
         "end": shift.end.isoformat(),
         "source": shift.source,
     }
+
+
+def on_call_now(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """For each schedule: who is on call now and until when, and who comes next and from when (the board's
+    "On call" strip, `watchkeeper oncall`). Names, not ids: this is what an operator reads."""
+    from engine.models import Person  # here: the models module imports nothing from this one, keep it so
+
+    names = dict(session.execute(select(Person.id, Person.name)).tuples().all())
+    out: list[dict[str, Any]] = []
+    for schedule_id, handle, title in session.execute(
+        select(Schedule.id, Schedule.handle, Schedule.name).order_by(Schedule.name)
+    ).tuples():
+        shifts = upcoming_shifts(session, schedule_id, now, 8)
+        current = [s for s in shifts if s.start <= now < s.end]
+        later = [s for s in shifts if s.start > now]
+        following = [s for s in later if s.start == later[0].start] if later else []
+        out.append(
+            {
+                "schedule": handle,
+                "name": title,
+                "now": [names.get(s.person_id, f"#{s.person_id}") for s in current],
+                "until": min((s.end for s in current), default=None),
+                "next": [names.get(s.person_id, f"#{s.person_id}") for s in following],
+                "next_from": following[0].start if following else None,
+            }
+        )
+    return out

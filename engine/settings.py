@@ -110,6 +110,8 @@ class Settings:
     retention_days: int = 365
     default_language: str = "en"
     default_timezone: str = "Africa/Johannesburg"
+    # Where a phone number typed without a country code is read (every phone field: people, reporters).
+    phone_region: str = "ZA"
 
     source: Path | None = field(default=None, repr=False, compare=False)
 
@@ -137,6 +139,14 @@ class Settings:
 
 def _coerce(name: str, raw: Any, example: Any, origin: str) -> Any:
     value = _convert(name, raw, example, origin)
+    if name == "phone_region":
+        import phonenumbers
+
+        value = str(value).strip().upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise SettingsError(
+                f"{origin}: setting {name!r}: {raw!r} is not a two-letter country code such as ZA or GB"
+            )
     if name in CHOICES:
         if name == "log_level":
             value = str(value).upper()

@@ -12,8 +12,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence, QPaintEvent
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSettings,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeyEvent, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -49,6 +59,15 @@ STATUS_PRESETS: list[tuple[str, dict[str, Any]]] = [
     ("Closed", {"statuses": ("resolved", "cancelled"), "show_closed": True}),
 ]
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
+_ROW_ENDS = (QAbstractItemView.CursorAction.MoveHome, QAbstractItemView.CursorAction.MoveEnd)
+_MOVEMENT_KEYS = {
+    Qt.Key.Key_Home,
+    Qt.Key.Key_End,
+    Qt.Key.Key_Up,
+    Qt.Key.Key_Down,
+    Qt.Key.Key_PageUp,
+    Qt.Key.Key_PageDown,
+}
 
 
 def _dialogs() -> Any:
@@ -86,6 +105,32 @@ class BoardView(QTableView):
             self.activated_row.emit()
             return
         super().keyPressEvent(event)
+
+    def moveCursor(
+        self, cursorAction: QAbstractItemView.CursorAction, modifiers: Qt.KeyboardModifier
+    ) -> QModelIndex:
+        """Home and End go to the first and last row (Qt's table moves along the row instead)."""
+        model = self.model()
+        if model is not None and model.rowCount() and cursorAction in _ROW_ENDS:
+            row = 0 if cursorAction == _ROW_ENDS[0] else model.rowCount() - 1
+            return model.index(row, max(0, self.currentIndex().column()))
+        return super().moveCursor(cursorAction, modifiers)
+
+    def selectionCommand(
+        self, index: QModelIndex | QPersistentModelIndex, event: QEvent | None = None
+    ) -> QItemSelectionModel.SelectionFlag:
+        """Ctrl with a movement key moves the highlight with the cursor. Qt's extended selection would move
+        only the cursor and leave the old row highlighted: the detail would show one incident while the
+        next key acts on another."""
+        if (
+            isinstance(event, QKeyEvent)
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() in _MOVEMENT_KEYS
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+            and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            return QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        return super().selectionCommand(index, event)
 
 
 class BoardWidget(QWidget):
@@ -272,6 +317,7 @@ class BoardWidget(QWidget):
         self.view.doubleClicked.connect(lambda _i: self._open_current(False))
         self.view.activated_row.connect(lambda: self._open_current(False))
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
+        self.view.selectionModel().selectionChanged.connect(self._keep_current_highlighted)
         # The count follows the rows once per event-loop turn, not once per inserted run of rows.
         self._count_timer = QTimer(self)
         self._count_timer.setSingleShot(True)
@@ -354,12 +400,22 @@ class BoardWidget(QWidget):
             act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             act.triggered.connect(lambda _c=False, s=slot: s())
             self.addAction(act)
-        for line in (self.search, self.command):
-            esc = QAction(line)
-            esc.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-            esc.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-            esc.triggered.connect(self.view.setFocus)
-            line.addAction(esc)
+        # Esc from anywhere on the board (search, command line, a filter) goes back to the table, where the
+        # letter keys act; an open pick list takes the first Esc itself and closes.
+        esc = QAction(self)
+        esc.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        esc.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        esc.triggered.connect(self.back_to_table)
+        self.addAction(esc)
+        # A filter chosen with the mouse or the keyboard hands the focus back to the table: a pick list that
+        # kept it would take the next A as "Acknowledged / in progress" instead of an acknowledgement.
+        for combo in (self.status_filter, self.site_filter, self.team_filter, self.views):
+            combo.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            combo.activated.connect(lambda _i: self.back_to_table())
+        for control in (self.mine, self.severity_button, *self.buttons.values()):
+            control.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.mine.clicked.connect(lambda _c=False: self.back_to_table())
+        self.severity_button.menu().triggered.connect(lambda _a: self.back_to_table())
 
     def _repaint_clock(self) -> None:
         """Countdowns change every second, the row tint only slowly: repaint the age and SLA columns each
@@ -399,6 +455,24 @@ class BoardWidget(QWidget):
         self.view.scrollTo(index)
         return True
 
+    def back_to_table(self) -> None:
+        self.view.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def _keep_current_highlighted(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        """The row with the cursor (what the detail shows) is always one of the highlighted rows, and
+        something is highlighted whenever there is a cursor: actions take the highlighted rows."""
+        selection = self.view.selectionModel()
+        current = self.view.currentIndex()
+        if not current.isValid():
+            return
+        rows = selection.selectedRows()
+        if not rows:
+            selection.select(
+                current, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+            )
+        elif not selection.isRowSelected(current.row(), QModelIndex()):
+            selection.setCurrentIndex(rows[-1], QItemSelectionModel.SelectionFlag.NoUpdate)
+
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
         incident_id = self.model.incident_id(current)
         self.current_changed.emit(incident_id or 0)
@@ -418,17 +492,51 @@ class BoardWidget(QWidget):
 
     # -- actions ----------------------------------------------------------------------------------------------
 
-    def acknowledge_selected(self) -> None:
-        self.actions_.acknowledge(self.selected_ids())
+    def _ids(self, ids: list[int] | None) -> list[int]:
+        """The incidents an action is for: those given (a pop-out's), else the highlighted rows."""
+        return self.selected_ids() if ids is None else ids
 
-    def resolve_selected(self) -> None:
-        self.actions_.resolve(self.selected_ids())
+    def acknowledge_selected(self, ids: list[int] | None = None) -> None:
+        self.actions_.acknowledge(self._ids(ids))
 
-    def start_work_selected(self) -> None:
-        self.actions_.start_work(self.selected_ids())
+    def _named(self, ids: list[int]) -> str:
+        """ "#7 Smoke at Block C" for one incident, "#7, #9 and #12" for several: what a question names."""
+        if len(ids) == 1:
+            row = self.model.row_for_id(ids[0]) or {}
+            return f"#{ids[0]} {row.get('summary', '')}".strip()
+        numbers = [f"#{i}" for i in ids]
+        return ", ".join(numbers[:-1]) + f" and {numbers[-1]}"
 
-    def escalate_selected(self, choose: bool = False) -> None:
-        ids = self.selected_ids()
+    def _confirmed(self, ids: list[int], verb: str, key: str, question: str, keep: str) -> bool:
+        """Resolve and escalate cannot be taken back (pages go out at once; a re-opened incident starts its
+        escalation again), so the key asks once more: the same key or Enter confirms."""
+        if not ids:
+            return True  # the action itself says "select an incident first"
+        numbers = ", ".join(f"#{i}" for i in ids)
+        dialog = _dialogs().ConfirmDialog(
+            f"{verb} {numbers}?",
+            question,
+            key=key,
+            confirm_text=f"{verb} {numbers}",
+            keep_text=keep,
+            parent=self,
+        )
+        if self.ask(dialog):
+            return True
+        self.message.emit(f"{verb}: nothing done — {numbers} unchanged", False)
+        return False
+
+    def resolve_selected(self, ids: list[int] | None = None) -> None:
+        ids = self._ids(ids)
+        question = f"Resolve {self._named(ids)}? Paging for it stops."
+        if self._confirmed(ids, "Resolve", "R", question, "Keep it open"):
+            self.actions_.resolve(ids)
+
+    def start_work_selected(self, ids: list[int] | None = None) -> None:
+        self.actions_.start_work(self._ids(ids))
+
+    def escalate_selected(self, choose: bool = False, ids: list[int] | None = None) -> None:
+        ids = self._ids(ids)
         level = None
         if choose and ids:
             row = self.model.row_for_id(ids[0]) or {}
@@ -436,30 +544,45 @@ class BoardWidget(QWidget):
             if not self.ask(dialog):
                 return
             level = dialog.chosen()
+        elif not self._confirmed(
+            ids,
+            "Escalate",
+            "E",
+            f"Escalate {self._named(ids)} to the next level now? Its people are paged at once.",
+            "Don't escalate",
+        ):
+            return
         self.actions_.escalate(ids, level)
 
-    def note_selected(self) -> None:
-        ids = self.selected_ids()
+    def note_selected(self, ids: list[int] | None = None) -> None:
+        ids = self._ids(ids)
         if not ids:
             self.message.emit("Add note: select an incident first", True)
             return
-        dialog = _dialogs().TextPrompt("Add note", f"Note for {', '.join(f'#{i}' for i in ids)}:", self)
+        dialog = _dialogs().TextPrompt(
+            "Add note", f"Note for {self._named(ids)}:", self, accept_text="Add note", reject_text="Back"
+        )
         if self.ask(dialog):
             self.actions_.add_note(ids, dialog.value())
 
-    def cancel_selected(self) -> None:
-        ids = self.selected_ids()
+    def cancel_selected(self, ids: list[int] | None = None) -> None:
+        ids = self._ids(ids)
         if not ids:
             self.message.emit("Cancel: select an incident first", True)
             return
+        numbers = ", ".join(f"#{i}" for i in ids)
         dialog = _dialogs().TextPrompt(
-            "Cancel incident", f"Why cancel {', '.join(f'#{i}' for i in ids)}?", self
+            "Cancel incident",
+            f"Why cancel {self._named(ids)}? Paging for it stops and it leaves the board.",
+            self,
+            accept_text=f"Cancel incident {numbers}",
+            reject_text="Keep the incident",
         )
         if self.ask(dialog):
             self.actions_.cancel(ids, dialog.value())
 
-    def assign_selected(self) -> None:
-        ids = self.selected_ids()
+    def assign_selected(self, ids: list[int] | None = None) -> None:
+        ids = self._ids(ids)
         if not ids:
             self.message.emit("Re-assign: select an incident first", True)
             return
@@ -472,7 +595,9 @@ class BoardWidget(QWidget):
             self.actions_.assign(ids, **values)
 
     def new_incident(self, summary: str = "") -> None:
-        dialog = _dialogs().NewIncidentDialog(self.choices, self, summary=summary)
+        dialog = _dialogs().NewIncidentDialog(
+            self.choices, self, summary=summary, phone_region=self.services.ctx.settings.phone_region
+        )
         if self.ask(dialog):
             self.actions_.trigger(dialog.values())
 
@@ -514,6 +639,18 @@ class BoardWidget(QWidget):
             self.search.setText(command.text)
         elif command.action == "new":
             self.new_incident(command.text)
+
+    def act_on(self, name: str, incident_id: int) -> None:
+        """An action asked for from elsewhere (a popped-out incident): the same path as the board's keys."""
+        actions: dict[str, Callable[[list[int]], None]] = {
+            "acknowledge": self.acknowledge_selected,
+            "start_work": self.start_work_selected,
+            "resolve": self.resolve_selected,
+            "escalate": lambda ids: self.escalate_selected(ids=ids),
+            "assign": self.assign_selected,
+            "note": self.note_selected,
+        }
+        actions[name]([incident_id])
 
     def _on_done(self, text: str, ids: list[int]) -> None:
         self.message.emit(text, False)
@@ -568,7 +705,16 @@ class BoardWidget(QWidget):
         self.load_choices()
 
     def load_choices(self) -> None:
-        self.services.worker.submit(lambda s: board.board_choices(s), self._set_choices, lambda _e: None)
+        now = self.services.ctx.clock.now()
+
+        def job(session: Any) -> dict[str, list[str]]:
+            from engine import oncall
+
+            choices = board.board_choices(session)
+            choices["on_call"] = sorted({n for s in oncall.on_call_now(session, now) for n in s["now"]})
+            return choices
+
+        self.services.worker.submit(job, self._set_choices, lambda _e: None)
 
     def _set_choices(self, choices: dict[str, list[str]]) -> None:
         self.choices = choices

@@ -56,6 +56,20 @@ def services(ctx: AppContext, operator: SignedIn, qapp: Any) -> Iterator[Console
     svc.shutdown()
 
 
+def show_board(qtbot: Any, services: ConsoleServices, *, active: bool = False) -> Any:
+    """A board on the screen, loaded; `active` makes its window the active one, as an operator's is."""
+    from console.board.widget import BoardWidget
+
+    widget = BoardWidget(services)
+    qtbot.addWidget(widget)
+    widget.resize(1400, 600)
+    widget.show()
+    if active:
+        widget.activateWindow()
+    qtbot.waitUntil(lambda: widget.feed.is_loaded, timeout=5000)
+    return widget
+
+
 def add_incident(
     sessions: sessionmaker[Session],
     now: datetime,

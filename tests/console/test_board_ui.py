@@ -19,7 +19,7 @@ from console.services import ConsoleServices
 from engine import api
 from engine.context import AppContext
 from engine.models import Event, Incident
-from tests.console.conftest import add_incident, change_incident
+from tests.console.conftest import add_incident, change_incident, show_board
 
 
 @pytest.fixture
@@ -29,12 +29,8 @@ def db(sqlite_db: Engine) -> Engine:
 
 
 def _board(qtbot: QtBot, services: ConsoleServices) -> BoardWidget:
-    widget = BoardWidget(services)
-    qtbot.addWidget(widget)
-    widget.resize(1400, 600)
-    widget.show()
-    qtbot.waitUntil(lambda: widget.feed.is_loaded, timeout=5000)
-    return widget
+    board: BoardWidget = show_board(qtbot, services)
+    return board
 
 
 def test_the_board_model_passes_the_model_tester_through_changes_and_filters(
