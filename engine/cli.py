@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import cli_work
 from engine.errors import WatchkeeperError
 from engine.permissions import ADM, Action, Identity
 from engine.settings import Settings, load_settings
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--hours", type=_positive_int, default=12, metavar="N", help="the shift's length (default 12)"
     )
+    cli_work.add_parsers(add, common, json_flag)
     return parser
 
 
@@ -1670,6 +1672,7 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "audit": Runner.cmd_audit,
     "switches": Runner.cmd_switches,
     "handover": Runner.cmd_handover,
+    **cli_work.COMMANDS,
 }
 
 

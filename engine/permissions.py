@@ -46,6 +46,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     VIEW_REPORTS = "view_reports"
     HANDOVER = "handover"
+    NOTIFICATIONS = "notifications"
     CHANGE_OWN_PASSWORD = "change_own_password"
     VIEW_CONFIGURATION = "view_configuration"
     EDIT_CONFIGURATION = "edit_configuration"
@@ -117,6 +118,14 @@ RULES: tuple[Rule, ...] = (
         "File → Sign out, File → Handover",
         "`handover`",
         "`GET`/`POST /api/handover`",
+    ),
+    Rule(
+        Action.NOTIFICATIONS,
+        OP,
+        "see one's own and one's role's notifications and mark them read",
+        "",
+        "`notifications`",
+        "`/api/notifications`",
     ),
     Rule(
         Action.CHANGE_OWN_PASSWORD,
