@@ -33,6 +33,52 @@ def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argp
     rp.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
     rp.add_argument("--all", action="store_true", help="mark every unread notification read")
 
+    p = add("items", "workflow items: steps with a time limit (reminded at 1x, escalated to a role at 2x)")
+    i_sub = p.add_subparsers(dest="items_command", metavar="ACTION", required=True)
+    ip = i_sub.add_parser(
+        "list",
+        help="open items, soonest due first (or --status done|expired|all)",
+        parents=[common, json_flag],
+    )
+    ip.add_argument("--status", choices=["open", "done", "expired", "all"], default="open")
+    whose = ip.add_mutually_exclusive_group()
+    whose.add_argument("--mine", action="store_true", help="only the items assigned to you")
+    whose.add_argument("--assignee", metavar="HANDLE", help="only the items assigned to this person")
+    ip.add_argument("--limit", type=_positive_int, default=100, metavar="N")
+    ip = i_sub.add_parser("add", help="add an item, started now", parents=[common, json_flag])
+    ip.add_argument("title", metavar="TITLE")
+    ip.add_argument(
+        "--time-limit",
+        required=True,
+        type=parse_duration,
+        metavar="DURATION",
+        help="e.g. 90s, 15m, 2h (a bare number is minutes)",
+    )
+    ip.add_argument("--incident", metavar="ID", help="the incident it belongs to (id or key)")
+    ip.add_argument("--assignee", metavar="HANDLE", help="a person's handle, or 'me' (your linked person)")
+    ip.add_argument(
+        "--escalate-to",
+        choices=["operator", "supervisor", "admin"],
+        default="supervisor",
+        help="the role told at twice the time limit (default supervisor)",
+    )
+    ip = i_sub.add_parser("assign", help="give an open item to a person", parents=[common, json_flag])
+    ip.add_argument("id", type=_positive_int, metavar="ID")
+    ip.add_argument("assignee", metavar="HANDLE", help="a person's handle, or 'me'")
+    ip = i_sub.add_parser("done", help="mark an open item done", parents=[common, json_flag])
+    ip.add_argument("id", type=_positive_int, metavar="ID")
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '2h' (or a bare number of minutes) as seconds; argparse reports anything else."""
+    raw = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(raw[-1:], 0)
+    number = raw[:-1] if scale else raw
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m or 2h")
+    return int(number) * (scale or 60)
+
 
 def _positive_int(text: str) -> int:
     from engine.cli import _positive_int as parse
@@ -98,4 +144,77 @@ def cmd_notifications(runner: Runner) -> int:
     return runner.with_context("notifications", "engine.inbox", "inbox", run)
 
 
-COMMANDS: dict[str, Callable[[Runner], int]] = {"notifications": cmd_notifications}
+ITEM_COLUMNS = (
+    ("id", "ID"),
+    ("status", "STATUS"),
+    ("due_at", "DUE"),
+    ("assignee", "ASSIGNEE"),
+    ("incident_id", "INCIDENT"),
+    ("escalate_to_role", "THEN"),
+    ("title", "TITLE"),
+)
+
+
+def cmd_items(runner: Runner) -> int:
+    args = runner.args
+
+    def run(_fn: Any, ctx: Any) -> int:
+        from engine import items
+        from engine.cli import _ref, format_table
+        from engine.db import read_session
+
+        who = runner.authorized(ctx, Action.WORKFLOW_ITEMS)
+        action = args.items_command
+        if action == "list":
+            if args.mine and who.person_id is None:
+                raise ValidationError(f"{who.label} is not linked to a person record", field="--mine")
+            with read_session(ctx.sessions) as session:
+                assignee_id = who.person_id if args.mine else None
+                if args.assignee:
+                    assignee_id = items.person_id(session, args.assignee)
+                rows = items.list_items(
+                    session,
+                    status=None if args.status == "all" else args.status,
+                    assignee_id=assignee_id,
+                    limit=args.limit,
+                )
+            data = [r.as_dict() for r in rows]
+            if args.json:
+                _print_json(data, runner.out)
+            else:
+                runner.out.write((format_table(data, ITEM_COLUMNS) if data else "no workflow items") + "\n")
+            return 0
+        if action == "add":
+            done = items.create_item(
+                ctx,
+                who,
+                title=args.title,
+                time_limit_seconds=args.time_limit,
+                incident=_ref(args.incident) if args.incident else None,
+                assignee=_handle(ctx, who, args.assignee),
+                escalate_to_role=args.escalate_to,
+            )
+            said = f"workflow item {done.id} added, due {done.due_at:%Y-%m-%d %H:%M} UTC"
+        elif action == "assign":
+            done = items.assign_item(ctx, who, args.id, str(_handle(ctx, who, args.assignee)))
+            said = f"workflow item {done.id} assigned to {done.assignee_name}"
+        else:
+            done = items.complete_item(ctx, who, args.id)
+            said = f"workflow item {done.id} done"
+        if args.json:
+            _print_json(done.as_dict(), runner.out)
+        else:
+            runner.out.write(said + "\n")
+        return 0
+
+    return runner.with_context("items", "engine.items", "create_item", run)
+
+
+def _handle(ctx: Any, who: Any, handle: str | None) -> str | None:
+    """A person's handle; 'me' is the person the signed-in account is linked to."""
+    from engine.cli import _my_person
+
+    return _my_person(ctx, who) if handle == "me" else handle
+
+
+COMMANDS: dict[str, Callable[[Runner], int]] = {"notifications": cmd_notifications, "items": cmd_items}

@@ -47,6 +47,7 @@ class Action(StrEnum):
     VIEW_REPORTS = "view_reports"
     HANDOVER = "handover"
     NOTIFICATIONS = "notifications"
+    WORKFLOW_ITEMS = "workflow_items"
     CHANGE_OWN_PASSWORD = "change_own_password"
     VIEW_CONFIGURATION = "view_configuration"
     EDIT_CONFIGURATION = "edit_configuration"
@@ -126,6 +127,14 @@ RULES: tuple[Rule, ...] = (
         "",
         "`notifications`",
         "`/api/notifications`",
+    ),
+    Rule(
+        Action.WORKFLOW_ITEMS,
+        OP,
+        "see, add, re-assign and complete workflow items",
+        "",
+        "`items`",
+        "`/api/items`",
     ),
     Rule(
         Action.CHANGE_OWN_PASSWORD,

@@ -50,6 +50,10 @@ class WorkRoutes:
         r.add("GET", "/api/notifications", self.notifications)
         r.add("POST", "/api/notifications/read-all", self.read_all)
         r.add("POST", "/api/notifications/{id}/read", self.read_one)
+        r.add("GET", "/api/items", self.items)
+        r.add("POST", "/api/items", self.add_item)
+        r.add("POST", "/api/items/{id}/assign", self.assign_item)
+        r.add("POST", "/api/items/{id}/complete", self.complete_item)
 
     # -- notifications -------------------------------------------------------------------------------
 
@@ -80,3 +84,66 @@ class WorkRoutes:
         who = self.app._authorise(request, Action.NOTIFICATIONS)
         self.app._optional_json(request)
         return Response.json({"marked_read": inbox.mark_all_read(self.app.ctx, who)})
+
+    # -- workflow items ------------------------------------------------------------------------------
+
+    def items(self, request: Request) -> Response:
+        from engine import items
+        from engine.db import read_session
+
+        self.app._authorise(request, Action.WORKFLOW_ITEMS)
+        q = request.query
+        status = q.get("status", "open")
+        if status not in (*items.STATUSES, "all"):
+            raise HttpError(400, "'status' must be open, done, expired or all")
+        assignee = q.get("assignee", "").strip()
+        with read_session(self.app.ctx.sessions) as session:
+            assignee_id = items.person_id(session, assignee) if assignee else None
+            rows = items.list_items(
+                session,
+                status=None if status == "all" else status,
+                assignee_id=assignee_id,
+                limit=_limit(q, most=1000),
+            )
+        return Response.json({"items": [r.as_dict() for r in rows], "count": len(rows)})
+
+    def add_item(self, request: Request) -> Response:
+        from engine import items
+
+        who = self.app._authorise(request, Action.WORKFLOW_ITEMS)
+        data = self.app._body(request)
+        unknown = sorted(
+            set(data) - {"title", "time_limit_seconds", "incident", "assignee", "escalate_to_role"}
+        )
+        if unknown:
+            raise HttpError(400, "unknown fields: " + ", ".join(unknown))
+        limit = data.get("time_limit_seconds")
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise HttpError(400, "'time_limit_seconds' must be a whole number")
+        incident = data.get("incident")
+        if incident is not None and (isinstance(incident, bool) or not isinstance(incident, int | str)):
+            raise HttpError(400, "'incident' must be an incident id or key")
+        done = items.create_item(
+            self.app.ctx,
+            who,
+            title=self.app._text_field(data, "title", required=True),
+            time_limit_seconds=limit,
+            incident=incident,
+            assignee=self.app._text_field(data, "assignee") or None,
+            escalate_to_role=self.app._text_field(data, "escalate_to_role") or "supervisor",
+        )
+        return Response.json(done.as_dict(), status=201)
+
+    def assign_item(self, request: Request) -> Response:
+        from engine import items
+
+        who = self.app._authorise(request, Action.WORKFLOW_ITEMS)
+        assignee = self.app._text_field(self.app._body(request), "assignee", required=True)
+        return Response.json(items.assign_item(self.app.ctx, who, _id(request), assignee).as_dict())
+
+    def complete_item(self, request: Request) -> Response:
+        from engine import items
+
+        who = self.app._authorise(request, Action.WORKFLOW_ITEMS)
+        self.app._optional_json(request)
+        return Response.json(items.complete_item(self.app.ctx, who, _id(request)).as_dict())

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from dataclasses import dataclass, field
 
 import pytest
 
 from engine import accounts
+from engine.cli import main
 from engine.context import AppContext
 from engine.db import write_session
 from engine.migrate import stamp
 from engine.models import Person
 from engine.permissions import Identity
 from engine.service.keys import create_api_token
-from tests.signin import PASSWORDS
+from tests.signin import PASSWORDS, Typed
 
 
 @dataclass
@@ -24,9 +27,16 @@ class Centre:
     accounts: dict[str, Identity] = field(default_factory=dict)  # role -> identity of its account
     tokens: dict[str, str] = field(default_factory=dict)  # role -> bearer token
 
-    def cli(self, role: str) -> list[str]:
-        """The command line's sign-in for the account of `role` (its password is typed on stdin)."""
-        return ["--db", self.url, "--user", role]
+    def cli(self, role: str, *args: str) -> tuple[int, str, str]:
+        """Run `watchkeeper ARGS` signed in as the account of `role` (its password typed on stdin):
+        (exit code, stdout, stderr)."""
+        old = sys.stdin, sys.stdout, sys.stderr
+        sys.stdin, sys.stdout, sys.stderr = Typed(PASSWORDS[role], again=True), io.StringIO(), io.StringIO()
+        try:
+            code = main(["--db", self.url, "--user", role, *args])
+            return code, sys.stdout.getvalue(), sys.stderr.getvalue()
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = old
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@ link to what they are about; marks them read; old ones are removed by housekeepi
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from engine import inbox
-from engine.cli import main
 from engine.db import read_session, write_session
 from engine.errors import NotFound
 from engine.models import Notification, WorkflowItem
@@ -20,7 +17,6 @@ from engine.notifications import notify
 from engine.runner import housekeeping_pass
 from engine.service.app import ServiceApp
 from tests.service.conftest import WsgiClient
-from tests.signin import PASSWORDS, Typed
 
 from .conftest import Centre
 
@@ -108,31 +104,21 @@ def test_housekeeping_removes_notifications_older_than_retention(centre: Centre)
     assert titles == ["recent one"]
 
 
-def _cli(c: Centre, role: str, *args: str) -> tuple[int, str, str]:
-    old = sys.stdin, sys.stdout, sys.stderr
-    sys.stdin, sys.stdout, sys.stderr = Typed(PASSWORDS[role], again=True), io.StringIO(), io.StringIO()
-    try:
-        code = main([*c.cli(role), *args])
-        return code, sys.stdout.getvalue(), sys.stderr.getvalue()
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = old
-
-
 def test_the_command_line_lists_and_marks_read(centre: Centre) -> None:
     c = centre
     _four(c)
-    code, out, err = _cli(c, "operator", "notifications")
+    code, out, err = c.cli("operator", "notifications")
     assert code == 0, err
     assert out.splitlines()[0] == "2 unread"
     assert "Overdue: call back" in out and "SLA warning: #1" in out and "Sipho" not in out
-    code, out, _ = _cli(c, "operator", "notifications", "--unread", "--json")
+    code, out, _ = c.cli("operator", "notifications", "--unread", "--json")
     first = json.loads(out)["notifications"][0]
     assert first["title"] == "Overdue: call back" and first["link"]["kind"] == "item"
-    code, out, _ = _cli(c, "operator", "notifications", "read", str(first["id"]))
+    code, out, _ = c.cli("operator", "notifications", "read", str(first["id"]))
     assert (code, out) == (0, f"notification {first['id']} marked read\n")
-    code, out, _ = _cli(c, "operator", "notifications", "read", "--all")
+    code, out, _ = c.cli("operator", "notifications", "read", "--all")
     assert (code, out) == (0, "1 notification(s) marked read\n")
-    code, _, err = _cli(c, "operator", "notifications", "read")
+    code, _, err = c.cli("operator", "notifications", "read")
     assert code == 1 and "name one notification (ID) or --all" in err
 
 
