@@ -58,6 +58,8 @@ ACTIONS: dict[str, str] = {
     "item_created": "workflow item added",
     "item_assigned": "workflow item re-assigned",
     "item_completed": "workflow item done",
+    "message_retried": "failed message retried",
+    "message_resent": "message sent again on another channel",
 }
 
 CSV_COLUMNS = ("time (UTC)", "person", "role", "via", "kind", "object kind", "object", "message", "changes")

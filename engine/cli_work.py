@@ -1,4 +1,4 @@
-"""The command line for the shift's own work: notifications (and, below, workflow items and the message log).
+"""The command line for the shift's own work: notifications, workflow items and the message log.
 
 Kept apart from engine.cli so that module stays about incidents and administration; engine.cli adds these
 verbs' parsers (`add_parsers`) and runs them (`COMMANDS`). Each verb signs in, asks the rule book, calls one
@@ -12,12 +12,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ValidationError
+from engine.models import Channel, MessageStatus
 from engine.permissions import Action
 
 if TYPE_CHECKING:
     from engine.cli import Runner
 
 AddParser = Callable[..., argparse.ArgumentParser]
+STATUSES = [s.value for s in MessageStatus]
+CHANNELS = [c.value for c in Channel]
 
 
 def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argparse.ArgumentParser) -> None:
@@ -67,6 +70,39 @@ def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argp
     ip.add_argument("assignee", metavar="HANDLE", help="a person's handle, or 'me'")
     ip = i_sub.add_parser("done", help="mark an open item done", parents=[common, json_flag])
     ip.add_argument("id", type=_positive_int, metavar="ID")
+
+    p = add(
+        "messages",
+        "the message log, newest first; `messages retry ID`, `messages resend ID --channel CH`",
+        json_flag,
+    )
+    p.add_argument(
+        "--status", choices=STATUSES, metavar="STATUS", help="e.g. failed, sent, delivered, pending"
+    )
+    p.add_argument("--channel", choices=CHANNELS, metavar="CHANNEL", help="sms, whatsapp, voice, email, …")
+    p.add_argument("--person", metavar="HANDLE")
+    p.add_argument("--incident", type=_positive_int, metavar="ID")
+    p.add_argument("--since", type=_iso_datetime, metavar="ISO", help="from (ISO 8601; no offset means UTC)")
+    p.add_argument("--until", type=_iso_datetime, metavar="ISO", help="until (ISO 8601; no offset means UTC)")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    m_sub = p.add_subparsers(dest="messages_command", metavar="ACTION")
+    mp = m_sub.add_parser(
+        "retry", help="send a failed message again, as a new message", parents=[common, json_flag]
+    )
+    mp.add_argument("id", type=_positive_int, metavar="ID")
+    mp = m_sub.add_parser(
+        "resend",
+        help="send a message again to the same person on another channel",
+        parents=[common, json_flag],
+    )
+    mp.add_argument("id", type=_positive_int, metavar="ID")
+    mp.add_argument("--channel", dest="to_channel", required=True, choices=CHANNELS, metavar="CHANNEL")
+
+
+def _iso_datetime(text: str) -> Any:
+    from engine.cli import _iso_datetime as parse
+
+    return parse(text)
 
 
 def parse_duration(text: str) -> int:
@@ -217,4 +253,66 @@ def _handle(ctx: Any, who: Any, handle: str | None) -> str | None:
     return _my_person(ctx, who) if handle == "me" else handle
 
 
-COMMANDS: dict[str, Callable[[Runner], int]] = {"notifications": cmd_notifications, "items": cmd_items}
+MESSAGE_COLUMNS = (
+    ("id", "ID"),
+    ("created_at", "CREATED"),
+    ("incident_id", "INCIDENT"),
+    ("person", "PERSON"),
+    ("channel", "CHANNEL"),
+    ("status", "STATUS"),
+    ("cost", "COST"),
+    ("provider_id", "PROVIDER ID"),
+    ("error", "ERROR"),
+)
+
+
+def cmd_messages(runner: Runner) -> int:
+    args = runner.args
+
+    def run(_fn: Any, ctx: Any) -> int:
+        from engine import messages
+        from engine.cli import format_table
+        from engine.db import read_session
+
+        if args.messages_command in ("retry", "resend"):
+            who = runner.authorized(ctx, Action.RESEND_MESSAGE)
+            if args.messages_command == "retry":
+                new = messages.retry(ctx, who, args.id)
+                said = f"message {args.id} retried as message {new.id} ({new.channel} to {new.address})"
+            else:
+                new = messages.resend(ctx, who, args.id, args.to_channel)
+                said = f"message {args.id} sent again as message {new.id} ({new.channel} to {new.address})"
+            if args.json:
+                _print_json(new.as_dict(), runner.out)
+            else:
+                runner.out.write(said + "\n")
+            return 0
+        runner.authorized(ctx, Action.MESSAGE_LOG)
+        with read_session(ctx.sessions) as session:
+            rows = messages.search(
+                session,
+                status=args.status,
+                channel=args.channel,
+                person=args.person,
+                incident_id=args.incident,
+                since=args.since,
+                until=args.until,
+                limit=args.limit,
+            )
+        data = [r.as_dict() for r in rows]
+        if args.json:
+            _print_json(data, runner.out)
+            return 0
+        for row in data:
+            row["cost"] = f"{row['price']} {row['currency'] or ''}".strip() if row["price"] else ""
+        runner.out.write((format_table(data, MESSAGE_COLUMNS) if data else "no messages") + "\n")
+        return 0
+
+    return runner.with_context("messages", "engine.messages", "search", run)
+
+
+COMMANDS: dict[str, Callable[[Runner], int]] = {
+    "notifications": cmd_notifications,
+    "items": cmd_items,
+    "messages": cmd_messages,
+}

@@ -48,6 +48,8 @@ class Action(StrEnum):
     HANDOVER = "handover"
     NOTIFICATIONS = "notifications"
     WORKFLOW_ITEMS = "workflow_items"
+    MESSAGE_LOG = "message_log"
+    RESEND_MESSAGE = "resend_message"
     CHANGE_OWN_PASSWORD = "change_own_password"
     VIEW_CONFIGURATION = "view_configuration"
     EDIT_CONFIGURATION = "edit_configuration"
@@ -135,6 +137,22 @@ RULES: tuple[Rule, ...] = (
         "",
         "`items`",
         "`/api/items`",
+    ),
+    Rule(
+        Action.MESSAGE_LOG,
+        OP,
+        "see the message log (every message, its status, cost and error)",
+        "",
+        "`messages`",
+        "`GET /api/messages`",
+    ),
+    Rule(
+        Action.RESEND_MESSAGE,
+        OP,
+        "retry a failed message, or send a message again on another channel",
+        "",
+        "`messages retry`, `messages resend`",
+        "`POST /api/messages/{id}/retry`, `…/resend`",
     ),
     Rule(
         Action.CHANGE_OWN_PASSWORD,

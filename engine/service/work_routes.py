@@ -54,6 +54,9 @@ class WorkRoutes:
         r.add("POST", "/api/items", self.add_item)
         r.add("POST", "/api/items/{id}/assign", self.assign_item)
         r.add("POST", "/api/items/{id}/complete", self.complete_item)
+        r.add("GET", "/api/messages", self.messages)
+        r.add("POST", "/api/messages/{id}/retry", self.retry_message)
+        r.add("POST", "/api/messages/{id}/resend", self.resend_message)
 
     # -- notifications -------------------------------------------------------------------------------
 
@@ -147,3 +150,46 @@ class WorkRoutes:
         who = self.app._authorise(request, Action.WORKFLOW_ITEMS)
         self.app._optional_json(request)
         return Response.json(items.complete_item(self.app.ctx, who, _id(request)).as_dict())
+
+    # -- the message log -----------------------------------------------------------------------------
+
+    def messages(self, request: Request) -> Response:
+        from engine import messages
+        from engine.db import read_session
+
+        self.app._authorise(request, Action.MESSAGE_LOG)
+        q = request.query
+        incident = q.get("incident", "")
+        if incident and not incident.isdigit():
+            raise HttpError(400, "'incident' must be an incident number")
+        try:
+            offset = int(q.get("offset", "0"))
+        except ValueError:
+            raise HttpError(400, "offset must be a whole number") from None
+        with read_session(self.app.ctx.sessions) as session:
+            rows = messages.search(
+                session,
+                status=q.get("status") or None,
+                channel=q.get("channel") or None,
+                person=q.get("person") or None,
+                incident_id=int(incident) if incident else None,
+                since=self.app._time(q, "since"),
+                until=self.app._time(q, "until"),
+                limit=_limit(q),
+                offset=max(0, offset),
+            )
+        return Response.json({"messages": [r.as_dict() for r in rows], "count": len(rows)})
+
+    def retry_message(self, request: Request) -> Response:
+        from engine import messages
+
+        who = self.app._authorise(request, Action.RESEND_MESSAGE)
+        self.app._optional_json(request)
+        return Response.json(messages.retry(self.app.ctx, who, _id(request)).as_dict(), status=201)
+
+    def resend_message(self, request: Request) -> Response:
+        from engine import messages
+
+        who = self.app._authorise(request, Action.RESEND_MESSAGE)
+        channel = self.app._text_field(self.app._body(request), "channel", required=True)
+        return Response.json(messages.resend(self.app.ctx, who, _id(request), channel).as_dict(), status=201)
