@@ -571,7 +571,13 @@ class ServiceApp:
     def stats(self, request: Request) -> Response:
         self._authorise(request, Action.VIEW_REPORTS)
         q = request.query
-        data = integration.api().stats(self.ctx, since=self._time(q, "since"), until=self._time(q, "until"))
+        filters = {name: q.get(name) or None for name in ("policy", "team", "site", "category", "severity")}
+        unknown = sorted(set(q) - {"since", "until", *filters})
+        if unknown:
+            raise HttpError(400, "unknown filters: " + ", ".join(unknown))
+        data = integration.api().stats(
+            self.ctx, since=self._time(q, "since"), until=self._time(q, "until"), **filters
+        )
         return Response.json(_plain(data))
 
     # -- handover, configuration, switches, audit ----------------------------------------------------------
