@@ -55,6 +55,11 @@ ACTIONS: dict[str, str] = {
     "routing_key_revoked": "routing key revoked",
     "database_roles": "database roles and grants",
     "test_send": "test message sent",
+    "item_created": "workflow item added",
+    "item_assigned": "workflow item re-assigned",
+    "item_completed": "workflow item done",
+    "message_retried": "failed message retried",
+    "message_resent": "message sent again on another channel",
 }
 
 CSV_COLUMNS = ("time (UTC)", "person", "role", "via", "kind", "object kind", "object", "message", "changes")

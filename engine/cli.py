@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import cli_text, cli_work
 from engine.errors import WatchkeeperError
 from engine.permissions import ADM, Action, Identity
 from engine.settings import Settings, load_settings
@@ -301,9 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", "show one incident with its escalation, timeline and messages", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
 
-    p = add("stats", "response and resolution statistics", json_flag)
+    p = add("stats", "response and resolution statistics, SLA compliance, messages and their cost", json_flag)
     p.add_argument("--since", type=_iso_datetime, metavar="ISO", help="from (ISO 8601; no offset means UTC)")
     p.add_argument("--until", type=_iso_datetime, metavar="ISO", help="until (ISO 8601; no offset means UTC)")
+    p.add_argument("--policy", metavar="NAME", help="only incidents of this escalation policy")
+    p.add_argument("--team", metavar="HANDLE", help="only incidents assigned to this team")
+    p.add_argument("--site", metavar="S")
+    p.add_argument("--category", metavar="C")
+    p.add_argument("--severity", choices=SEVERITIES)
 
     p = add("test-send", "send one test message through a channel (simulated when it has no credentials)")
     p.add_argument("--channel", required=True, choices=CHANNELS)
@@ -433,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--hours", type=_positive_int, default=12, metavar="N", help="the shift's length (default 12)"
     )
+    cli_work.add_parsers(add, common, json_flag)
     return parser
 
 
@@ -592,49 +599,6 @@ def format_block(data: Mapping[str, Any], indent: int = 0) -> str:
         else:
             lines.append(f"{pad}{key.ljust(key_width)}  {_cell(value)}")
     return "\n".join(lines)
-
-
-EVENT_COLUMNS = (("at", "AT"), ("kind", "EVENT"), ("actor", "BY"), ("message", "MESSAGE"))
-MESSAGE_COLUMNS = (
-    ("channel", "CHANNEL"),
-    ("to", "TO"),
-    ("level", "LEVEL"),
-    ("status", "STATUS"),
-    ("idempotency_key", "KEY"),
-)
-
-
-def format_incident(data: Mapping[str, Any]) -> str:
-    """The `show` block: the incident's fields, its escalation, timeline and messages."""
-    head = f"Incident {data.get('id', '?')}: {data.get('summary', '')}"
-    rest = {
-        k: v
-        for k, v in data.items()
-        if k not in {"escalation", "escalations", "events", "messages", "summary"}
-    }
-    parts = [head, "=" * min(len(head), 100), format_block(rest)]
-    escalation = data.get("escalation")
-    parts.append("\nEscalation")
-    parts.append(
-        format_block(escalation, 2) if isinstance(escalation, Mapping) and escalation else "  (none)"
-    )
-    events = data.get("events") or []
-    parts.append(f"\nTimeline ({len(events)})")
-    if events:
-        parts.append(_indent(format_table(events, _columns_for(events, EVENT_COLUMNS), width=80)))
-    messages = data.get("messages") or []
-    parts.append(f"\nMessages ({len(messages)})")
-    if messages:
-        parts.append(_indent(format_table(messages, _columns_for(messages, MESSAGE_COLUMNS))))
-    return "\n".join(parts)
-
-
-def _columns_for(
-    rows: Sequence[Mapping[str, Any]], preferred: Sequence[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    present = {k for row in rows for k in row}
-    chosen = [c for c in preferred if c[0] in present]
-    return chosen or [(k, k.upper()) for k in rows[0]]
 
 
 def _indent(text: str, n: int = 2) -> str:
@@ -1079,11 +1043,8 @@ class Runner:
             tail = f", escalation {esc} started" if esc is not None else ", no escalation started"
             return f"incident {data.get('incident_id')} opened{tail}"
 
-        return self._api(
-            "trigger",
-            "trigger",
-            Action.OPEN_INCIDENT,
-            lambda fn, ctx, who: fn(
+        def call(fn: Any, ctx: Any, who: Identity) -> Any:
+            result = fn(
                 ctx,
                 policy=a.policy,
                 summary=a.summary,
@@ -1094,9 +1055,24 @@ class Runner:
                 details=a.details,
                 source="cli",
                 actor=who.name,
-            ),
-            show,
-        )
+            )
+            self._no_engine_note(ctx)
+            return result
+
+        return self._api("trigger", "trigger", Action.OPEN_INCIDENT, call, show)
+
+    def _no_engine_note(self, ctx: Any) -> None:
+        """The command line only writes the incident: say so when no engine is running to page anyone."""
+        from engine.db import read_session
+        from engine.history import engine_nodes
+
+        with read_session(ctx.sessions) as session:
+            alive = [n for n in engine_nodes(session, ctx.clock.now()) if n.alive]
+        if not alive:
+            self.err.write(
+                "note: no engine is running on this database (none has reported in the last 30 s), so nobody "
+                f"is paged yet: open the console, run `{PROG} serve`, or run `{PROG} check` once\n"
+            )
 
     def _done(self, verb: str) -> Callable[[Any], str]:
         def show(result: Any) -> str:
@@ -1244,19 +1220,26 @@ class Runner:
             "show_incident",
             Action.VIEW_INCIDENTS,
             lambda fn, ctx, _who: fn(ctx, _ref(self.args.id)),
-            format_incident,
+            cli_text.format_incident,
         )
 
     def cmd_stats(self) -> int:
-        def show(data: Any) -> str:
-            return format_block(data) if data else "no incidents in this period"
-
+        a = self.args
         return self._api(
             "stats",
             "stats",
             Action.VIEW_REPORTS,
-            lambda fn, ctx, _who: fn(ctx, since=self.args.since, until=self.args.until),
-            show,
+            lambda fn, ctx, _who: fn(
+                ctx,
+                since=a.since,
+                until=a.until,
+                policy=a.policy,
+                team=a.team,
+                site=a.site,
+                category=a.category,
+                severity=a.severity,
+            ),
+            cli_text.format_stats,
         )
 
     # -- service credentials -------------------------------------------------------------------------------
@@ -1670,7 +1653,31 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "audit": Runner.cmd_audit,
     "switches": Runner.cmd_switches,
     "handover": Runner.cmd_handover,
+    **cli_work.COMMANDS,
 }
+
+
+def _refuse_missing_sqlite_file(args: argparse.Namespace) -> None:
+    """A mistyped `--db` path must not quietly become a new, empty database: only `db upgrade` (and `restore`,
+    which puts a backup there) create one; `db current` says there is none."""
+    from engine.db import normalise_url
+    from engine.errors import ConfigurationError
+
+    creates = args.command == "restore" or (
+        args.command == "db" and args.db_command in ("upgrade", "current")
+    )
+    if not getattr(args, "db", None) or creates:
+        return
+    try:
+        url = normalise_url(args.db)
+    except ValueError:
+        return  # connecting reports a bad URL in its own words
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or Path(path).exists():
+        return
+    raise ConfigurationError(
+        f"no database at {path}: check the path, or create one there with `{PROG} --db {path} db upgrade`"
+    )
 
 
 def resolve_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
@@ -1713,6 +1720,7 @@ def main(argv: Sequence[str] | None = None, start_console: StartConsole | None =
             if args.smoke_test:
                 return int(start_console(settings, smoke=True))
             return int(start_console(settings))
+        _refuse_missing_sqlite_file(args)
         return COMMANDS[command](Runner(args, settings, out, err))
     except VerbUnavailable as exc:
         err.write(f"{PROG}: `{exc.verb}` is not available in this build yet\n")

@@ -46,6 +46,10 @@ class Action(StrEnum):
     CANCEL = "cancel"
     VIEW_REPORTS = "view_reports"
     HANDOVER = "handover"
+    NOTIFICATIONS = "notifications"
+    WORKFLOW_ITEMS = "workflow_items"
+    MESSAGE_LOG = "message_log"
+    RESEND_MESSAGE = "resend_message"
     CHANGE_OWN_PASSWORD = "change_own_password"
     VIEW_CONFIGURATION = "view_configuration"
     EDIT_CONFIGURATION = "edit_configuration"
@@ -117,6 +121,38 @@ RULES: tuple[Rule, ...] = (
         "File → Sign out, File → Handover",
         "`handover`",
         "`GET`/`POST /api/handover`",
+    ),
+    Rule(
+        Action.NOTIFICATIONS,
+        OP,
+        "see one's own and one's role's notifications and mark them read",
+        "",
+        "`notifications`",
+        "`/api/notifications`",
+    ),
+    Rule(
+        Action.WORKFLOW_ITEMS,
+        OP,
+        "see, add, re-assign and complete workflow items",
+        "",
+        "`items`",
+        "`/api/items`",
+    ),
+    Rule(
+        Action.MESSAGE_LOG,
+        OP,
+        "see the message log (every message, its status, cost and error)",
+        "",
+        "`messages`",
+        "`GET /api/messages`",
+    ),
+    Rule(
+        Action.RESEND_MESSAGE,
+        OP,
+        "retry a failed message, or send a message again on another channel",
+        "",
+        "`messages retry`, `messages resend`",
+        "`POST /api/messages/{id}/retry`, `…/resend`",
     ),
     Rule(
         Action.CHANGE_OWN_PASSWORD,

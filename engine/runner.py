@@ -90,11 +90,20 @@ def _lazy(module: str, func: str, **kwargs: Any) -> Callable[[AppContext], Any] 
 
 
 def housekeeping_pass(ctx: AppContext) -> dict[str, Any]:
-    """Once across all engines per run (lease): forget dead nodes, expired leases and events past retention."""
+    """Once across all engines per run (lease): forget dead nodes and expired leases; delete events,
+    notifications, handled inbound messages and closed workflow items older than `retention_days`."""
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
         if not acquire_lease(session, "housekeeping", ctx.node_id, now, 600):
             return {"skipped": "another engine is doing it"}
+    try:
+        return _housekeep(ctx, now)
+    finally:  # a failed run does not keep the others waiting for the lease to expire
+        with write_session(ctx.sessions) as session:
+            release_lease(session, "housekeeping", ctx.node_id)
+
+
+def _housekeep(ctx: AppContext, now: datetime) -> dict[str, Any]:
     stale = now - timedelta(days=1)
     with write_session(ctx.sessions) as session:
         nodes = session.execute(delete(EngineNode).where(EngineNode.heartbeat_at < stale)).rowcount  # type: ignore[attr-defined]
@@ -121,9 +130,15 @@ def housekeeping_pass(ctx: AppContext) -> dict[str, Any]:
         removed += len(ids)
         if len(ids) < 5000:
             break
-    with write_session(ctx.sessions) as session:
-        release_lease(session, "housekeeping", ctx.node_id)
-    return {"nodes_forgotten": nodes, "leases_expired": leases, "events_removed": removed}
+    from engine.overdue import retention_cleanup
+
+    cleaned = retention_cleanup(ctx, retention)
+    return {
+        "nodes_forgotten": nodes,
+        "leases_expired": leases,
+        "events_removed": removed,
+        **{f"{name}_removed": count for name, count in cleaned.items()},
+    }
 
 
 def available_passes() -> dict[str, Callable[[AppContext], Any] | None]:

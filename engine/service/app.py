@@ -47,6 +47,7 @@ from engine.service.http import (
 from engine.service.intake import INVALID_ROUTING_KEY, lookup_routing_key, parse_event, process_event
 from engine.service.keys import RoutingTarget, authenticate_token, hash_secret, token_identity
 from engine.service.queue import IntakeRefused, IntakeUnavailable, IntakeWriter, queue_row
+from engine.service.work_routes import WorkRoutes
 
 log = logging.getLogger("watchkeeper.service.http")
 
@@ -133,6 +134,7 @@ class ServiceApp:
         r.add("GET", "/api/stats", self.stats)
         r.add("GET", "/api/handover", self.handover)
         r.add("POST", "/api/handover", self.write_handover)
+        WorkRoutes(self).register(r)
         r.add("GET", "/api/config", self.export_config)
         r.add("POST", "/api/config", self.import_config)
         r.add("GET", "/api/switches", self.switches)
@@ -569,7 +571,13 @@ class ServiceApp:
     def stats(self, request: Request) -> Response:
         self._authorise(request, Action.VIEW_REPORTS)
         q = request.query
-        data = integration.api().stats(self.ctx, since=self._time(q, "since"), until=self._time(q, "until"))
+        filters = {name: q.get(name) or None for name in ("policy", "team", "site", "category", "severity")}
+        unknown = sorted(set(q) - {"since", "until", *filters})
+        if unknown:
+            raise HttpError(400, "unknown filters: " + ", ".join(unknown))
+        data = integration.api().stats(
+            self.ctx, since=self._time(q, "since"), until=self._time(q, "until"), **filters
+        )
         return Response.json(_plain(data))
 
     # -- handover, configuration, switches, audit ----------------------------------------------------------

@@ -29,7 +29,7 @@ from engine.cli import main
 from engine.context import AppContext
 from engine.db import write_session
 from engine.migrate import stamp
-from engine.models import Person, Policy, PolicyLevel, PolicyTarget
+from engine.models import OutboxMessage, Person, Policy, PolicyLevel, PolicyTarget
 from engine.permissions import RULES, Action, Rule, permission_table, role_allows
 from engine.secrets import SecretStore
 from engine.service.app import ServiceApp
@@ -56,6 +56,7 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
     open_id: int = 0
     closed_id: int = 0
+    failed_message_id: int = 0
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def signed_in(self, role: str) -> SignedIn:
@@ -99,6 +100,12 @@ def world(ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     w.open_id = api.trigger(ctx, policy="fire", summary="Smoke, Block C", key="open-one").incident_id
     w.closed_id = api.trigger(ctx, policy="fire", summary="Burst pipe", key="closed-one").incident_id
     api.resolve(ctx, w.closed_id, by="setup")
+    with write_session(ctx.sessions) as s:
+        failed = OutboxMessage(idempotency_key="failed-sms", incident_id=w.open_id, channel="sms",
+                               address="+27821234567", body="Smoke, Block C", status="failed")  # fmt: skip
+        s.add(failed)
+        s.flush()
+        w.failed_message_id = failed.id
     with installed():
         yield w
     for undo in w.cleanup:
@@ -131,6 +138,10 @@ def _http_request(w: World, action: Action) -> tuple[str, str, dict[str, Any] | 
         Action.CANCEL: ("POST", f"/api/incidents/{i}/cancel", {"reason": "duplicate"}),
         Action.VIEW_REPORTS: ("GET", "/api/stats", None),
         Action.HANDOVER: ("POST", "/api/handover", {"text": "all quiet"}),
+        Action.NOTIFICATIONS: ("POST", "/api/notifications/read-all", None),
+        Action.WORKFLOW_ITEMS: ("POST", "/api/items", {"title": "Call back", "time_limit_seconds": 600}),
+        Action.MESSAGE_LOG: ("GET", "/api/messages?status=failed", None),
+        Action.RESEND_MESSAGE: ("POST", f"/api/messages/{w.failed_message_id}/retry", None),
         Action.VIEW_CONFIGURATION: ("GET", "/api/config?format=json", None),
         Action.EDIT_CONFIGURATION: ("POST", "/api/config", CONFIG_DOCUMENT),
         Action.MASTER_SWITCHES: ("PUT", "/api/switches/escalations_enabled", {"enabled": False}),
@@ -178,6 +189,10 @@ def _cli_args(w: World, action: Action) -> tuple[list[str], list[str]]:
         Action.CANCEL: (["cancel", i, "--reason", "duplicate"], []),
         Action.VIEW_REPORTS: (["stats"], []),
         Action.HANDOVER: (["handover", "write", "all quiet"], []),
+        Action.NOTIFICATIONS: (["notifications", "read", "--all"], []),
+        Action.WORKFLOW_ITEMS: (["items", "add", "Call back", "--time-limit", "10m"], []),
+        Action.MESSAGE_LOG: (["messages", "--status", "failed"], []),
+        Action.RESEND_MESSAGE: (["messages", "retry", str(w.failed_message_id)], []),
         Action.CHANGE_OWN_PASSWORD: (["users", "passwd"], ["a-new-password-1", "a-new-password-1"]),
         Action.VIEW_CONFIGURATION: (["export"], []),
         Action.EDIT_CONFIGURATION: (["import", str(config)], []),

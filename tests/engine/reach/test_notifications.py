@@ -1,0 +1,139 @@
+"""Notifications reach people: each signed-in person sees their own and their role's, newest first, with a
+link to what they are about; marks them read; old ones are removed by housekeeping. On both databases."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from engine import inbox
+from engine.db import read_session, write_session
+from engine.errors import NotFound
+from engine.models import Notification, WorkflowItem
+from engine.notifications import notify
+from engine.runner import housekeeping_pass
+from engine.service.app import ServiceApp
+from tests.service.conftest import WsgiClient
+
+from .conftest import Centre
+
+
+def _notify(c: Centre, **fields: object) -> None:
+    with write_session(c.ctx.sessions) as s:
+        item = fields.pop("item", None)
+        notify(s, c.ctx.clock.now(), item=item, **fields)  # type: ignore[arg-type]
+    c.ctx.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+
+
+def _an_item(c: Centre) -> WorkflowItem:
+    with write_session(c.ctx.sessions) as s:
+        item = WorkflowItem(
+            title="Call the reporter back", time_limit_seconds=600, started_at=c.ctx.clock.now()
+        )
+        s.add(item)
+        s.flush()
+        s.expunge(item)
+        return item
+
+
+def _four(c: Centre) -> WorkflowItem:
+    item = _an_item(c)
+    _notify(c, person_id=c.people["thandi"], kind="sla_response_warning", title="SLA warning: #1")
+    _notify(c, person_id=c.people["sipho"], kind="workflow_overdue", title="Overdue: Sipho's", item=item)
+    _notify(c, role="supervisor", kind="workflow_escalated", title="Escalated: call back", item=item)
+    _notify(c, role="operator", kind="workflow_overdue", title="Overdue: call back", item=item)
+    return item
+
+
+def test_a_person_sees_their_own_and_their_roles_notifications_newest_first_with_links(
+    centre: Centre,
+) -> None:
+    c = centre
+    item = _four(c)
+    thandi = c.accounts["operator"]  # linked to Thandi, role operator
+    with read_session(c.ctx.sessions) as s:
+        mine = inbox.notifications(s, inbox.Recipient.of(thandi))
+        assert [n.title for n in mine] == ["Overdue: call back", "SLA warning: #1"]
+        assert [n.to for n in mine] == ["role:operator", "you"]
+        assert mine[0].link == {"kind": "item", "id": item.id}
+        assert inbox.unread_count(s, inbox.Recipient.of(thandi)) == 2
+        boss = inbox.notifications(s, inbox.Recipient.of(c.accounts["supervisor"]))
+        assert [n.title for n in boss] == ["Escalated: call back"]
+
+
+def test_marking_read_one_and_all_and_unread_first(centre: Centre) -> None:
+    c = centre
+    _four(c)
+    thandi = c.accounts["operator"]
+    newest = inbox.inbox(c.ctx, thandi)["notifications"][0]
+    assert inbox.mark_read(c.ctx, thandi, newest["id"]).read_at == c.ctx.clock.now()
+    data = inbox.inbox(c.ctx, thandi, unread_first=True)
+    assert data["unread"] == 1
+    assert [(n["title"], n["unread"]) for n in data["notifications"]] == [
+        ("SLA warning: #1", True),
+        ("Overdue: call back", False),
+    ]
+    assert [n["title"] for n in inbox.inbox(c.ctx, thandi, unread_only=True)["notifications"]] == [
+        "SLA warning: #1"
+    ]
+    # Someone else's notification is not Thandi's to mark.
+    with read_session(c.ctx.sessions) as s:
+        sipho_s = s.scalar(select(Notification.id).where(Notification.person_id == c.people["sipho"]))
+    with pytest.raises(NotFound):
+        inbox.mark_read(c.ctx, thandi, int(sipho_s or 0))
+    assert inbox.mark_all_read(c.ctx, thandi) == 1
+    assert inbox.inbox(c.ctx, thandi)["unread"] == 0
+    # Sipho's own and the supervisors' are still unread.
+    with read_session(c.ctx.sessions) as s:
+        assert s.scalar(select(Notification.read_at).where(Notification.id == sipho_s)) is None
+    assert inbox.inbox(c.ctx, c.accounts["supervisor"])["unread"] == 1
+
+
+def test_housekeeping_removes_notifications_older_than_retention(centre: Centre) -> None:
+    c = centre
+    c.ctx.settings.retention_days = 30
+    _notify(c, person_id=c.people["thandi"], kind="sla_response_warning", title="old one")
+    c.ctx.clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    _notify(c, person_id=c.people["thandi"], kind="sla_response_warning", title="recent one")
+    result = housekeeping_pass(c.ctx)
+    assert result["notifications_removed"] == 1
+    titles = [n["title"] for n in inbox.inbox(c.ctx, c.accounts["operator"])["notifications"]]
+    assert titles == ["recent one"]
+
+
+def test_the_command_line_lists_and_marks_read(centre: Centre) -> None:
+    c = centre
+    _four(c)
+    code, out, err = c.cli("operator", "notifications")
+    assert code == 0, err
+    assert out.splitlines()[0] == "2 unread"
+    assert "Overdue: call back" in out and "SLA warning: #1" in out and "Sipho" not in out
+    code, out, _ = c.cli("operator", "notifications", "--unread", "--json")
+    first = json.loads(out)["notifications"][0]
+    assert first["title"] == "Overdue: call back" and first["link"]["kind"] == "item"
+    code, out, _ = c.cli("operator", "notifications", "read", str(first["id"]))
+    assert (code, out) == (0, f"notification {first['id']} marked read\n")
+    code, out, _ = c.cli("operator", "notifications", "read", "--all")
+    assert (code, out) == (0, "1 notification(s) marked read\n")
+    code, _, err = c.cli("operator", "notifications", "read")
+    assert code == 1 and "name one notification (ID) or --all" in err
+
+
+def test_over_http_a_token_sees_and_marks_its_roles_notifications(centre: Centre) -> None:
+    c = centre
+    _four(c)
+    client = WsgiClient(ServiceApp(c.ctx))
+    auth = {"Authorization": f"Bearer {c.tokens['supervisor']}"}
+    reply = client.get("/api/notifications?unread=true", headers=auth)
+    assert reply.status == 200, reply.text
+    data = reply.json()
+    assert data["unread"] == 1 and [n["title"] for n in data["notifications"]] == ["Escalated: call back"]
+    one = data["notifications"][0]["id"]
+    assert client.post(f"/api/notifications/{one}/read", headers=auth).json()["unread"] is False
+    assert client.post("/api/notifications/read-all", headers=auth).json() == {"marked_read": 0}
+    # The operators' notification is not the supervisors' token's to mark.
+    theirs = inbox.inbox(c.ctx, c.accounts["operator"])["notifications"][0]["id"]
+    assert client.post(f"/api/notifications/{theirs}/read", headers=auth).status == 404
