@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine import wording
+
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 STATUS_RANK = {"open": 0, "escalated": 1, "acknowledged": 2, "in_progress": 3, "resolved": 4, "cancelled": 5}
 OPEN_STATUSES = frozenset({"open", "acknowledged", "in_progress", "escalated"})
@@ -114,6 +116,7 @@ def level_text(row: dict[str, Any]) -> str:
 
 
 def paged_text(row: dict[str, Any]) -> str:
+    """The last page: who, on which channel, how its delivery went (engine.board takes pages only)."""
     who = row.get("paged") or row.get("last_recipient") or ""
     if not who:
         return "—"
@@ -123,13 +126,10 @@ def paged_text(row: dict[str, Any]) -> str:
     if channel:
         parts.append(channel)
     if delivery:
-        parts.append(delivery)
+        parts.append(wording.message_status_text(delivery, bool(row.get("last_simulated"))))
     if row.get("page_status") == "exhausted":
         parts.append("EXHAUSTED")
-    text = " · ".join(parts)
-    if row.get("last_simulated"):
-        text += " (simulated)"
-    return text
+    return " · ".join(parts)
 
 
 def search_blob(row: dict[str, Any]) -> str:

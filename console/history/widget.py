@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from console.history.records import Column, RecordTableModel, record_table, replies
 from console.services import ConsoleServices
-from engine import history
+from engine import history, wording
 from engine.history import EventRecord, IncidentRecord, ResultPage
 
 PAGE_SIZE = 100
@@ -45,7 +45,7 @@ INCIDENT_COLUMNS: list[Column[IncidentRecord]] = [
 
 EVENT_COLUMNS: list[Column[EventRecord]] = [
     Column("When", lambda r: r.at),
-    Column("Kind", lambda r: r.kind),
+    Column("What", lambda r: wording.event_text(r.kind, r.data), tooltip=lambda r: r.kind),
     Column("Actor", lambda r: r.actor),
     Column("Incident", lambda r: r.incident_id or "", numeric=True),
     Column("Message", lambda r: r.message),
