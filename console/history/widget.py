@@ -1,4 +1,5 @@
 """The history view: search closed incidents or the event log (the timeline of everything) by text, date range and actor, page by page.
+It opens on the last 30 days; events read in operators' words (engine.wording), times to the second.
 
 Every search runs engine.history on the database worker; the GUI thread only swaps in the page that comes
 back. A search started while another is running wins: results of an older request are dropped.
@@ -134,6 +135,7 @@ class HistoryWidget(QWidget):
             lambda cur, _prev: self._show_timeline(cur.row())
         )
         self._update_pager()
+        self.search()  # the last 30 days as soon as the tab opens
 
     # -- searching -------------------------------------------------------------------------------------
     def showing_events(self) -> bool:
