@@ -106,12 +106,26 @@ def tint_depth(row: dict[str, Any], now: datetime) -> float:
     return min(1.0, over / (3 * threshold))
 
 
+# The escalation's state in a word: the Status column already says "Acknowledged" or "Resolved", so the level
+# says what that did to the paging (and the column stays narrow enough for a 1600-pixel screen).
+LEVEL_STATE = {
+    "pending": "waiting",
+    "active": "paging",
+    "escalating": "escalating",
+    "acknowledged": "stopped",
+    "resolved": "ended",
+    "cancelled": "cancelled",
+    "timed_out": "timed out",
+    "failed": "failed",
+}
+
+
 def level_text(row: dict[str, Any]) -> str:
     state = row.get("escalation_state") or ""
     level = int(row.get("current_level") or 0)
     if not state:
         return "—"
-    label = state.replace("_", " ")
+    label = LEVEL_STATE.get(state, state.replace("_", " "))
     return f"L{level} {label}" if level else label
 
 

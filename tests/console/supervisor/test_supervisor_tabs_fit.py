@@ -3,34 +3,20 @@ are shown to the second in columns wide enough for them, and the statistics tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QTableView
+from PySide6.QtWidgets import QApplication, QScrollArea, QTableView
 from pytestqt.qtbot import QtBot
 
 from console.mainwindow import MainWindow
-from console.theme import apply_theme
 from engine import audit
 from engine.models import Page, Person
 from tests.conftest import CLOCK_START
 from tests.console.supervisor.conftest import add_event, add_incident
 
 T0 = CLOCK_START
-
-
-@pytest.fixture
-def styled(qapp: QApplication) -> Iterator[QApplication]:
-    """The light theme the console starts with; the application's look restored afterwards."""
-    style, sheet, font = qapp.style().name(), qapp.styleSheet(), qapp.font()
-    apply_theme(qapp, dark=False, large=False)
-    yield qapp
-    qapp.setStyle(style)
-    qapp.setStyleSheet(sheet)
-    qapp.setFont(font)
 
 
 def _seed(services: Any) -> None:
@@ -60,7 +46,8 @@ def _window(qtbot: QtBot, services: Any) -> MainWindow:
 def _open(window: MainWindow, title: str) -> Any:
     index = next(i for i in range(window.tabs.count()) if window.tabs.tabText(i) == title)
     window.tabs.setCurrentIndex(index)
-    return window.tabs.currentWidget()
+    page = window.tabs.currentWidget()
+    return page.widget() if isinstance(page, QScrollArea) else page
 
 
 def _uncut(view: QTableView, column: int) -> bool:
