@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from console.board import format as fmt
 from console.services import ConsoleServices
 from console.theme import current_palette
-from engine import board
+from engine import board, wording
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 TIMELINE_COLUMNS = ["Time", "What", "Who / channel", "Detail", "Status"]
@@ -133,14 +133,8 @@ class TimelineModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
                 return _local(item["at"])
-            if col == 1:
-                if kind == "message":
-                    return f"{item['kind']} sent" + (f" (level {item['level']})" if item.get("level") else "")
-                if kind == "reply":
-                    return f"reply: {item['kind']}"
-                if kind == "deadline":  # what is due is in the detail column, the time left in the status
-                    return "deadline"
-                return "note" if kind == "note" else str(item["kind"]).replace("_", " ")
+            if col == 1:  # what is due is in the detail column, the time left in the status
+                return "Deadline" if kind == "deadline" else wording.entry_text(item)
             if col == 2:
                 if kind == "message":
                     return f"{str(item['channel']).upper()} → {item['recipient']}"
@@ -154,7 +148,7 @@ class TimelineModel(QAbstractTableModel):
                 return text.replace("\n", " ")
             if col == 4:
                 if kind == "message":
-                    return str(item["status"]) + (" (simulated)" if item.get("simulated") else "")
+                    return wording.message_status_text(str(item["status"]), bool(item.get("simulated")))
                 if kind == "deadline":
                     state, text = fmt.sla_state(self._detail, item["kind"], self.now())
                     return text or state

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console import fit
 from console.alerts import AlertCenter, icon_path
 from console.board.widget import BoardWidget
 from console.detail import DetailWindow, IncidentDetail
@@ -165,6 +166,8 @@ class MainWindow(QMainWindow):
         self.detail_dock.setObjectName("detailDock")
         self.detail_dock.setWidget(self.detail)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.detail_dock)
+        fit.dock_beside_board(self.detail_dock, self.tabs)
+        fit.filters_may_shrink(self.board)
 
         self._menus()
         self.statusBar().showMessage("Loading the board…")
@@ -309,7 +312,7 @@ class MainWindow(QMainWindow):
         old = self.tabs.widget(index)
         self.tabs.removeTab(index)
         old.deleteLater()
-        self.tabs.insertTab(index, widget, title)
+        self.tabs.insertTab(index, fit.scrolling(widget), title)
         self.tabs.setCurrentIndex(index)
         self.tabs.blockSignals(False)
 

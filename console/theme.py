@@ -137,9 +137,11 @@ def apply_theme(app: QApplication, *, dark: bool, large: bool) -> Palette:
     sheet = _sheet("base.qss") + "\n" + _sheet("dark.qss" if dark else "light.qss")
     if large:
         sheet += "\n" + _sheet("large.qss")
-    app.setStyleSheet(sheet)
+    # The font before the sheet: polishing under a style sheet fixes each widget's font from the application
+    # font of that moment, so the other order left every widget one switch behind (large after "off").
     font = QFont(app.font())
     font.setPointSizeF(13.0 if large else 10.0)
     app.setFont(font)
+    app.setStyleSheet(sheet)
     _current = DARK if dark else LIGHT
     return _current

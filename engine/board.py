@@ -203,9 +203,11 @@ def _rows_for(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
             .where(Page.id.in_(latest_page))
         )
     }
+    # The last *page*: a status update to the reporter or a notice is not who was paged (the detail's
+    # timeline shows those).
     latest_msg = (
         select(func.max(OutboxMessage.id))
-        .where(OutboxMessage.incident_id.in_(ids))
+        .where(OutboxMessage.incident_id.in_(ids), OutboxMessage.kind == "page")
         .group_by(OutboxMessage.incident_id)
     )
     messages = {

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.history.records import Column, RecordTableModel, record_table, replies
+from console.history.records import Column, RecordTableModel, record_table, replies, to_second
 from console.services import ConsoleServices
 from engine import audit
 from engine.audit import AuditRecord
@@ -34,11 +34,6 @@ from engine.permissions import Action
 
 PAGE_SIZE = 100
 ALL_KINDS = "All kinds"
-
-
-def to_second(value: datetime | None) -> str:
-    """Local time, to the second: the audit view's one time format."""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
 AUDIT_COLUMNS: list[Column[AuditRecord]] = [
@@ -229,7 +224,6 @@ class AuditWidget(QWidget):
         self.entries.set_rows(page.rows)
         self.changes.set_rows([])
         self.detail.clear()
-        self.entry_view.resizeColumnsToContents()
         shown = len(page.rows)
         self.status.setText(
             f"Entries {page.offset + 1}–{page.offset + shown}{' (more)' if page.has_more else ''}"
@@ -262,7 +256,6 @@ class AuditWidget(QWidget):
             f"{r.message}" + ("" if r.changes else "<br><i>No field changes recorded for this entry.</i>")
         )
         self.changes.set_rows([ChangeRow(c) for c in r.changes])
-        self.change_view.resizeColumnsToContents()
 
     # -- CSV -----------------------------------------------------------------------------------------------
     def _choose_export(self) -> None:

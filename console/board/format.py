@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine import wording
+
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 STATUS_RANK = {"open": 0, "escalated": 1, "acknowledged": 2, "in_progress": 3, "resolved": 4, "cancelled": 5}
 OPEN_STATUSES = frozenset({"open", "acknowledged", "in_progress", "escalated"})
@@ -104,16 +106,31 @@ def tint_depth(row: dict[str, Any], now: datetime) -> float:
     return min(1.0, over / (3 * threshold))
 
 
+# The escalation's state in a word: the Status column already says "Acknowledged" or "Resolved", so the level
+# says what that did to the paging (and the column stays narrow enough for a 1600-pixel screen).
+LEVEL_STATE = {
+    "pending": "waiting",
+    "active": "paging",
+    "escalating": "escalating",
+    "acknowledged": "stopped",
+    "resolved": "ended",
+    "cancelled": "cancelled",
+    "timed_out": "timed out",
+    "failed": "failed",
+}
+
+
 def level_text(row: dict[str, Any]) -> str:
     state = row.get("escalation_state") or ""
     level = int(row.get("current_level") or 0)
     if not state:
         return "—"
-    label = state.replace("_", " ")
+    label = LEVEL_STATE.get(state, state.replace("_", " "))
     return f"L{level} {label}" if level else label
 
 
 def paged_text(row: dict[str, Any]) -> str:
+    """The last page: who, on which channel, how its delivery went (engine.board takes pages only)."""
     who = row.get("paged") or row.get("last_recipient") or ""
     if not who:
         return "—"
@@ -123,13 +140,10 @@ def paged_text(row: dict[str, Any]) -> str:
     if channel:
         parts.append(channel)
     if delivery:
-        parts.append(delivery)
+        parts.append(wording.message_status_text(delivery, bool(row.get("last_simulated"))))
     if row.get("page_status") == "exhausted":
         parts.append("EXHAUSTED")
-    text = " · ".join(parts)
-    if row.get("last_simulated"):
-        text += " (simulated)"
-    return text
+    return " · ".join(parts)
 
 
 def search_blob(row: dict[str, Any]) -> str:

@@ -48,8 +48,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("category", "Category", "Category (sets the SLA)"),
     ("team", "Team", "Team the incident is assigned to"),
     ("age", "Age", "Time since the incident was opened"),
-    ("response", "Response SLA", "Time left to acknowledge; amber at warning, red at breach"),
-    ("resolution", "Resolution SLA", "Time left to resolve; amber at warning, red at breach"),
+    ("response", "Response", "Response SLA: time left to acknowledge; amber at warning, red at breach"),
+    ("resolution", "Resolution", "Resolution SLA: time left to resolve; amber at warning, red at breach"),
     ("level", "Level", "Current escalation level and state"),
     ("paged", "Paged / delivery", "Who was paged last, on which channel, and the delivery status"),
 ]

@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeyEvent, QKeySequence, QPaintEvent
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.board import format as fmt
+from console.board import columns
 from console.board.actions import IncidentActions
 from console.board.cells import BoardPainter, warm_up
 from console.board.commands import HELP, Command, CommandError, parse_command
@@ -294,23 +294,7 @@ class BoardWidget(QWidget):
         header = self.view.horizontalHeader()
         header.setSectionsMovable(True)
         header.setHighlightSections(False)
-        header.setStretchLastSection(True)
-        for key, width in (
-            ("severity", 92),
-            ("id", 64),
-            ("status", 104),
-            ("summary", 300),
-            ("site", 110),
-            ("category", 100),
-            ("team", 100),
-            ("age", 72),
-            ("response", 110),
-            ("resolution", 110),
-            ("level", 110),
-            ("paged", 260),
-        ):
-            header.resizeSection(COL[key], width)
-        self.fit_columns()
+        columns.set_start_widths(self.view)
         warm_up(self.view)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
@@ -339,35 +323,9 @@ class BoardWidget(QWidget):
         layout.addWidget(self.view, 1)
         self._install_shortcuts()
 
-    def content_width(self, key: str) -> int:
-        """The width the severity, number, status or age column needs for its longest value and its header
-        (with the sort arrow) in the current font, so none is ever cut short."""
-        self.view.ensurePolished()
-        style = self.view.style()
-        font = QFont(self.view.font())
-        texts = {
-            "status": list(fmt.STATUS_LABEL.values()),
-            "id": ["9999999"],  # incident numbers up to seven digits
-            "age": [fmt.duration(23 * 3600 + 59 * 60), fmt.duration(99 * 86400 + 23 * 3600)],
-        }.get(key, [])
-        extra = 0
-        if key == "severity":  # bold when critical and open, after the colour swatch
-            font.setBold(True)
-            texts = [s.upper() for s in SEVERITIES]
-            extra = style.pixelMetric(style.PixelMetric.PM_SmallIconSize) + 6
-        metrics = QFontMetrics(font)
-        # Cell padding from the style sheet (up to 8 px a side with the large font), focus frame, a margin.
-        cell = max(metrics.horizontalAdvance(t) for t in texts) + extra + 2 * 8 + 2 * 3 + 6
-        return max(cell, self.view.horizontalHeader().sectionSizeHint(COL[key]) + 8)
-
     def fit_columns(self) -> None:
-        """Widen the severity, number, status and age columns to their content (a saved narrower width
-        included); a wider width chosen by the operator stays."""
-        header = self.view.horizontalHeader()
-        for key in ("severity", "id", "status", "age"):
-            needed = self.content_width(key)
-            if header.sectionSize(COL[key]) < needed:
-                header.resizeSection(COL[key], needed)
+        """The short columns sized to their content in the current font; the summary takes the rest."""
+        columns.fit(self.view)
 
     def _install_shortcuts(self) -> None:
         table_keys: list[tuple[str, Callable[[], None]]] = [

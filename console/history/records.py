@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 2
 AnyIndex = QModelIndex | QPersistentModelIndex
+MAX_COLUMN_WIDTH = 420  # px: a longer summary or message is cut with "…" (drag the column wider to read it)
 
 
 # Result handlers waiting for the database worker, by token. Only the GUI thread touches this: handlers are
@@ -54,10 +55,15 @@ def replies(
 
 
 def fmt_time(value: datetime | None) -> str:
-    """Times are shown in the workstation's local zone, minutes precision."""
+    """A time in a sentence (a handover's "since …"): the workstation's local zone, to the minute."""
     if value is None:
         return ""
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def to_second(value: datetime | None) -> str:
+    """A time in a table: local, to the second, so events of the same minute keep their order readable."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def _display(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return fmt_time(value)
+        return to_second(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -167,4 +173,14 @@ def record_table(model: RecordTableModel[Any]) -> Any:
     view.verticalHeader().setVisible(False)
     view.horizontalHeader().setStretchLastSection(True)
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    # Each new page sizes the columns to what they show, so no time or number is cut to "2026-12-04 …";
+    # a long summary or message is capped and the last column takes the rest.
+    model.modelReset.connect(lambda: fit_columns(view))
     return view
+
+
+def fit_columns(view: Any, widest: int = MAX_COLUMN_WIDTH) -> None:
+    view.resizeColumnsToContents()
+    header = view.horizontalHeader()
+    for column in range(header.count()):
+        header.resizeSection(column, min(header.sectionSize(column), widest))

@@ -1,4 +1,5 @@
 """The history view: search closed incidents or the event log (the timeline of everything) by text, date range and actor, page by page.
+It opens on the last 30 days; events read in operators' words (engine.wording), times to the second.
 
 Every search runs engine.history on the database worker; the GUI thread only swaps in the page that comes
 back. A search started while another is running wins: results of an older request are dropped.
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from console.history.records import Column, RecordTableModel, record_table, replies
 from console.services import ConsoleServices
-from engine import history
+from engine import history, wording
 from engine.history import EventRecord, IncidentRecord, ResultPage
 
 PAGE_SIZE = 100
@@ -45,7 +46,7 @@ INCIDENT_COLUMNS: list[Column[IncidentRecord]] = [
 
 EVENT_COLUMNS: list[Column[EventRecord]] = [
     Column("When", lambda r: r.at),
-    Column("Kind", lambda r: r.kind),
+    Column("What", lambda r: wording.event_text(r.kind, r.data), tooltip=lambda r: r.kind),
     Column("Actor", lambda r: r.actor),
     Column("Incident", lambda r: r.incident_id or "", numeric=True),
     Column("Message", lambda r: r.message),
@@ -134,6 +135,7 @@ class HistoryWidget(QWidget):
             lambda cur, _prev: self._show_timeline(cur.row())
         )
         self._update_pager()
+        self.search()  # the last 30 days as soon as the tab opens
 
     # -- searching -------------------------------------------------------------------------------------
     def showing_events(self) -> bool:

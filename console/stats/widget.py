@@ -1,8 +1,10 @@
-"""Statistics for a period and filter: headline figures, charts and tables, with CSV and PDF export.
+"""Statistics for a period and filter: headline figures, charts, the trend over time and tables, with CSV and
+PDF export. The tab computes the last 30 days as soon as it opens.
 
 The figures are engine.api.stats (MTTA, MTTR, acknowledgement rate, SLA compliance, pages per person,
-channel success and cost) plus engine.history.breaches_by (breaches per category and per site), computed on
-the database worker. The widget only arranges them: tiles for the headline numbers, QtCharts bar charts, and
+channel success and cost) plus engine.history.breaches_by (breaches per category and per site) and
+engine.stats.trend (the figures per day or week, and against the period before), computed on the database
+worker. The widget only arranges them: tiles for the headline numbers, QtCharts bar charts, and
 model/view tables that the CSV export writes out as shown. The PDF report is a QTextDocument (figures,
 the charts as pictures, the tables) printed to a QPdfWriter.
 """
@@ -51,6 +53,7 @@ from PySide6.QtWidgets import (
 from console.history.records import SORT_ROLE, Column, RecordTableModel, replies
 from console.services import ConsoleServices
 from engine import api, history
+from engine import stats as engine_stats
 from engine.history import BreachRow
 from engine.models import Severity
 
@@ -91,6 +94,64 @@ class StatsResult:
     stats: dict[str, Any]
     by_category: list[BreachRow] = field(default_factory=list)
     by_site: list[BreachRow] = field(default_factory=list)
+    trend: dict[str, Any] = field(default_factory=dict)
+
+
+BUCKETS = [("By day or week", "auto"), ("By day", "day"), ("By week", "week")]
+
+
+def period_label(period: Row, bucket: str) -> str:
+    """ "Mon 02 Mar" for a day, "02 Mar – 08 Mar" for a week (its last day), in local time."""
+    start = datetime.fromisoformat(period["start"]).astimezone()
+    if bucket == "day":
+        return start.strftime("%a %d %b")
+    last = datetime.fromisoformat(period["end"]).astimezone() - timedelta(seconds=1)
+    return f"{start:%d %b} – {last:%d %b}"
+
+
+def _change(now: float | None, before: float | None, show: Any) -> str:
+    if now is None or before is None:
+        return "—"
+    difference = now - before
+    return ("+" if difference > 0 else "−" if difference < 0 else "±") + show(abs(difference))
+
+
+# (label, key in a trend summary, how a value reads, how a change reads)
+COMPARED: list[tuple[str, str, Any, Any]] = [
+    ("Incidents", "incidents", str, lambda d: f"{d:.0f}"),
+    ("MTTA (median)", "mtta_median", fmt_seconds, fmt_seconds),
+    ("MTTR (median)", "mttr_median", fmt_seconds, fmt_seconds),
+    ("SLA compliance", "sla_compliance_percent", fmt_percent, lambda d: f"{d:.1f} points"),
+    ("SLA breaches", "sla_breaches", str, lambda d: f"{d:.0f}"),
+]
+COMPARISON_COLUMNS: list[Column[Row]] = [
+    Column("Figure", lambda r: r["label"]),
+    Column("This period", lambda r: r["now"], numeric=True),
+    Column("Previous period", lambda r: r["before"], numeric=True),
+    Column("Change", lambda r: r["change"], numeric=True),
+]
+TREND_COLUMNS: list[Column[Row]] = [
+    Column("Period", lambda r: r["label"]),
+    Column("Incidents", lambda r: r["incidents"], numeric=True),
+    Column("MTTA (median)", lambda r: fmt_seconds(r["mtta_median"]), numeric=True),
+    Column("MTTR (median)", lambda r: fmt_seconds(r["mttr_median"]), numeric=True),
+    Column("SLA compliance", lambda r: fmt_percent(r["sla_compliance_percent"]), numeric=True),
+    Column("SLA breaches", lambda r: r["sla_breaches"], numeric=True),
+]
+
+
+def comparison_rows(trend: dict[str, Any]) -> list[Row]:
+    """This period against the one of the same length just before it, figure by figure."""
+    now, before = trend.get("current") or {}, trend.get("previous") or {}
+    return [
+        {
+            "label": label,
+            "now": show(now.get(key)) if now.get(key) is not None else "—",
+            "before": show(before.get(key)) if before.get(key) is not None else "—",
+            "change": _change(now.get(key), before.get(key), change),
+        }
+        for label, key, show, change in COMPARED
+    ]
 
 
 PEOPLE_COLUMNS: list[Column[Row]] = [
@@ -286,6 +347,13 @@ class StatsWidget(QWidget):
         self.severity.addItem("All severities", "")
         for s in Severity:
             self.severity.addItem(s.value, s.value)
+        self.bucket = QComboBox()
+        self.bucket.setObjectName("trendBucket")
+        self.bucket.setToolTip(
+            "The trend per day or per week (by day or week: days up to a month, weeks beyond)"
+        )
+        for label, value in BUCKETS:
+            self.bucket.addItem(label, value)
         self.show_button = QPushButton("&Show")
         self.show_button.setDefault(True)
         self.csv_button = QPushButton("Export CSV…")
@@ -301,6 +369,7 @@ class StatsWidget(QWidget):
             self.site,
             self.category,
             self.severity,
+            self.bucket,
             self.show_button,
         ):
             bar.addWidget(w)
@@ -336,17 +405,28 @@ class StatsWidget(QWidget):
         self.channels = RecordTableModel(CHANNEL_COLUMNS, self)
         self.categories = RecordTableModel(breach_columns("Category"), self)
         self.sites = RecordTableModel(breach_columns("Site"), self)
+        self.comparison = RecordTableModel(COMPARISON_COLUMNS, self)
+        self.periods = RecordTableModel(TREND_COLUMNS, self)
+        self.trend_chart = _chart("Incidents and SLA breaches")
         self.tables = QTabWidget()
-        self.tables.addTab(_table(self.people), "Pages per person")
-        self.tables.addTab(_table(self.channels), "Channels")
-        self.tables.addTab(_table(self.categories), "By category")
-        self.tables.addTab(_table(self.sites), "By site")
+        self.tables.addTab(self._trend_tab(), "Trend")
+        for model, title, name in (
+            (self.people, "Pages per person", "peopleTable"),
+            (self.channels, "Channels", "channelTable"),
+            (self.categories, "By category", "categoryTable"),
+            (self.sites, "By site", "siteTable"),
+        ):
+            view = _table(model)
+            view.setObjectName(name)
+            self.tables.addTab(view, title)
 
-        split = QSplitter(Qt.Orientation.Vertical)
+        # Charts on the left, the tables beside them with the whole height: a table below the charts had
+        # room for a row and a half at 1600×1000.
+        split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(charts)
         split.addWidget(self.tables)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
 
         self.status = QLabel()
         layout = QVBoxLayout(self)
@@ -358,8 +438,25 @@ class StatsWidget(QWidget):
         self.show_button.clicked.connect(self.refresh)
         self.csv_button.clicked.connect(self._choose_csv)
         self.pdf_button.clicked.connect(self._choose_pdf)
+        self.bucket.currentIndexChanged.connect(lambda _i: self.refresh())
         self._load_choices()
         self._draw(StatsResult(stats={}))
+        self.refresh()  # the last 30 days as soon as the tab opens
+
+    def _trend_tab(self) -> QWidget:
+        comparison = _table(self.comparison)
+        comparison.setObjectName("comparisonTable")
+        periods = _table(self.periods)
+        periods.setObjectName("trendTable")
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(comparison)
+        top.addWidget(self.trend_chart)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(periods)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        return split
 
     # -- loading -------------------------------------------------------------------------------------
     def _load_choices(self) -> None:
@@ -399,12 +496,21 @@ class StatsWidget(QWidget):
         filters = self.filters()
         ctx = self.services.ctx
 
+        bucket = str(self.bucket.currentData())
+
         def job() -> StatsResult:
             figures = api.stats(ctx, **filters)
             with ctx.sessions() as session:
                 by_category = history.breaches_by(session, "category", **filters)
                 by_site = history.breaches_by(session, "site", **filters)
-            return StatsResult(figures, by_category, by_site)
+                trend = engine_stats.trend(
+                    session,
+                    now=ctx.clock.now(),
+                    bucket=bucket,
+                    timezone=ctx.settings.default_timezone,
+                    **filters,
+                )
+            return StatsResult(figures, by_category, by_site, trend)
 
         self.status.setText("Computing…")
         self.services.worker.call(
@@ -492,6 +598,7 @@ class StatsWidget(QWidget):
         self.channels.set_rows(channels)
         self.categories.set_rows(result.by_category)
         self.sites.set_rows(result.by_site)
+        self._draw_trend(result.trend)
 
         for view, rows in ((self.category_chart, result.by_category), (self.site_chart, result.by_site)):
             shown = rows[:8]
@@ -521,6 +628,22 @@ class StatsWidget(QWidget):
             maximum=100,
         )
 
+    def _draw_trend(self, trend: dict[str, Any]) -> None:
+        bucket = str(trend.get("bucket") or "day")
+        periods = [{**p, "label": period_label(p, bucket)} for p in trend.get("periods", [])]
+        self.periods.set_rows(periods)
+        self.comparison.set_rows(comparison_rows(trend) if trend else [])
+        title = "Incidents and SLA breaches per " + bucket
+        _bars(
+            self.trend_chart,
+            [p["label"] for p in periods],
+            [
+                ("Incidents", [p["incidents"] for p in periods], "#4e79a7"),
+                ("SLA breaches", [p["sla_breaches"] for p in periods], "#e15759"),
+            ],
+        )
+        self.trend_chart.chart().setTitle(title)
+
     # -- export --------------------------------------------------------------------------------------
     def _choose_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
@@ -538,6 +661,8 @@ class StatsWidget(QWidget):
 
     def _tables(self) -> list[tuple[str, RecordTableModel[Any]]]:
         return [
+            ("This period and the previous one", self.comparison),
+            ("Trend", self.periods),
             ("Pages per person", self.people),
             ("Channels", self.channels),
             ("SLA breaches by category", self.categories),
@@ -572,7 +697,7 @@ class StatsWidget(QWidget):
             parts.append(f"<tr><td>{html.escape(label)}</td><td align='right'>{html.escape(value)}</td></tr>")
         parts.append("</table>")
         for i, view in enumerate(
-            (self.category_chart, self.site_chart, self.people_chart, self.channel_chart)
+            (self.trend_chart, self.category_chart, self.site_chart, self.people_chart, self.channel_chart)
         ):
             image = view.grab().toImage()
             name = f"chart{i}.png"

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QCoreApplication, QSettings
+from PySide6.QtWidgets import QApplication
 from sqlalchemy.orm import Session, sessionmaker
 
 from console.services import ConsoleServices, SignedIn
+from console.theme import apply_theme
 from engine.context import AppContext
 from engine.escalation import notify_work
 from engine.models import Event, Incident
@@ -122,3 +124,14 @@ def change_incident(sessions: sessionmaker[Session], now: datetime, incident_id:
             setattr(incident, name, value)
         incident.updated_at = now
         s.add(Event(kind="incident_updated", at=now, incident_id=incident_id, actor="other-console"))
+
+
+@pytest.fixture
+def styled(qapp: QApplication) -> Iterator[QApplication]:
+    """The light theme the console starts with; the application's look restored afterwards."""
+    style, sheet, font = qapp.style().name(), qapp.styleSheet(), qapp.font()
+    apply_theme(qapp, dark=False, large=False)
+    yield qapp
+    qapp.setStyle(style)
+    qapp.setStyleSheet(sheet)
+    qapp.setFont(font)

@@ -119,3 +119,5 @@ def test_paged_cell_names_person_channel_and_delivery() -> None:
     row = _row(paged="Thandi Nkosi", last_channel="sms", last_delivery="failed", page_status="exhausted")
     assert fmt.paged_text(row) == "Thandi Nkosi · SMS · failed · EXHAUSTED"
     assert fmt.paged_text(_row()) == "—"
+    waiting = _row(paged="Sipho", last_channel="voice", last_delivery="undelivered", last_simulated=True)
+    assert fmt.paged_text(waiting) == "Sipho · VOICE · not delivered (simulated)"

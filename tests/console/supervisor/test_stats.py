@@ -106,6 +106,28 @@ def test_stats_widget_shows_figures_for_inserted_incidents(qtbot: Any, superviso
     assert widget.tiles["incidents"].value.text() == "1"
 
 
+def test_the_trend_shows_each_day_and_this_period_against_the_last(qtbot: Any, supervisor: Any) -> None:
+    _seed(supervisor.ctx)
+    widget = StatsWidget(supervisor)
+    qtbot.addWidget(widget)
+    _show(qtbot, widget)
+    days = widget.periods.display_rows()
+    assert len(days) == 11  # 20 February to 2 March
+    assert days[0][0] == "Fri 20 Feb"
+    busy = [row for row in days if row[1] != "0"]
+    assert busy == [["Sun 01 Mar", "3", "4 min", "2.0 h", "33.3 %", "2"]]
+    comparison = {row[0]: row[1:] for row in widget.comparison.display_rows()}
+    assert comparison["Incidents"] == ["3", "0", "+3"]
+    assert comparison["SLA compliance"] == ["33.3 %", "—", "—"]
+    assert widget.trend_chart.chart().series(), "the trend chart is drawn"
+    with qtbot.waitSignal(widget.refreshed, timeout=10000):
+        widget.bucket.setCurrentIndex(widget.bucket.findData("week"))
+    assert [row[:2] for row in widget.periods.display_rows()] == [
+        ["20 Feb – 26 Feb", "0"],
+        ["27 Feb – 02 Mar", "3"],
+    ]
+
+
 def test_the_cost_column_says_how_many_messages_twilio_has_not_priced(qtbot: Any, supervisor: Any) -> None:
     _seed(supervisor.ctx)
     with supervisor.ctx.sessions.begin() as s:

@@ -1,0 +1,100 @@
+"""How wide the board's columns are: every column that matters fits a 1600-pixel screen beside the detail.
+
+The short columns (severity, number, status, age, the SLA countdowns, level) are sized to the longest text
+they can show in the current font, with the cell padding the painter uses (console/board/cells.py), so none
+is cut and none wastes room; they are set again when the font changes (the large-font option). Site, team and
+"Paged / delivery" start at a width for typical names and keep whatever the operator drags them to. The
+summary takes the room that is left, so the row always ends at the window's edge without a horizontal
+scroll bar. The category starts hidden (right-click a column header to choose the columns shown).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import QHeaderView, QMenu, QStyle, QTableView
+
+from console.board import format as fmt
+from console.board.model import COL, COLUMNS
+
+SEVERITIES = ["critical", "high", "medium", "low", "info"]
+# The texts each content-sized column can show, longest cases included.
+_SLA_SAMPLES = ["breached 23h 59m", "late 23h 59m", "23h 59m left", "not monitored"]
+SAMPLES: dict[str, list[str]] = {
+    "severity": [s.upper() for s in SEVERITIES],
+    "id": ["999999"],  # incident numbers up to six digits
+    "status": list(fmt.STATUS_LABEL.values()),
+    "age": [fmt.duration(23 * 3600 + 59 * 60), fmt.duration(99 * 86400 + 23 * 3600)],
+    "response": _SLA_SAMPLES,
+    "resolution": _SLA_SAMPLES,
+    "level": [f"L9 {state}" for state in fmt.LEVEL_STATE.values()],
+}
+# Starting widths (px at the normal font) of the columns whose texts are names; the operator may drag them.
+START_WIDTHS = {"site": 80, "team": 84, "category": 90, "paged": 170}
+_FITTED = "fittedWidths"  # view property: the widths `fit` last set, by column key
+
+
+def _padding(font: QFont) -> int:
+    """The cell padding of the style sheets: 6 px a side, 8 px with the large font (large.qss)."""
+    return 8 if font.pointSizeF() >= 12 else 6
+
+
+def content_width(view: QTableView, key: str) -> int:
+    """The width column `key` needs for its longest text and for its header (with the sort arrow)."""
+    view.ensurePolished()
+    font = QFont(view.font())
+    extra = 0
+    if key == "severity":  # bold when critical and open, after the colour swatch
+        font.setBold(True)
+        swatch = min(
+            view.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize), QFontMetrics(view.font()).height()
+        )
+        extra = swatch + 2 * _padding(font)
+    metrics = QFontMetrics(font)
+    # Both sides' padding, the grid line and the dotted focus frame.
+    cell = max(metrics.horizontalAdvance(t) for t in SAMPLES[key]) + extra + 2 * _padding(font) + 4
+    return max(cell, view.horizontalHeader().sectionSizeHint(COL[key]))
+
+
+def set_start_widths(view: QTableView) -> None:
+    header = view.horizontalHeader()
+    for key in SAMPLES:  # a new view's default section width is no choice of the operator's
+        header.resizeSection(COL[key], 0)
+    scale = view.font().pointSizeF() / 10.0 if view.font().pointSizeF() > 0 else 1.0
+    for key, width in START_WIDTHS.items():
+        header.resizeSection(COL[key], round(width * scale))
+    # The category starts hidden (the detail shows it, search finds it; right-click a header to show it):
+    # everything an operator acts on stays on screen.
+    header.moveSection(header.visualIndex(COL["category"]), header.count() - 1)
+    header.hideSection(COL["category"])
+    header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+    header.customContextMenuRequested.connect(lambda at: choose_columns(view, header.mapToGlobal(at)))
+    fit(view)
+
+
+def choose_columns(view: QTableView, at: QPoint) -> None:
+    """Right-click on the header: tick the columns to show."""
+    header = view.horizontalHeader()
+    menu = QMenu(view)
+    for column, (_key, title, _tip) in enumerate(COLUMNS):
+        action = menu.addAction(title)
+        action.setCheckable(True)
+        action.setChecked(not header.isSectionHidden(column))
+        action.toggled.connect(lambda shown, c=column: header.setSectionHidden(c, not shown))
+    menu.exec(at)
+
+
+def fit(view: QTableView) -> None:
+    """Size the short columns to their content and let the summary take the rest of the row. A column the
+    operator dragged wider stays that wide; one this sized follows the font (large font on and off)."""
+    header = view.horizontalHeader()
+    header.setStretchLastSection(False)
+    fitted = dict(view.property(_FITTED) or {})
+    for key in SAMPLES:
+        needed, now = content_width(view, key), header.sectionSize(COL[key])
+        header.setSectionResizeMode(COL[key], QHeaderView.ResizeMode.Interactive)
+        if now < needed or now == fitted.get(key):
+            header.resizeSection(COL[key], needed)
+            fitted[key] = needed
+    view.setProperty(_FITTED, fitted)
+    header.setSectionResizeMode(COL["summary"], QHeaderView.ResizeMode.Stretch)
