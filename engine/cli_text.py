@@ -7,37 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-# The timeline's event kinds in operators' words (a kind not listed is shown with its underscores as spaces).
-EVENT_WORDS = {
-    "triggered": "opened",
-    "retriggered": "reported again",
-    "acknowledged": "acknowledged",
-    "in_progress": "on it",
-    "resolved": "resolved",
-    "cancelled": "cancelled",
-    "reopened": "re-opened",
-    "note": "note",
-    "assigned": "re-assigned",
-    "escalation_started": "escalation started",
-    "level_started": "paging level",
-    "escalated": "escalated",
-    "page_sent": "paged",
-    "message_sent": "message sent",
-    "message_failed": "message failed",
-    "reporter_update": "reporter told",
-    "sla_response_warning": "SLA response warning",
-    "sla_resolution_warning": "SLA resolution warning",
-    "sla_response_breach": "SLA response breached",
-    "sla_resolution_breach": "SLA resolution breached",
-    "workflow_added": "workflow item added",
-    "workflow_assigned": "workflow item re-assigned",
-    "workflow_done": "workflow item done",
-    "workflow_overdue": "workflow item overdue",
-    "workflow_escalated": "workflow item escalated",
-    "workflow_expired": "workflow item expired",
-    "message_retried": "message retried",
-    "message_resent": "message sent on another channel",
-}
+from engine import wording
+
 STATUS_WORDS = {
     "open": "open, not acknowledged",
     "acknowledged": "acknowledged",
@@ -54,10 +25,6 @@ def _time(value: Any) -> str:
         return ""
     when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return when.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if when.utcoffset() is not None else "")
-
-
-def _words(kind: str) -> str:
-    return EVENT_WORDS.get(kind, kind.replace("_", " "))
 
 
 def _lines(pairs: Sequence[tuple[str, Any]]) -> list[str]:
@@ -112,15 +79,17 @@ def format_incident(data: Mapping[str, Any]) -> str:
     for e in events:
         by = f" — {e['actor']}" if e.get("actor") and e.get("actor") != "system" else ""
         message = f": {e['message']}" if e.get("message") else ""
-        parts.append(f"  {_time(e.get('at'))}  {_words(str(e.get('kind', '')))}{by}{message}")
+        what = wording.event_text(str(e.get("kind", "")), e.get("data"))
+        parts.append(f"  {_time(e.get('at'))}  {what}{by}{message}")
     messages = list(data.get("messages") or [])
     parts.append(f"\nMessages ({len(messages)})")
     for m in messages:
         error = f" — {m['error']}" if m.get("error") else ""
         level = f", level {m['level']}" if m.get("level") else ""
+        what = wording.message_text(str(m.get("kind", "")))
+        status = wording.message_status_text(str(m.get("status", "")))
         parts.append(
-            f"  {_time(m.get('created_at'))}  {m.get('kind')} by {m.get('channel')} to {m.get('to')}{level}: "
-            f"{m.get('status')}{error}"
+            f"  {_time(m.get('created_at'))}  {what} by {m.get('channel')} to {m.get('to')}{level}: {status}{error}"
         )
     return "\n".join(parts)
 

@@ -36,7 +36,10 @@ def test_show_prints_a_readable_incident_with_its_timeline_in_operators_words(ce
     assert any(line.split() == ["Status", "acknowledged"] for line in lines)
     assert any(line.split()[:2] == ["Severity", "critical"] for line in lines)
     assert "Timeline (" in out and "Messages (" in out and "\nSLA\n" in out and "\nEscalation\n" in out
-    assert any(line.endswith("note — operator: Caller rang back") for line in lines)
+    # The timeline in the console's words (engine.wording), not event codes.
+    assert any(line.endswith("Note — operator: Caller rang back") for line in lines)
+    assert any("Acknowledged — operator" in line for line in lines)
+    assert "incident_acknowledged" not in out and "escalation_active" not in out
     assert "idempotency_key" not in out and "{" not in out
     code, out, _ = c.cli("operator", "show", str(incident), "--json")
     assert '"idempotency_key"' in out or '"messages": []' in out
