@@ -26,11 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, timeline
+from engine.claims import lock_incidents
 from engine.context import AppContext
 from engine.db import write_session
 from engine.errors import InvalidTransition, NotFound, ValidationError
 from engine.escalation import notify_work
-from engine.models import Channel, MessageStatus, OutboxMessage, Person
+from engine.models import Channel, Incident, MessageStatus, OutboxMessage, Person
+from engine.paging import PAGING_STATUSES
 from engine.permissions import Identity
 
 MAX_PAGE = 500
@@ -136,9 +138,21 @@ def search(
 
 
 def _message(session: Session, message_id: int) -> OutboxMessage:
+    """The message, with its incident locked first (the one lock order, engine.claims.lock_incidents) and a
+    page refused once its incident no longer pages: acknowledge, resolve and cancel end all paging, and no page
+    is written after that commit — not by a retry either."""
+    incident_id = session.scalar(select(OutboxMessage.incident_id).where(OutboxMessage.id == message_id))
+    lock_incidents(session, [incident_id])
     row = session.get(OutboxMessage, message_id)
     if row is None:
         raise NotFound(f"no message {message_id}")
+    if row.kind == "page" and row.incident_id is not None:
+        status = session.scalar(select(Incident.status).where(Incident.id == row.incident_id))
+        if status not in PAGING_STATUSES:
+            raise InvalidTransition(
+                f"message {message_id} is a page for incident {row.incident_id}, which is {status}: "
+                "paging for it has ended"
+            )
     return row
 
 

@@ -185,3 +185,20 @@ def test_the_command_line_and_http(centre: Centre, log: dict[str, int]) -> None:
         ).status
         == 422
     )
+
+
+def test_a_page_is_neither_retried_nor_resent_once_its_incident_is_acknowledged(
+    centre: Centre, log: dict[str, int]
+) -> None:
+    """Acknowledge ends all paging for the incident: no page is written after that commit, by a retry either."""
+    c = centre
+    who = c.accounts["operator"]
+    api.acknowledge(c.ctx, log["incident"], by="operator")
+    with read_session(c.ctx.sessions) as s:
+        before = len(messages.search(s))
+    with pytest.raises(InvalidTransition, match="acknowledged: paging for it has ended"):
+        messages.retry(c.ctx, who, log["failed"])
+    with pytest.raises(InvalidTransition, match="paging for it has ended"):
+        messages.resend(c.ctx, who, log["delivered"], "email")
+    with read_session(c.ctx.sessions) as s:
+        assert len(messages.search(s)) == before
