@@ -60,10 +60,13 @@ def table_keys(
         view.addAction(act)
 
 
-def fill_people(combo: QComboBox, choices: dict[str, list[str]], first: str = "") -> None:
+def fill_people(
+    combo: QComboBox, choices: dict[str, list[str]], first: str = "", *, keep_typed: bool = False
+) -> None:
     """People by name with their handle (the item's data), who is on call now marked; `first` (e.g. "Anyone")
-    on top with no handle. What was typed stays typed."""
-    typed = combo.currentText() if combo.isEditable() else ""
+    on top with no handle. With `keep_typed`, what was typed in an editable one stays (a filter filled while
+    someone types)."""
+    typed = combo.currentText()
     combo.blockSignals(True)
     combo.clear()
     if first:
@@ -73,7 +76,7 @@ def fill_people(combo: QComboBox, choices: dict[str, list[str]], first: str = ""
     for n, handle in enumerate(choices.get("people", [])):
         name = names[n] if n < len(names) else handle
         combo.addItem(f"{name} ({handle})" + (" — on call now" if name in on_call else ""), handle)
-    if combo.isEditable():
+    if keep_typed and combo.isEditable():
         combo.setEditText(typed)
     combo.blockSignals(False)
 
@@ -83,9 +86,7 @@ def chosen_handle(combo: QComboBox) -> str:
     as a handle)."""
     typed = combo.currentText().strip()
     at = combo.findText(typed)
-    if at >= 0:
-        return str(combo.itemData(at) or "")
-    return typed
+    return str(combo.itemData(at) or typed) if at >= 0 else typed
 
 
 def people_job(now: Any) -> Callable[[Any], dict[str, list[str]]]:

@@ -173,7 +173,7 @@ class MessagesWidget(reach.RecordTab):
         )
         self.services.worker.submit(
             reach.people_job(services.ctx.clock.now()),
-            **replies(self, lambda c: reach.fill_people(self.person, c, "")),
+            **replies(self, lambda c: reach.fill_people(self.person, c, keep_typed=True)),
             what="people",
         )
         self.search()
