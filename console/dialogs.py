@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console.reach import chosen_handle, fill_people
 from engine import contacts
 from engine.contacts import DEFAULT_REGION
 from engine.errors import ValidationError
@@ -534,18 +535,11 @@ class AssignDialog(QDialog):
         if kind == "team":
             self.target.addItems(self._choices.get("teams", []))
             return
-        on_call = set(self._choices.get("on_call", []))
-        names = self._choices.get("people_names", [])
-        for n, handle in enumerate(self._choices.get("people", [])):
-            name = names[n] if n < len(names) else handle
-            self.target.addItem(f"{name} ({handle})" + (" — on call now" if name in on_call else ""), handle)
+        fill_people(self.target, self._choices)
 
     def values(self) -> dict[str, Any]:
         kind = self.kind.currentText()
-        typed = self.target.currentText().strip()
-        # A name picked from the list stands for its handle; anything typed is taken as a handle.
-        at = self.target.findText(typed)
-        who = (self.target.itemData(at) if at >= 0 and self.target.itemData(at) else typed) or None
+        who = chosen_handle(self.target) or None
         return {
             "team": who if kind == "team" else None,
             "person": who if kind == "person" else None,

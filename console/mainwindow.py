@@ -49,13 +49,18 @@ A acknowledge · W I'm on it · R resolve (asks: R again) · E escalate to the n
 Shift+E escalate to a chosen level · G re-assign · N add a note · Delete cancel with a reason ·
 Enter open the detail · P pop the detail out (same keys there, Esc closes) ·
 ↑/↓ PgUp/PgDn move · Home/End first/last row · Shift+↑/↓ select several<br><br>
+<b>Messages</b> (in its table) R retry a failed message · S send on another of the person's channels ·
+Enter open its incident on the board<br>
+<b>Work items</b> (in its table) N new item · G assign · D done (asks: D again) · Enter open its incident<br><br>
 <b>Anywhere</b><br>
 Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
-Ctrl+1…5 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
+Ctrl+1…7 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
 F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
 assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""
 
+# The tabs beside the board, each mounted on first use and shown to those its Action allows (operators see
+# Messages and Work items too; Audit is for supervisors and up).
 SUPERVISOR_TABS: list[tuple[str, str, str, str, Action]] = [
     # (tab title, module, class, placeholder text, what seeing it needs)
     (
@@ -68,6 +73,8 @@ SUPERVISOR_TABS: list[tuple[str, str, str, str, Action]] = [
     ("Statistics", "console.stats", "StatsWidget", "Response and resolution statistics", Action.VIEW_REPORTS),
     ("History", "console.history", "HistoryWidget", "Past incidents", Action.VIEW_REPORTS),
     ("Audit", "console.audit", "AuditWidget", "Who changed what", Action.VIEW_AUDIT),
+    ("Messages", "console.messages", "MessagesWidget", "Every message sent", Action.MESSAGE_LOG),
+    ("Work items", "console.items", "WorkItemsWidget", "Workflow items", Action.WORKFLOW_ITEMS),
 ]
 
 QUIT_TEXT = (
@@ -445,6 +452,20 @@ class MainWindow(QMainWindow):
         self.detail_dock.show()
         self.detail_dock.raise_()
         self.detail.show_incident(incident_id)
+
+    def open_item(self, item_id: int) -> None:
+        """The Work items tab with `item_id` selected (a notification's link to a workflow item)."""
+        titles = [self.tabs.tabText(n) for n in range(self.tabs.count())]
+        if "Work items" not in titles:
+            self.show_message(f"Work item {item_id}: the Work items tab is not available to you", True)
+            return
+        self.tabs.setCurrentIndex(titles.index("Work items"))  # mounts it on first use
+        page = self.tabs.currentWidget()
+        widget = page.widget() if hasattr(page, "widget") else page  # inside its scroll area
+        if hasattr(widget, "show_item"):
+            widget.show_item(item_id)
+        else:
+            self.show_message(f"Work item {item_id}: the Work items tab is not available in this build", True)
 
     def reload_board(self) -> None:
         self.board.feed.stop()

@@ -239,6 +239,27 @@ def _set_up(ctx: AppContext, channel: str) -> str | None:
     return str(getattr(sender, "reason", "") or "not set up")
 
 
+def resend_channels(session: Session, message_id: int) -> list[tuple[str, str]]:
+    """The channels `resend` could take this message to, as (channel, address): the person's other channels
+    with an address there, neither disabled nor opted out (a chooser's list; whether the site has the channel
+    set up is `resend`'s to say). Empty for a message that was not to a person."""
+    from engine.paging import contact_for
+
+    source = _message(session, message_id)
+    person = session.get(Person, source.person_id) if source.person_id is not None else None
+    if person is None:
+        return []
+    closed = {str(c) for c in (person.disabled_channels or [])} | {
+        str(c) for c in (person.opted_out_channels or [])
+    }
+    found = []
+    for channel in CHANNELS:
+        address = contact_for(person, channel)
+        if channel not in (source.channel, Channel.WEBHOOK) and channel not in closed and address:
+            found.append((channel, address))
+    return found
+
+
 def resend(ctx: AppContext, by: Identity, message_id: int, channel: str) -> MessageRecord:
     """The message again, to the same person on `channel` (see the module's text for what is refused)."""
     from engine.paging import contact_for

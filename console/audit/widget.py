@@ -7,14 +7,13 @@ mounted only for people the rule book lets see the trail, and every search check
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDateTime, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QDateTimeEdit,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from console.history.records import Column, RecordTableModel, record_table, replies, to_second
+from console.history.timerange import TimeRange
 from console.services import ConsoleServices
 from engine import audit
 from engine.audit import AuditRecord
@@ -61,14 +61,6 @@ CHANGE_COLUMNS: list[Column[ChangeRow]] = [
 ]
 
 
-def _qdatetime(value: datetime) -> QDateTime:
-    return QDateTime.fromSecsSinceEpoch(int(value.timestamp()))
-
-
-def _aware(value: QDateTime) -> datetime:
-    return datetime.fromtimestamp(value.toSecsSinceEpoch(), tz=UTC)
-
-
 class AuditWidget(QWidget):
     search_finished = Signal()
     exported = Signal(str, int)  # path, rows written
@@ -95,12 +87,8 @@ class AuditWidget(QWidget):
         self.object.setObjectName("auditObject")
         self.object.setPlaceholderText("Object: a name, or kind:name (policy:fire, account:thandi)")
         self.object.setClearButtonEnabled(True)
-        now = services.ctx.clock.now()
-        self.since = QDateTimeEdit(_qdatetime(now - timedelta(days=7)))
-        self.until = QDateTimeEdit(_qdatetime(now + timedelta(minutes=1)))
-        for edit in (self.since, self.until):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
+        self.range = TimeRange(services.ctx.clock, timedelta(days=7))
+        self.since, self.until = self.range.since, self.range.until
         self.search_button = QPushButton("&Search")
         self.search_button.setDefault(True)
         self.export_button = QPushButton("Export CSV…")
@@ -157,8 +145,6 @@ class AuditWidget(QWidget):
         self.prev_button.clicked.connect(lambda: self._load(max(0, self._offset - PAGE_SIZE)))
         self.next_button.clicked.connect(lambda: self._load(self._offset + PAGE_SIZE))
         self.entry_view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show(cur.row()))
-        self._until_chosen = False
-        self.until.dateTimeChanged.connect(lambda _v: setattr(self, "_until_chosen", True))
         self._update_pager()
         self._load_people()
         self.search()
@@ -169,8 +155,8 @@ class AuditWidget(QWidget):
             "person": self.person.currentText().strip(),
             "kind": str(self.kind.currentData() or ""),
             "obj": self.object.text().strip(),
-            "since": _aware(self.since.dateTime()),
-            "until": _aware(self.until.dateTime()),
+            "since": self.range.bounds()[0],
+            "until": self.range.bounds()[1],
         }
 
     def set_kind(self, action: str) -> None:
@@ -190,10 +176,7 @@ class AuditWidget(QWidget):
     # -- searching ---------------------------------------------------------------------------------------
     def search(self) -> None:
         # The end of the range follows the clock while nobody has changed it (searching "until now").
-        if not self._until_chosen:
-            self.until.blockSignals(True)
-            self.until.setDateTime(_qdatetime(self.services.ctx.clock.now() + timedelta(minutes=1)))
-            self.until.blockSignals(False)
+        self.range.follow_clock()
         self._load(0)
 
     def _load(self, offset: int) -> None:

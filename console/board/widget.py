@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console import reach
 from console.board import columns
 from console.board.actions import IncidentActions
 from console.board.cells import BoardPainter, warm_up
@@ -341,23 +342,13 @@ class BoardWidget(QWidget):
             ("/", self.focus_search),
             (":", self.focus_command),
         ]
-        for key, slot in table_keys:
-            act = QAction(self.view)
-            act.setShortcut(QKeySequence(key))
-            act.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-            act.triggered.connect(lambda _c=False, s=slot: s())
-            self.view.addAction(act)
+        reach.table_keys(self.view, table_keys)
         window_keys: list[tuple[QKeySequence | str, Callable[[], None]]] = [
             ("Ctrl+N", self.new_incident),
             (QKeySequence.StandardKey.Find, self.focus_search),
             ("Ctrl+L", self.focus_command),
         ]
-        for key, slot in window_keys:
-            act = QAction(self)
-            act.setShortcut(QKeySequence(key))
-            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            act.triggered.connect(lambda _c=False, s=slot: s())
-            self.addAction(act)
+        reach.table_keys(self, window_keys, Qt.ShortcutContext.WidgetWithChildrenShortcut)
         # Esc from anywhere on the board (search, command line, a filter) goes back to the table, where the
         # letter keys act; an open pick list takes the first Esc itself and closes.
         esc = QAction(self)

@@ -99,10 +99,18 @@ def _sortable(value: Any) -> Any:
 
 
 class RecordTableModel(QAbstractTableModel, Generic[R]):
-    def __init__(self, columns: Sequence[Column[R]], parent: Any = None) -> None:
+    def __init__(
+        self,
+        columns: Sequence[Column[R]],
+        parent: Any = None,
+        *,
+        tint: Callable[[R], str | None] | None = None,
+    ) -> None:
+        """`tint` names a row's text colour in the theme's palette ("warning", "breached"), or None."""
         super().__init__(parent)
         self._columns = list(columns)
         self._rows: list[R] = []
+        self._tint = tint
 
     # -- data ------------------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[R]) -> None:
@@ -147,6 +155,14 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column.tooltip is not None:
             return column.tooltip(record)
+        if role == Qt.ItemDataRole.ForegroundRole and self._tint is not None:
+            colour = self._tint(record)
+            if colour:
+                from PySide6.QtGui import QColor
+
+                from console.theme import current_palette
+
+                return QColor(getattr(current_palette(), colour))
         return None
 
     def headerData(

@@ -421,6 +421,46 @@ def _add_account(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[boo
     return ok, message
 
 
+def _new_work_item(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, str]:
+    from console.items import WorkItemsWidget
+
+    in_tabs, why = _main_window_tab("Work items")(w, services, qtbot)
+    view = WorkItemsWidget(services)
+    qtbot.addWidget(view)
+    view.ask = lambda dialog: (dialog.title.setText("Call back"), True)[1]
+    ok, message = _outcome(qtbot, view.acted, view.failed, view.new_item)
+    assert ok == in_tabs, (message, why)
+    return ok, message
+
+
+def _message_log(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, str]:
+    from console.messages import MessagesWidget
+
+    in_tabs, why = _main_window_tab("Messages")(w, services, qtbot)
+    view = MessagesWidget(services)
+    qtbot.addWidget(view)
+    qtbot.waitUntil(lambda: view.status.text() not in ("", "Searching…"), timeout=10_000)
+    searched = not view.status.text().startswith("⚠")
+    assert searched == in_tabs, (view.status.text(), why)
+    return searched, view.status.text()
+
+
+def _retry_message(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, str]:
+    from datetime import UTC, datetime
+
+    from console.history.timerange import to_qdatetime
+    from console.messages import MessagesWidget
+
+    view = MessagesWidget(services)
+    qtbot.addWidget(view)
+    # The message was written at the wall clock's time, not the test clock's: any time will do.
+    view.range.since.setDateTime(to_qdatetime(datetime(2000, 1, 1, tzinfo=UTC)))
+    view.range.until.setDateTime(to_qdatetime(datetime(2100, 1, 1, tzinfo=UTC)))
+    view.search()
+    qtbot.waitUntil(lambda: view.select_message(w.failed_message_id), timeout=10_000)
+    return _outcome(qtbot, view.acted, view.failed, view.retry_selected)
+
+
 CONSOLE: dict[Action, Callable[[World, ConsoleServices, QtBot], tuple[bool, str]]] = {
     Action.VIEW_INCIDENTS: _view_board,
     Action.OPEN_INCIDENT: _board_action("trigger"),
@@ -442,6 +482,9 @@ CONSOLE: dict[Action, Callable[[World, ConsoleServices, QtBot], tuple[bool, str]
     Action.MANAGE_SECRETS: _remove_secret,
     Action.TEST_SEND: _test_send,
     Action.VIEW_AUDIT: _audit_view,
+    Action.WORKFLOW_ITEMS: _new_work_item,
+    Action.MESSAGE_LOG: _message_log,
+    Action.RESEND_MESSAGE: _retry_message,
     Action.MANAGE_ACCOUNTS: _add_account,
 }
 
@@ -452,7 +495,7 @@ def in_the_console(w: World, action: Action, role: str, qtbot: QtBot) -> bool:
         allowed, message = CONSOLE[action](w, services, qtbot)
     finally:
         services.shutdown()
-    if not allowed and action not in (Action.VIEW_REPORTS, Action.VIEW_AUDIT):
+    if not allowed and action not in (Action.VIEW_REPORTS, Action.VIEW_AUDIT, Action.MESSAGE_LOG):
         assert w.refused(message), f"{action}: not done, and not a refusal by the rule book: {message!r}"
     return allowed
 

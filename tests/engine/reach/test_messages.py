@@ -15,7 +15,7 @@ from engine import api, audit, messages
 from engine.db import read_session, write_session
 from engine.dispatch import dispatch_pass
 from engine.errors import InvalidTransition, ValidationError
-from engine.models import Event, OutboxMessage, Policy
+from engine.models import Event, OutboxMessage, Person, Policy
 from engine.service.app import ServiceApp
 from tests.service.conftest import WsgiClient
 
@@ -202,3 +202,26 @@ def test_a_page_is_neither_retried_nor_resent_once_its_incident_is_acknowledged(
         messages.resend(c.ctx, who, log["delivered"], "email")
     with read_session(c.ctx.sessions) as s:
         assert len(messages.search(s)) == before
+
+
+def test_the_channels_to_send_on_again_are_the_persons_other_open_channels(
+    centre: Centre, log: dict[str, int]
+) -> None:
+    c = centre
+    with read_session(c.ctx.sessions) as s:
+        # Thandi's SMS failed: her e-mail, WhatsApp (her phone), voice and console remain.
+        assert messages.resend_channels(s, log["failed"]) == [
+            ("whatsapp", "+27821234567"),
+            ("voice", "+27821234567"),
+            ("email", "thandi@example.org"),
+            ("console", "thandi"),
+        ]
+    with write_session(c.ctx.sessions) as s:
+        thandi = s.get(Person, c.people["thandi"])
+        assert thandi is not None
+        thandi.disabled_channels = ["voice"]
+        thandi.opted_out_channels = ["whatsapp"]
+    with read_session(c.ctx.sessions) as s:
+        assert {ch for ch, _a in messages.resend_channels(s, log["failed"])} == {"email", "console"}
+        # Sipho has no e-mail address: it is not offered.
+        assert "email" not in {ch for ch, _a in messages.resend_channels(s, log["delivered"])}
