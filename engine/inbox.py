@@ -10,7 +10,7 @@ read it is read for all of them (like a shared inbox), while a person's own noti
 
 Each entry carries its deep link: the incident or the workflow item it is about. Readers take a Session;
 marking read takes the AppContext and the identity that acts (its role and linked person decide what it may
-mark). Nothing here checks the permission itself: the entry points do (Action.VIEW_NOTIFICATIONS).
+mark). Nothing here checks the permission itself: the entry points do (Action.NOTIFICATIONS).
 """
 
 from __future__ import annotations
