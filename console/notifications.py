@@ -62,7 +62,7 @@ class NotificationsPanel(QWidget):
         self._soon.setSingleShot(True)
         self._soon.setInterval(500)
         self._soon.timeout.connect(self.refresh)
-        services.incidents_changed.connect(lambda _ids: self._soon.start())
+        services.incidents_changed.connect(self._changes_seen)  # a method: disconnected when the panel goes
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
@@ -82,6 +82,9 @@ class NotificationsPanel(QWidget):
                 return found, inbox.unread_count(session, recipient)
 
         self.services.act(Action.NOTIFICATIONS, job, self._show, self._failed, what="notifications")
+
+    def _changes_seen(self, _ids: list[int]) -> None:
+        self._soon.start()
 
     def _show(self, result: tuple[list[inbox.NoticeRecord], int]) -> None:
         notices, unread = result

@@ -58,12 +58,15 @@ class OnCallStrip(QLabel):
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
-        services.config_changed.connect(lambda _kind: self.refresh())
+        services.config_changed.connect(self._config_changed)  # a method: disconnected when the strip goes
 
     def start(self) -> None:
         if not self._timer.isActive():
             self._timer.start()
             self.refresh()
+
+    def _config_changed(self, _kind: str) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
         now = self.services.ctx.clock.now()

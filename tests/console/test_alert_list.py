@@ -186,3 +186,15 @@ def test_a_warning_a_chain_that_ran_out_and_an_escalation_that_timed_out_are_ale
     found = live_alerts([base, timed_out], now, problems)
     assert [a.kind for a in found] == ["problem", "exhausted", "exhausted", "warning"]
     assert counts_text(found) == "2 paging ran out · 1 warning · 1 problem"
+
+
+def test_muted_for_the_shift_a_new_critical_still_reaches_the_list_and_the_header(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    window = _window(qtbot, services)
+    qtbot.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
+    assert window.alerts.muted and window.mute_label.text() == "🔇 alerts muted this shift"
+    fire = add_incident(ctx.sessions, ctx.clock.now(), summary="Structure fire", severity="critical")
+    qtbot.waitUntil(lambda: _rows(window) == [("Critical, not acknowledged", f"#{fire}")], timeout=5000)
+    assert window.alert_counts.text().startswith("1 critical")
+    assert window.alerts.count == 1  # counted (and in the status bar), with no sound or pop-up

@@ -208,3 +208,21 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
     morning = datetime(2026, 3, 3, 6, 0, tzinfo=UTC).astimezone().strftime("%a %H:%M")  # "Tue 06:00" in UTC
     expected = f"On call — Fire rescue: Sipho Dlamini until {morning}, next Thandi Nkosi"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
+
+
+def test_a_board_or_panel_that_is_gone_no_longer_answers_the_consoles_signals(
+    qtbot: QtBot, services: ConsoleServices
+) -> None:
+    """A signed-in console outlives the windows it opened: a closed board's on-call line or a closed panel must
+    not be called (and crash) when configuration or incidents change afterwards."""
+    import shiboken6
+
+    from console.board.widget import BoardWidget
+    from console.notifications import NotificationsPanel
+
+    board, panel = BoardWidget(services, start=False), NotificationsPanel(services, start=False)
+    shiboken6.delete(board)
+    shiboken6.delete(panel)
+    services.config_changed.emit("schedules")
+    services.incidents_changed.emit([1])
+    qtbot.wait(700)  # past the panel's half-second gathering of changes
