@@ -8,6 +8,10 @@ File → Sign out hands the console over without stopping the embedded engine: t
 a handover note, the window closes (`outcome == "sign_out"`) and console.app asks the next person to sign in
 while the engine keeps paging. Quitting while this console's engine is the only one running asks first and
 says what stops. Tabs a person may not use (Audit for operators) are not shown.
+
+Below the board, two docks: Alerts (console.alert_list: every condition that needs someone now, counted in
+the header; F2) and Notifications (console.notifications: the signed-in person's, unread count in the header;
+F3). A notification about a workflow item opens it in the Work items tab (`open_item`).
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from console import fit
+from console.alert_list import AlertList, counts_text, live_alerts
 from console.alerts import AlertCenter, icon_path
 from console.board.widget import BoardWidget
 from console.detail import DetailWindow, IncidentDetail
+from console.notifications import NotificationsPanel
 from console.services import ConsoleServices
 from console.theme import apply_theme
 from engine.permissions import Action
@@ -56,6 +63,9 @@ Enter open its incident on the board<br>
 Ctrl+N new incident · Ctrl+F or / search · Ctrl+L or : command line · Esc back to the table ·
 Ctrl+1…7 tabs · Ctrl+Shift+D dark theme · Ctrl+Shift+L large font · Ctrl+M mute alerts for this shift ·
 F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
+<b>Alerts and notifications</b><br>
+F2 the alert list · F3 your notifications · in either list: Enter open (a notification is marked read) ·
+A acknowledge the alert's incident (alert list) · Esc back to the table<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
 assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""
 
@@ -142,6 +152,14 @@ class MainWindow(QMainWindow):
         self.board.feed.first_rows.connect(self._on_first_rows)
         self.board.feed.loaded.connect(self._on_loaded)
         self.alerts.alerted.connect(lambda title, text: self.show_message(f"⚠ {title}: {text}", True))
+        self.alert_list = AlertList(self)
+        self.alert_list.open_incident.connect(lambda i: self.open_link("incident", i))
+        self.alert_list.acknowledge.connect(lambda i: self.board.act_on("acknowledge", i))
+        self.alert_list.back.connect(self.back_to_board)
+        self.alert_list.message.connect(self.show_message)
+        self.notifications = NotificationsPanel(services, self, start=start_feed)
+        self.notifications.open_link.connect(self.open_link)
+        self.notifications.back.connect(self.back_to_board)
         services.worker.failed.connect(lambda what, exc: self.show_message(f"{what} failed: {exc}", True))
 
         self.tabs = QTabWidget()
@@ -175,6 +193,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.detail_dock)
         fit.dock_beside_board(self.detail_dock, self.tabs)
         fit.filters_may_shrink(self.board)
+        # Below the board only: the detail keeps the full height of the window on the right.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.alerts_dock = self._bottom_dock("Alerts", "alertsDock", self.alert_list)
+        self.notifications_dock = self._bottom_dock("Notifications", "notificationsDock", self.notifications)
+        self.tabifyDockWidget(self.alerts_dock, self.notifications_dock)
+        self.alerts_dock.raise_()
+        self.resizeDocks([self.alerts_dock], [150], Qt.Orientation.Vertical)
 
         self._menus()
         self.statusBar().showMessage("Loading the board…")
@@ -201,15 +226,33 @@ class MainWindow(QMainWindow):
         self.engine_label = QLabel("Engine: starting")
         self.engine_label.setObjectName("engineState")
         self.mute_label = QLabel("")
+        self.alert_counts = QToolButton()
+        self.alert_counts.setObjectName("alertCounts")
+        self.alert_counts.setText("No alerts")
+        self.alert_counts.setProperty("alert", False)
+        self.alert_counts.setToolTip("Alerts by kind; the list is below the board (F2)")
+        self.alert_counts.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.alert_counts.clicked.connect(self.focus_alerts)
+        self.notifications_button = QToolButton()
+        self.notifications_button.setObjectName("notificationsButton")
+        self.notifications_button.setText("Notifications")
+        self.notifications_button.setToolTip("Your notifications and your role's (F3)")
+        self.notifications_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.notifications_button.clicked.connect(self.focus_notifications)
+        self.notifications.unread_changed.connect(self._show_unread)
         self.clock_label = QLabel("")
         who = self.services.operator
         row.addWidget(title)
         row.addSpacing(16)
         row.addWidget(self.counter)
+        row.addSpacing(8)
+        row.addWidget(self.alert_counts)
         row.addSpacing(16)
         row.addWidget(self.engine_label)
         row.addWidget(self.mute_label)
         row.addStretch(1)
+        row.addWidget(self.notifications_button)
+        row.addSpacing(16)
         row.addWidget(QLabel(f"{who.display_name} · {who.role}"))
         row.addSpacing(16)
         row.addWidget(self.clock_label)
@@ -272,6 +315,10 @@ class MainWindow(QMainWindow):
         self.mute_action = self._action(
             alerts, "&Mute sound and pop-ups for this shift", "Ctrl+M", self._mute_changed, checkable=True
         )
+        alerts.addSeparator()
+        self._action(alerts, "Go to the &alert list", "F2", self.focus_alerts)
+        self._action(alerts, "Go to my &notifications", "F3", self.focus_notifications)
+        self._action(alerts, "Mark all notifications &read", None, self.notifications.mark_all_read)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keys and commands", "F1", self.show_keys)
 
@@ -335,6 +382,54 @@ class MainWindow(QMainWindow):
         if self.counter.property("alert") != (n > 0):  # re-polishing costs a style sheet pass: only on change
             self.counter.setProperty("alert", n > 0)
             self._restyle(self.counter)
+        self._update_alerts()
+
+    def _update_alerts(self) -> None:
+        now = self.services.ctx.clock.now()
+        found = live_alerts(self.board.model.open_rows(), now, self._problems)
+        self.alert_list.show_alerts(found, now)
+        self.alert_counts.setText(counts_text(found))
+        urgent = any(a.urgent for a in found)
+        if self.alert_counts.property("alert") != urgent:
+            self.alert_counts.setProperty("alert", urgent)
+            self._restyle(self.alert_counts)
+
+    def _show_unread(self, unread: int) -> None:
+        self.notifications_button.setText(f"Notifications: {unread} unread" if unread else "Notifications")
+        self.notifications_dock.setWindowTitle(f"Notifications ({unread})" if unread else "Notifications")
+
+    def _bottom_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        return dock
+
+    def focus_alerts(self) -> None:
+        self.alerts_dock.show()
+        self.alerts_dock.raise_()
+        self.alert_list.focus()
+
+    def focus_notifications(self) -> None:
+        self.notifications_dock.show()
+        self.notifications_dock.raise_()
+        self.notifications.focus()
+
+    def back_to_board(self) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.board.back_to_table()
+
+    def open_link(self, kind: str, target: int) -> None:
+        """Open what an alert or a notification is about: an incident on the board (and in the detail), or a
+        workflow item in the Work items tab (`open_item`)."""
+        if kind == "item":
+            self.open_item(target)
+            return
+        self.tabs.setCurrentIndex(0)
+        if not self.board.select_incident(target):
+            self.show_message(f"#{target} is not on the board with the current filters: shown in the detail")
+        self.board.back_to_table()
+        self.open_detail(target, False)
 
     @staticmethod
     def _restyle(widget: QWidget) -> None:
@@ -346,6 +441,7 @@ class MainWindow(QMainWindow):
             self._problems[key] = (text, level)
         else:
             self._problems.pop(key, None)
+        self._update_alerts()
         if not self._problems:
             self.banner.hide()
             return
@@ -616,6 +712,7 @@ class MainWindow(QMainWindow):
         self._close_confirmed = True
         self.save_layout()
         self.board.shutdown()
+        self.notifications.stop()
         self._clock_timer.stop()
         for window in list(self._detail_windows):
             window.close()

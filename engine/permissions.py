@@ -126,7 +126,7 @@ RULES: tuple[Rule, ...] = (
         Action.NOTIFICATIONS,
         OP,
         "see one's own and one's role's notifications and mark them read",
-        "",
+        "Notifications (F3): Enter, Mark all read",
         "`notifications`",
         "`/api/notifications`",
     ),

@@ -48,6 +48,7 @@ from console.board.cells import BoardPainter, warm_up
 from console.board.commands import HELP, Command, CommandError, parse_command
 from console.board.feed import BoardFeed
 from console.board.model import COL, BoardModel
+from console.board.oncall_strip import OnCallStrip
 from console.services import ConsoleServices
 from engine import board
 
@@ -156,6 +157,7 @@ class BoardWidget(QWidget):
         self.actions_.failed.connect(lambda text: self.message.emit(text, True))
         self.actions_.created.connect(self._on_created)
         self.feed.loaded.connect(self._on_loaded)
+        self.feed.loaded.connect(self.on_call.start)
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._repaint_clock)
@@ -321,6 +323,8 @@ class BoardWidget(QWidget):
         layout.addLayout(top)
         layout.addLayout(buttons)
         layout.addLayout(filters)
+        self.on_call = OnCallStrip(self.services)
+        layout.addWidget(self.on_call)
         layout.addWidget(self.view, 1)
         self._install_shortcuts()
 
@@ -759,4 +763,5 @@ class BoardWidget(QWidget):
 
     def shutdown(self) -> None:
         self._tick.stop()
+        self.on_call.stop()
         self.feed.close()

@@ -310,6 +310,14 @@ def _handover(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, 
     return bool(blocker.signal_triggered), " ".join(messages)
 
 
+def _notifications(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, str]:
+    from console.notifications import NotificationsPanel
+
+    panel = NotificationsPanel(services, start=False)
+    qtbot.addWidget(panel)
+    return _outcome(qtbot, panel.marked, panel.failed, panel.mark_all_read)
+
+
 def _change_password(w: World, services: ConsoleServices, qtbot: QtBot) -> tuple[bool, str]:
     from console.dialogs import ChangePasswordDialog
 
@@ -474,6 +482,7 @@ CONSOLE: dict[Action, Callable[[World, ConsoleServices, QtBot], tuple[bool, str]
     Action.CANCEL: _board_action("cancel", "duplicate"),
     Action.VIEW_REPORTS: _main_window_tab("Statistics"),
     Action.HANDOVER: _handover,
+    Action.NOTIFICATIONS: _notifications,
     Action.CHANGE_OWN_PASSWORD: _change_password,
     Action.VIEW_CONFIGURATION: _export,
     Action.EDIT_CONFIGURATION: _save_person,
