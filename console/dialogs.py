@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPlainTextEdit,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -473,24 +474,44 @@ class ConfirmDialog(QDialog):
 
 
 class EscalateDialog(QDialog):
-    """Escalate now: to the next level, or to a chosen one."""
+    """Escalate now: to the next level, or to a chosen one — each level listed with who it would page now
+    (engine.board.escalation_levels), so nobody escalates to a level blind."""
 
-    def __init__(self, current_level: int, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, current_level: int, parent: QWidget | None = None, *, levels: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Escalate now")
-        self.next_level = QCheckBox("Next level")
+        self.setMinimumWidth(520)
+        self.next_level = QCheckBox("&Next level")
         self.next_level.setChecked(True)
-        self.level = QSpinBox()
-        self.level.setRange(1, 20)
-        self.level.setValue(max(1, current_level + 1))
-        self.level.setEnabled(False)
-        self.next_level.toggled.connect(lambda on: self.level.setEnabled(not on))
+        self.levels = QListWidget()
+        self.levels.setObjectName("escalateLevels")
+        for entry in levels or []:
+            n = int(entry["level"])
+            who = ", ".join(entry.get("who") or []) or "nobody"
+            why = "; ".join(entry.get("nobody") or [])
+            mark = "  (now)" if n == current_level else ""
+            item = QListWidgetItem(f"Level {n}{mark} — {who}" + (f"  ⚠ {why}" if why else ""))
+            item.setData(Qt.ItemDataRole.UserRole, n)
+            self.levels.addItem(item)
+        if not self.levels.count():  # the levels could not be read: the engine checks the number given
+            for n in range(1, 21):
+                item = QListWidgetItem(f"Level {n}")
+                item.setData(Qt.ItemDataRole.UserRole, n)
+                self.levels.addItem(item)
+        self.levels.setCurrentRow(min(max(0, current_level), self.levels.count() - 1))
+        self.levels.setEnabled(False)
+        self.next_level.toggled.connect(lambda on: self.levels.setEnabled(not on))
+        self.levels.itemDoubleClicked.connect(lambda _i: self.accept())
         form = QFormLayout()
         form.addRow(self.next_level)
-        form.addRow("Chosen &level", self.level)
+        form.addRow("Chosen &level", self.levels)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Escalate")
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Don't escalate")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -498,7 +519,10 @@ class EscalateDialog(QDialog):
         layout.addWidget(buttons)
 
     def chosen(self) -> int | None:
-        return None if self.next_level.isChecked() else self.level.value()
+        item = self.levels.currentItem()
+        if self.next_level.isChecked() or item is None:
+            return None
+        return int(item.data(Qt.ItemDataRole.UserRole))
 
 
 class AssignDialog(QDialog):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, cast, distinct, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine.channels.setup import channel_modes
 from engine.models import (
@@ -397,3 +397,50 @@ def board_health(
         "simulated_channels": sorted(simulated),
         "channels_not_set_up": not_set_up,
     }
+
+
+def escalation_levels(session: Session, incident_id: int, now: datetime) -> dict[str, Any]:
+    """The levels an operator may escalate an incident to, and who each would page now: the running
+    escalation's policy as it was snapshotted (what escalating uses), else the incident's policy as it is.
+    {"policy", "current_level", "levels": [{"level", "who", "nobody"}]}; `who` names people and addresses,
+    `nobody` says why a target reaches no one (empty team, nobody on call)."""
+    from engine.escalation import snapshot_policy
+    from engine.models import PolicyLevel
+    from engine.targets import TargetCache, resolve_target
+
+    snapshot: dict[str, Any] = {}
+    current = 0
+    esc = session.scalars(
+        select(Escalation)
+        .where(Escalation.incident_id == incident_id)
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    ).first()
+    if esc is not None and esc.state not in ("resolved", "cancelled"):
+        snapshot, current = dict(esc.policy_snapshot or {}), int(esc.current_level or 0)
+    else:
+        policy_id = session.scalar(select(Incident.policy_id).where(Incident.id == incident_id))
+        policy = (
+            session.scalars(
+                select(Policy)
+                .where(Policy.id == policy_id)
+                .options(selectinload(Policy.levels).selectinload(PolicyLevel.targets))
+            ).one_or_none()
+            if policy_id is not None
+            else None
+        )
+        snapshot = snapshot_policy(policy) if policy is not None else {}
+    cache = TargetCache(session)
+    levels: list[dict[str, Any]] = []
+    for n, level in enumerate(snapshot.get("levels") or [], start=1):
+        who: list[str] = []
+        nobody: list[str] = []
+        for target in level.get("targets") or []:
+            found = resolve_target(cache, target, now)
+            who += [p.name for p in found.people if p.name not in who]
+            if found.address is not None:
+                who.append(found.address.name or found.address.address)
+            if found.unresolved:
+                nobody.append(found.unresolved)
+        levels.append({"level": n, "who": who, "nobody": nobody})
+    return {"policy": snapshot.get("name"), "current_level": current, "levels": levels}

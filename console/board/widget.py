@@ -492,12 +492,9 @@ class BoardWidget(QWidget):
         ids = self._ids(ids)
         level = None
         if choose and ids:
-            row = self.model.row_for_id(ids[0]) or {}
-            dialog = _dialogs().EscalateDialog(int(row.get("current_level") or 0), self)
-            if not self.ask(dialog):
-                return
-            level = dialog.chosen()
-        elif not self._confirmed(
+            self._choose_level(ids)
+            return
+        if not self._confirmed(
             ids,
             "Escalate",
             "E",
@@ -506,6 +503,23 @@ class BoardWidget(QWidget):
         ):
             return
         self.actions_.escalate(ids, level)
+
+    def _choose_level(self, ids: list[int]) -> None:
+        """Shift+E: read who each level of the first incident would page now (on the worker), then ask."""
+        first, now = ids[0], self.services.ctx.clock.now()
+
+        def ask(found: dict[str, Any]) -> None:
+            dialog = _dialogs().EscalateDialog(int(found["current_level"]), self, levels=found["levels"])
+            dialog.setWindowTitle(f"Escalate {self._named(ids)} now")
+            if self.ask(dialog):
+                self.actions_.escalate(ids, dialog.chosen())
+
+        self.services.worker.submit(
+            lambda s: board.escalation_levels(s, first, now),
+            ask,
+            lambda exc: self.message.emit(f"Escalate: could not read the levels of #{first}: {exc}", True),
+            what="reading the escalation levels",
+        )
 
     def note_selected(self, ids: list[int] | None = None) -> None:
         ids = self._ids(ids)

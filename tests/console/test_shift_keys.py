@@ -296,3 +296,33 @@ def test_the_pop_out_acts_from_the_keyboard_closes_with_esc_and_stays_on_the_scr
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: main._detail_windows == [], timeout=2000)  # closed and gone
     main.close()
+
+
+def test_escalate_to_a_level_shows_who_each_level_would_page(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    from engine.config_io import import_text
+    from tests.engine.test_escalation_levels import LEVELS_CENTRE
+
+    import_text(ctx, LEVELS_CENTRE, "centre.yaml", actor="tester")
+    incident = api.trigger(ctx, policy="fire", summary="Smoke, Block C").incident_id
+    widget = _board(qtbot, services)
+    widget.select_incident(incident)
+    widget.view.setFocus()
+    shown: list[str] = []
+    messages: list[str] = []
+    widget.message.connect(lambda text, _error: messages.append(text))
+
+    def pick_level_3(dialog: Any) -> bool:
+        shown.extend(dialog.levels.item(n).text() for n in range(dialog.levels.count()))
+        dialog.next_level.setChecked(False)
+        dialog.levels.setCurrentRow(2)
+        return True
+
+    widget.ask = pick_level_3
+    qtbot.keyClick(widget.view, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: len(shown) == 3, timeout=3000)
+    assert shown[0].startswith("Level 1") and shown[0].endswith("— Thandi Nkosi")
+    assert shown[1].endswith("— Thandi Nkosi, Sipho Dlamini")
+    assert "ops@example.org" in shown[2] and "team Spare crew has no active members" in shown[2]
+    qtbot.waitUntil(lambda: f"Escalated to level 3: #{incident}" in messages, timeout=3000)
