@@ -253,9 +253,17 @@ class MainWindow(QMainWindow):
         row.addStretch(1)
         row.addWidget(self.notifications_button)
         row.addSpacing(16)
-        row.addWidget(QLabel(f"{who.display_name} · {who.role}"))
+        self.user_label = QLabel(f"{who.display_name} · {who.role}")
+        self.user_label.setToolTip(self.user_label.text())
+        row.addWidget(self.user_label)
         row.addSpacing(16)
         row.addWidget(self.clock_label)
+        # The header gives way before it widens the window (the large font, a busy shift's counts): the
+        # counters keep their room, the rest is cut short and kept whole in its tooltip.
+        for widget in (title, self.engine_label, self.mute_label, self.user_label, self.clock_label):
+            widget.setMinimumWidth(24)
+        for button in (self.alert_counts, self.notifications_button):
+            button.setMinimumWidth(60)
         return bar
 
     def _action(

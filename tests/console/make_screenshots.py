@@ -1,5 +1,5 @@
-"""Screenshots of the board (light and night-shift themes) and an incident's detail, for docs/screenshots/
-(run under Xvfb):
+"""Screenshots of the board (light, night-shift and large-font themes), an incident's detail, the Messages and
+Work items tabs, for docs/screenshots/ (run under Xvfb, at 1600×1000):
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m tests.console.make_screenshots
 
@@ -56,7 +56,7 @@ def main() -> int:
         runner = start_engine(ctx)
         services = ConsoleServices(ctx, SignedIn(None, "admin", "Administrator", "admin"))
         window = MainWindow(services, runner=runner, sound=False)
-        window.resize(1600, 960)
+        window.resize(1600, 1000)
         window.show()
         wait_until(lambda: window.board.feed.is_loaded)
         wait(6_000)  # the engine pages the demo incidents and the board follows
@@ -73,6 +73,31 @@ def main() -> int:
         detail.grab().save(str(OUT / "detail.png"))
         detail.close()
 
+        from engine import items
+        from engine.permissions import system
+
+        items.create_item(
+            ctx,
+            system("demo"),
+            title="Confirm the road is closed",
+            time_limit_seconds=900,
+            incident=first,
+            assignee="thandi.nkosi",
+        )
+        for title, index in (("Messages", "messages.png"), ("Work items", "work-items.png")):
+            window.tabs.setCurrentIndex(
+                [window.tabs.tabText(n) for n in range(window.tabs.count())].index(title)
+            )
+            wait(2_000)
+            window.grab().save(str(OUT / index))
+        window.tabs.setCurrentIndex(0)
+        wait(500)
+
+        window.large_action.setChecked(True)
+        window._theme_changed()
+        wait(1_500)
+        window.grab().save(str(OUT / "board-large.png"))
+        window.large_action.setChecked(False)
         window.dark_action.setChecked(True)
         window._theme_changed()
         wait(1_500)
@@ -83,7 +108,8 @@ def main() -> int:
         services.shutdown()
         QCoreApplication.processEvents()
         ctx.db.dispose()
-    print("wrote", *(OUT / name for name in ("board.png", "detail.png", "board-dark.png")))
+    names = ("board.png", "detail.png", "messages.png", "work-items.png", "board-large.png", "board-dark.png")
+    print("wrote", *(OUT / name for name in names))
     app.quit()
     return 0
 

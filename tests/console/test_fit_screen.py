@@ -112,6 +112,11 @@ def test_large_font_keeps_the_window_on_a_1600_by_1000_screen(
     for index in range(window.tabs.count()):  # every tab built, the widest included
         window.tabs.setCurrentIndex(index)
     window.tabs.setCurrentIndex(0)
+    # The header as a busy shift shows it: an engine running, alerts counted, a long name.
+    window.engine_label.setText("Engine: embedded, running")
+    window.alert_counts.setText("3 critical · 2 breached · 1 warning · 2 problems")
+    window.notifications_button.setText("Notifications: 12 unread")
+    window.clock_label.setText("Wed 30 Dec  23:59:59")
     _large(window, True)
     assert window.board.view.font().pointSizeF() == 13.0
     minimum = window.minimumSizeHint()
