@@ -470,6 +470,8 @@ def test_classify_changes_category_and_sensitive_flag_and_says_what_the_sla_is_n
     assert answer["changed"] == ["sensitive"] and answer["response_due_at"] is None
     code, out, _ = run([*db, "classify", incident, "--sensitive"], capsys)
     assert out == f"incident {incident} unchanged: already category roads, sensitive\n"
+    code, out, _ = run([*db, "show", incident], capsys)
+    assert "SLA\n  not monitored (sensitive)\n" in out
 
     code, out, err = run([*db, "classify", incident], capsys)
     assert code == 1 and "give --category, --sensitive or --not-sensitive" in err
