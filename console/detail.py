@@ -243,6 +243,7 @@ class IncidentDetail(QWidget):
     """The detail of one incident; `show_incident(id)` loads it on the worker."""
 
     pop_out_requested = Signal(int)
+    classify_requested = Signal(int)
     loaded = Signal(int)
 
     def __init__(
@@ -299,8 +300,18 @@ class IncidentDetail(QWidget):
         self.pop_out.clicked.connect(
             lambda: self.incident_id and self.pop_out_requested.emit(self.incident_id)
         )
+        self.classify = QPushButton("Classify…")
+        self.classify.setObjectName("classify")
+        self.classify.setToolTip(
+            "Change the category (its SLA deadlines follow) or the sensitive flag (K on the board)"
+        )
+        self.classify.setVisible(can_pop_out)  # a pop-out has it in its own row of actions
+        self.classify.clicked.connect(
+            lambda: self.incident_id and self.classify_requested.emit(self.incident_id)
+        )
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
+        top.addWidget(self.classify, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.pop_out, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -344,7 +355,8 @@ class IncidentDetail(QWidget):
         if detail.get("acknowledged_by"):
             status += f" by {detail['acknowledged_by']}"
         f["status"].setText(status)
-        f["where"].setText(f"{detail['site'] or '—'} / {detail['category']}")
+        sensitive = " · sensitive (SLA not monitored)" if detail.get("sensitive") else ""
+        f["where"].setText(f"{detail['site'] or '—'} / {detail['category']}{sensitive}")
         f["team"].setText(f"{detail['team'] or '—'} / {detail['assignee'] or '—'}")
         policy = f" — policy {detail['policy']}" if detail.get("policy") else ""
         f["level"].setText(fmt.level_text(detail) + policy)
@@ -388,6 +400,7 @@ POP_OUT_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("&Resolve…", "R", "resolve"),
     ("&Escalate…", "E", "escalate"),
     ("Re-assi&gn…", "G", "assign"),
+    ("Classify…", "K", "classify"),
     ("&Note…", "N", "note"),
 )
 

@@ -1,6 +1,6 @@
 """The console's small dialogs: sign-in, first-run administrator, changing a password, signing out with a
 handover note and the handover shown at sign-in, new incident (a call by phone), and the prompts behind
-actions (note, cancel reason, escalate to level, assign).
+actions (note, cancel reason, escalate to level, assign, classify).
 
 Dialogs validate what they can see (required fields, a reporter's phone number or e-mail address) and leave
 every rule about incidents to the engine; `values()` returns exactly the keyword arguments of the engine call.
@@ -46,6 +46,13 @@ def _error_label() -> QLabel:
     label.setWordWrap(True)
     label.hide()
     return label
+
+
+def _sensitive_box() -> QCheckBox:
+    """What the engine does with the flag, and nothing more: a sensitive incident is never SLA-monitored."""
+    box = QCheckBox("S&ensitive — no SLA monitoring (no deadlines, warnings or breaches)")
+    box.setObjectName("sensitive")
+    return box
 
 
 class SignInDialog(QDialog):
@@ -293,6 +300,7 @@ class NewIncidentDialog(QDialog):
         self.reporter_language = QComboBox()
         for code, name in LANGUAGES:
             self.reporter_language.addItem(name, code)
+        self.sensitive = _sensitive_box()
         self.error = _error_label()
 
         form = QFormLayout()
@@ -300,6 +308,7 @@ class NewIncidentDialog(QDialog):
         form.addRow("Se&verity", self.severity)
         form.addRow("&Policy", self.policy)
         form.addRow("&Category", self.category)
+        form.addRow("", self.sensitive)
         form.addRow("S&ite", self.site)
         form.addRow("&Team", self.team)
         form.addRow("&Details", self.details)
@@ -356,6 +365,7 @@ class NewIncidentDialog(QDialog):
             "reporter_name": self.reporter_name.text().strip() or None,
             "reporter_contact": contact,
             "reporter_language": self.reporter_language.currentData(),
+            "sensitive": self.sensitive.isChecked(),
         }
 
     def accept(self) -> None:
@@ -569,6 +579,67 @@ class AssignDialog(QDialog):
             "person": who if kind == "person" else None,
             "reason": self.reason.text().strip(),
         }
+
+
+class ClassifyDialog(QDialog):
+    """An open incident's category (the SLA configuration of the new one applies) and sensitive flag."""
+
+    def __init__(
+        self,
+        choices: dict[str, list[str]],
+        *,
+        title: str,
+        category: str,
+        sensitive: bool,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Classify")
+        self._was = (category, sensitive)
+        self.category = QComboBox()
+        self.category.setObjectName("category")
+        self.category.setEditable(True)
+        self.category.addItems(sorted({*choices.get("categories", []), category}))
+        self.category.setCurrentText(category)
+        self.sensitive = _sensitive_box()
+        self.sensitive.setChecked(sensitive)
+        note = QLabel(
+            "The SLA deadlines are worked out again from when the incident opened; a breach already recorded "
+            "stays recorded."
+        )
+        note.setWordWrap(True)
+        self.error = _error_label()
+        form = QFormLayout()
+        form.addRow(QLabel(title))
+        form.addRow("&Category", self.category)
+        form.addRow("", self.sensitive)
+        buttons = QDialogButtonBox()
+        buttons.addButton("Save", QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton("Back", QDialogButtonBox.ButtonRole.RejectRole)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for part in (note, self.error, buttons):
+            layout.addWidget(part)
+        self.category.setFocus()
+
+    def values(self) -> dict[str, Any]:
+        """Only what the operator changed (engine.api.classify's keywords); {} when nothing was."""
+        category, sensitive = self.category.currentText().strip(), self.sensitive.isChecked()
+        out: dict[str, Any] = {}
+        if category != self._was[0]:
+            out["category"] = category
+        if sensitive != self._was[1]:
+            out["sensitive"] = sensitive
+        return out
+
+    def accept(self) -> None:
+        if not self.category.currentText().strip():
+            self.error.setText("a category is needed")
+            self.error.show()
+            return
+        super().accept()
 
 
 def ask(dialog: QDialog) -> bool:

@@ -53,7 +53,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 KEYS_HELP = """<b>Board keys</b> (while the table has the focus)<br>
 A acknowledge · W I'm on it · R resolve (asks: R again) · E escalate to the next level (asks: E again) ·
-Shift+E escalate to a chosen level · G re-assign · N add a note · Delete cancel with a reason ·
+Shift+E escalate to a chosen level · G re-assign · K classify (category, sensitive) · N add a note ·
+Delete cancel with a reason ·
 Enter open the detail · P pop the detail out (same keys there, Esc closes) ·
 ↑/↓ PgUp/PgDn move · Home/End first/last row · Shift+↑/↓ select several<br><br>
 <b>Messages</b> (in its table) R retry a failed message · S send on another of the person's channels ·
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
 
         self.detail = IncidentDetail(services, self)
         self.detail.pop_out_requested.connect(lambda i: self.open_detail(i, True))
+        self.detail.classify_requested.connect(lambda i: self.board.act_on("classify", i))
         self.board.current_changed.connect(self._follow_selection)
         self.detail_dock = QDockWidget("Incident", self)
         self.detail_dock.setObjectName("detailDock")

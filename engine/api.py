@@ -481,7 +481,7 @@ def reopen(ctx: AppContext, ref: int | str, *, by: str, reason: str = "") -> dic
 
 
 # --------------------------------------------------------------------------------------------------------
-# Notes, assignment, category
+# Notes, assignment, category and the sensitive flag
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -558,32 +558,84 @@ def assign(
         }
 
 
-def set_category(ctx: AppContext, ref: int | str, *, by: str, category: str) -> dict[str, Any]:
+def classify(
+    ctx: AppContext,
+    ref: int | str,
+    *,
+    by: str,
+    category: str | None = None,
+    sensitive: bool | None = None,
+) -> dict[str, Any]:
+    """Change an open incident's category, its sensitive flag, or both, in one transaction.
+
+    The SLA deadlines are computed again from when the incident opened: a new category may have other
+    targets; a sensitive incident is never SLA-monitored (no deadlines, so no warnings or breaches from
+    now on), and one that stops being sensitive gets the deadlines it would have had from the start — already
+    past, they are warned about or breached by the next SLA pass. A breach already recorded stays recorded.
+    A closed incident is refused: its SLA is history (met or late) and the statistics count it as it was.
+    `changed` lists what was different ([] when both were already so: nothing is written).
+    """
     by = _text(by, "by", limit=200, required=True)
-    new = _text(category, "category", limit=80, required=True)
+    if category is None and sensitive is None:
+        raise ValidationError("give a category, the sensitive flag, or both", field="classify")
+    new_category = _text(category, "category", limit=80, required=True) if category is not None else None
+    if sensitive is not None and not isinstance(sensitive, bool):
+        raise ValidationError("sensitive must be true or false", field="sensitive")
     now = ctx.clock.now()
     with write_session(ctx.sessions) as session:
-        incident = _find_incident(session, ref)
-        old = incident.category
-        incident.category = new
-        incident.updated_at = now
-        _sla_deadlines(session, incident, now)
-        timeline.record(
-            session,
-            "category_changed",
-            now,
-            incident_id=incident.id,
-            actor=by,
-            message=f"category {old} → {new}",
-            data={"from": old, "to": new},
-        )
-        esc_mod.notify_work(session, BOARD_NOTICE)
+        incident = _find_incident(session, ref, lock=True)
+        if incident.status not in OPEN_STATUSES:
+            raise InvalidTransition(
+                f"incident {incident.id} is {incident.status}; a closed incident's category and SLA stay "
+                "as they were (re-open it first)"
+            )
+        changed: list[str] = []
+        if new_category is not None and new_category != incident.category:
+            old = incident.category
+            incident.category = new_category
+            changed.append("category")
+            timeline.record(
+                session,
+                "category_changed",
+                now,
+                incident_id=incident.id,
+                actor=by,
+                message=f"category {old} → {new_category}",
+                data={"from": old, "to": new_category},
+            )
+        if sensitive is not None and sensitive != bool(incident.sensitive):
+            incident.sensitive = sensitive
+            changed.append("sensitive")
+            timeline.record(
+                session,
+                "sensitive_changed",
+                now,
+                incident_id=incident.id,
+                actor=by,
+                message=(
+                    "marked sensitive: the SLA is no longer monitored"
+                    if sensitive
+                    else "no longer sensitive: the SLA is monitored from when it opened"
+                ),
+                data={"from": not sensitive, "to": sensitive},
+            )
+        if changed:
+            incident.updated_at = now
+            _sla_deadlines(session, incident, now, ctx)
+            esc_mod.notify_work(session, BOARD_NOTICE)
         return {
             "incident_id": incident.id,
-            "category": new,
+            "changed": changed,
+            "category": incident.category,
+            "sensitive": bool(incident.sensitive),
             "response_due_at": _iso(incident.response_due_at),
             "resolution_due_at": _iso(incident.resolution_due_at),
         }
+
+
+def set_category(ctx: AppContext, ref: int | str, *, by: str, category: str) -> dict[str, Any]:
+    """`classify` with a category only."""
+    return classify(ctx, ref, by=by, category=category)
 
 
 # --------------------------------------------------------------------------------------------------------

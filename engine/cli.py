@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", default="general", metavar="C")
     p.add_argument("--site", default="", metavar="S")
     p.add_argument("--details", default="", metavar="T")
+    p.add_argument(
+        "--sensitive", action="store_true", help="never SLA-monitored (no deadlines, warnings or breaches)"
+    )
 
     p = add("ack", "acknowledge an incident", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
@@ -285,6 +288,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team", metavar="HANDLE")
     p.add_argument("--person", metavar="HANDLE", help="a person's handle, or 'me' (your linked person)")
     p.add_argument("--reason", default="", metavar="TEXT")
+
+    p = add(
+        "classify",
+        "change an open incident's category or sensitive flag (its SLA deadlines follow, from when it opened)",
+        json_flag,
+    )
+    p.add_argument("id", metavar="ID", help="incident id or key")
+    p.add_argument("--category", metavar="C", help="the new category (its SLA configuration applies)")
+    flag = p.add_mutually_exclusive_group()
+    flag.add_argument(
+        "--sensitive",
+        dest="sensitive",
+        action="store_const",
+        const=True,
+        help="mark it sensitive: never SLA-monitored (no deadlines, warnings or breaches)",
+    )
+    flag.add_argument(
+        "--not-sensitive",
+        dest="sensitive",
+        action="store_const",
+        const=False,
+        help="monitor its SLA again, with deadlines from when it opened",
+    )
 
     p = add("reopen", "re-open a resolved or cancelled incident (a new escalation starts)", json_flag)
     p.add_argument("id", metavar="ID", help="incident id or key")
@@ -1053,6 +1079,7 @@ class Runner:
                 category=a.category,
                 site=a.site,
                 details=a.details,
+                sensitive=a.sensitive,
                 source="cli",
                 actor=who.name,
             )
@@ -1165,6 +1192,33 @@ class Runner:
                 f"incident {r.get('incident_id')} assigned to "
                 + " / ".join(x for x in (r.get("team"), r.get("person")) if x)
             ),
+        )
+
+    def cmd_classify(self) -> int:
+        from engine.errors import ValidationError
+
+        a = self.args
+        if a.category is None and a.sensitive is None:
+            raise ValidationError("give --category, --sensitive or --not-sensitive", field="classify")
+
+        def show(r: Any) -> str:
+            flag = "sensitive" if r.get("sensitive") else "not sensitive"
+            what = f"category {r.get('category')}, {flag}"
+            if r.get("sensitive"):
+                sla = "SLA not monitored"
+            else:
+                due = (r.get("response_due_at"), r.get("resolution_due_at"))
+                sla = f"response due {_short_time(due[0])}, resolution due {_short_time(due[1])}"
+            if not r.get("changed"):
+                return f"incident {r.get('incident_id')} unchanged: already {what}"
+            return f"incident {r.get('incident_id')} classified: {what}; {sla}"
+
+        return self._api(
+            "classify",
+            "classify",
+            Action.CLASSIFY,
+            lambda fn, ctx, who: fn(ctx, _ref(a.id), by=who.name, category=a.category, sensitive=a.sensitive),
+            show,
         )
 
     def cmd_reopen(self) -> int:
@@ -1639,6 +1693,7 @@ COMMANDS: dict[str, Callable[[Runner], int]] = {
     "escalate": Runner.cmd_escalate,
     "note": Runner.cmd_note,
     "assign": Runner.cmd_assign,
+    "classify": Runner.cmd_classify,
     "reopen": Runner.cmd_reopen,
     "list": Runner.cmd_list,
     "show": Runner.cmd_show,

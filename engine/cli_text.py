@@ -61,7 +61,10 @@ def format_incident(data: Mapping[str, Any]) -> str:
             ("Resolution breached", _time(data.get("resolution_breached_at"))),
         ]
     )
-    parts += sla or ["  (no SLA deadlines)"]
+    if data.get("sensitive"):  # a breach recorded before it was marked sensitive is still shown
+        parts += ["  not monitored (sensitive)", *sla]
+    else:
+        parts += sla or ["  (no SLA deadlines)"]
     parts.append("\nEscalation")
     if esc:
         parts += _lines(

@@ -42,6 +42,7 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     ADD_NOTE = "add_note"
     ASSIGN = "assign"
+    CLASSIFY = "classify"
     REOPEN = "reopen"
     CANCEL = "cancel"
     VIEW_REPORTS = "view_reports"
@@ -104,6 +105,16 @@ RULES: tuple[Rule, ...] = (
     Rule(Action.ESCALATE, OP, "escalate now", "E, Shift+E, `esc`", "`escalate`", "`POST …/escalate`"),
     Rule(Action.ADD_NOTE, OP, "add a note", "N, `note`", "`note`", "`POST …/notes`"),
     Rule(Action.ASSIGN, OP, "re-assign to a team or person", "G, `assign`", "`assign`", "`POST …/assign`"),
+    # An operator: whoever takes the call sets the category and the flag when opening the incident, and the
+    # timeline names whoever changes them later (a recorded breach stays recorded).
+    Rule(
+        Action.CLASSIFY,
+        OP,
+        "change an incident's category or sensitive flag",
+        "K, Classify… in the incident detail",
+        "`classify`",
+        "`POST …/classify`",
+    ),
     Rule(Action.REOPEN, OP, "re-open a closed incident", "`reopen`", "`reopen`", "`POST …/reopen`"),
     Rule(Action.CANCEL, SUP, "cancel an incident", "Delete, `cancel`", "`cancel`", "`POST …/cancel`"),
     Rule(

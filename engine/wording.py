@@ -26,6 +26,7 @@ EVENT_WORDS: dict[str, str] = {
     "status_changed": "Status changed",
     "assigned": "Re-assigned",
     "category_changed": "Category changed",
+    "sensitive_changed": "Sensitive flag changed",
     "note": "Note",
     "note_added": "Note",
     # the escalation

@@ -193,6 +193,23 @@ class IncidentActions(QObject):
             "Assigned to " + ("you" if person == "me" else f"{team or person}:"),
         )
 
+    def classify(self, ids: list[int], *, category: str | None = None, sensitive: bool | None = None) -> None:
+        """A new category (its SLA deadlines follow), the sensitive flag, or both."""
+        ctx = self.services.ctx
+        if category is None and sensitive is None:
+            self.failed.emit("Classify: nothing to change")
+            return
+        said = [f"category {category}"] if category is not None else []
+        if sensitive is not None:
+            said.append("sensitive" if sensitive else "not sensitive")
+        self._run(
+            Action.CLASSIFY,
+            "Classify",
+            ids,
+            lambda api, i, by: api.classify(ctx, i, by=by, category=category, sensitive=sensitive),
+            f"Classified ({', '.join(said)}):",
+        )
+
     def trigger(self, fields: dict[str, Any]) -> None:
         """A new incident (a call that came in by phone): engine.api.trigger with the dialog's fields."""
         ctx = self.services.ctx

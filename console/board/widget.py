@@ -340,6 +340,7 @@ class BoardWidget(QWidget):
             ("E", self.escalate_selected),
             ("Shift+E", lambda: self.escalate_selected(choose=True)),
             ("G", self.assign_selected),
+            ("K", self.classify_selected),
             ("N", self.note_selected),
             ("Delete", self.cancel_selected),
             ("P", lambda: self._open_current(True)),
@@ -561,6 +562,45 @@ class BoardWidget(QWidget):
                 return
             self.actions_.assign(ids, **values)
 
+    def classify_selected(self, ids: list[int] | None = None) -> None:
+        """K: one incident's category (its SLA deadlines follow) and sensitive flag."""
+        ids = self._ids(ids)
+        if len(ids) != 1:
+            self.message.emit(f"Classify: select one incident ({len(ids)} selected) — nothing changed", True)
+            return
+        incident_id = ids[0]
+        row = self.model.row_for_id(incident_id)
+        if row is not None:
+            self._classify(incident_id, row)
+            return
+        # A popped-out incident the board's filters hide: its category and flag come from the database first.
+        self.services.worker.submit(
+            lambda s: next(iter(board.board_rows(s, [incident_id])), None),
+            lambda found: (
+                self._classify(incident_id, found)
+                if found
+                else self.message.emit(f"Classify: #{incident_id} does not exist", True)
+            ),
+            lambda exc: self.message.emit(f"Classify #{incident_id} failed: {exc}", True),
+            what="loading an incident",
+        )
+
+    def _classify(self, incident_id: int, row: dict[str, Any]) -> None:
+        dialog = _dialogs().ClassifyDialog(
+            self.choices,
+            title=f"#{incident_id} {row.get('summary', '')}".strip(),
+            category=str(row.get("category") or ""),
+            sensitive=bool(row.get("sensitive")),
+            parent=self,
+        )
+        if not self.ask(dialog):
+            return
+        values = dialog.values()
+        if not values:
+            self.message.emit(f"Classify: nothing changed — #{incident_id} unchanged", False)
+            return
+        self.actions_.classify([incident_id], **values)
+
     def new_incident(self, summary: str = "") -> None:
         dialog = _dialogs().NewIncidentDialog(
             self.choices, self, summary=summary, phone_region=self.services.ctx.settings.phone_region
@@ -615,6 +655,7 @@ class BoardWidget(QWidget):
             "resolve": self.resolve_selected,
             "escalate": lambda ids: self.escalate_selected(ids=ids),
             "assign": self.assign_selected,
+            "classify": self.classify_selected,
             "note": self.note_selected,
         }
         actions[name]([incident_id])
@@ -638,6 +679,7 @@ class BoardWidget(QWidget):
             ("Escalate to next level", "E", self.escalate_selected),
             ("Escalate to level…", "Shift+E", lambda: self.escalate_selected(choose=True)),
             ("Re-assign…", "G", self.assign_selected),
+            ("Classify (category, sensitive)…", "K", self.classify_selected),
             ("Add note…", "N", self.note_selected),
             ("Cancel with reason…", "Delete", self.cancel_selected),
             (None, None, None),

@@ -130,6 +130,7 @@ class ServiceApp:
         r.add("POST", "/api/incidents/{ref}/cancel", self.cancel)
         r.add("POST", "/api/incidents/{ref}/notes", self.add_note)
         r.add("POST", "/api/incidents/{ref}/assign", self.assign)
+        r.add("POST", "/api/incidents/{ref}/classify", self.classify)
         r.add("POST", "/api/incidents/{ref}/reopen", self.reopen)
         r.add("GET", "/api/stats", self.stats)
         r.add("GET", "/api/handover", self.handover)
@@ -545,6 +546,25 @@ class ServiceApp:
             raise HttpError(400, "name a 'team', a 'person', or both")
         done = integration.api().assign(
             self.ctx, self._ref(request), by=identity.name, team=team, person=person, reason=reason
+        )
+        return Response.json(done)
+
+    def classify(self, request: Request) -> Response:
+        identity = self._authorise(request, Action.CLASSIFY)
+        data = self._body(request)
+        unknown = sorted(set(data) - {"category", "sensitive"})
+        if unknown:
+            raise HttpError(400, "unknown fields: " + ", ".join(unknown))
+        category = data.get("category")
+        if category is not None and not isinstance(category, str):
+            raise HttpError(400, "'category' must be a string")
+        sensitive = data.get("sensitive")
+        if sensitive is not None and not isinstance(sensitive, bool):
+            raise HttpError(400, "'sensitive' must be true or false")
+        if category is None and sensitive is None:
+            raise HttpError(400, "give a 'category', 'sensitive', or both")
+        done = integration.api().classify(
+            self.ctx, self._ref(request), by=identity.name, category=category, sensitive=sensitive
         )
         return Response.json(done)
 

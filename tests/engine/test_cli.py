@@ -57,6 +57,7 @@ COMMAND_PATHS = [
     ["test-send"],
     ["note"],
     ["assign"],
+    ["classify"],
     ["reopen"],
     ["db", "roles"],
     ["users"],
@@ -173,7 +174,7 @@ def test_bad_usage_exits_2_with_usage_on_stderr(argv: list[str], capsys: pytest.
 
 
 def test_every_incident_verb_takes_json(capsys: pytest.CaptureFixture[str]) -> None:
-    for verb in ("trigger", "ack", "resolve", "cancel", "escalate", "list", "show", "stats"):
+    for verb in ("trigger", "ack", "resolve", "cancel", "escalate", "classify", "list", "show", "stats"):
         _, out, _ = run([verb, "--help"], capsys)
         assert "--json" in out, verb
 
@@ -451,6 +452,39 @@ def test_trigger_ack_list_show_resolve_through_the_cli(
     code, _, err = run([*db, "ack", str(incident)], capsys)
     assert code == 1  # resolved incidents cannot be acknowledged: InvalidTransition
     assert err.startswith("error: ")
+
+
+def test_classify_changes_category_and_sensitive_flag_and_says_what_the_sla_is_now(
+    schema_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", schema_url]
+    code, out, _ = run([*db, "trigger", "--summary", "Burst pipe", "--category", "water", "--json"], capsys)
+    incident = str(json.loads(out)["incident_id"])
+
+    code, out, err = run([*db, "classify", incident, "--category", "roads"], capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"incident {incident} classified: category roads, not sensitive; response due ")
+
+    code, out, _ = run([*db, "classify", incident, "--sensitive", "--json"], capsys)
+    answer = json.loads(out)
+    assert answer["changed"] == ["sensitive"] and answer["response_due_at"] is None
+    code, out, _ = run([*db, "classify", incident, "--sensitive"], capsys)
+    assert out == f"incident {incident} unchanged: already category roads, sensitive\n"
+    code, out, _ = run([*db, "show", incident], capsys)
+    assert "SLA\n  not monitored (sensitive)\n" in out
+
+    code, out, err = run([*db, "classify", incident], capsys)
+    assert code == 1 and "give --category, --sensitive or --not-sensitive" in err
+    code, _, err = run([*db, "classify", incident, "--sensitive", "--not-sensitive"], capsys)
+    assert code == 2 and "not allowed with argument" in err
+    code, out, _ = run(
+        [*db, "trigger", "--summary", "Assault", "--key", "a", "--sensitive", "--json"], capsys
+    )
+    code, out, _ = run([*db, "classify", str(json.loads(out)["incident_id"]), "--not-sensitive"], capsys)
+    assert "classified: category general, not sensitive; response due " in out
+    run([*db, "resolve", incident], capsys)
+    code, out, err = run([*db, "classify", incident, "--not-sensitive"], capsys)
+    assert code == 1 and out == "" and "closed incident" in err
 
 
 def test_stats_prints_the_apis_figures_or_says_it_is_not_in_this_build(

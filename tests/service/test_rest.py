@@ -1,4 +1,4 @@
-"""The REST API: bearer tokens with roles; list, show, trigger, acknowledge, resolve, escalate, cancel."""
+"""The REST API: bearer tokens with roles; list, show, trigger, acknowledge, resolve, escalate, cancel, classify."""
 
 from __future__ import annotations
 
@@ -127,6 +127,25 @@ def test_acknowledging_a_resolved_incident_is_409(client: Any, policy: str, oper
     client.post(f"/api/incidents/{incident_id}/resolve", headers=_auth(operator_token))
     again = client.post(f"/api/incidents/{incident_id}/acknowledge", headers=_auth(operator_token))
     assert again.status == 409
+
+
+def test_classify_changes_the_category_and_the_sensitive_flag(
+    ctx: AppContext, client: Any, policy: str, operator_token: str
+) -> None:
+    incident_id = _create(client, operator_token, category="water").json()["incident_id"]
+    url = f"/api/incidents/{incident_id}/classify"
+    done = client.post(url, json_body={"category": "roads", "sensitive": True}, headers=_auth(operator_token))
+    assert done.status == 200, done.text
+    assert done.json()["changed"] == ["category", "sensitive"] and done.json()["response_due_at"] is None
+    with ctx.sessions() as session:
+        incident = session.get(Incident, incident_id)
+        assert incident is not None and (incident.category, incident.sensitive) == ("roads", True)
+    for body in ({}, {"sensitive": "yes"}, {"category": 7}, {"colour": "red"}):
+        assert client.post(url, json_body=body, headers=_auth(operator_token)).status == 400, body
+    assert client.post(url, json_body={"category": " "}, headers=_auth(operator_token)).status == 422
+    client.post(f"/api/incidents/{incident_id}/resolve", headers=_auth(operator_token))
+    closed = client.post(url, json_body={"sensitive": False}, headers=_auth(operator_token))
+    assert closed.status == 409 and "closed incident" in closed.text
 
 
 @pytest.mark.parametrize(
