@@ -30,7 +30,7 @@ SAMPLES: dict[str, list[str]] = {
     "level": [f"L9 {state}" for state in fmt.LEVEL_STATE.values()],
 }
 # Starting widths (px at the normal font) of the columns whose texts are names; the operator may drag them.
-START_WIDTHS = {"site": 80, "team": 84, "category": 90, "paged": 170}
+START_WIDTHS = {"site": 80, "team": 80, "category": 90, "paged": 150}
 _FITTED = "fittedWidths"  # view property: the widths `fit` last set, by column key
 
 
@@ -51,8 +51,11 @@ def content_width(view: QTableView, key: str) -> int:
         )
         extra = swatch + 2 * _padding(font)
     metrics = QFontMetrics(font)
-    # Both sides' padding, the grid line and the dotted focus frame.
-    cell = max(metrics.horizontalAdvance(t) for t in SAMPLES[key]) + extra + 2 * _padding(font) + 4
+    # Both sides' padding, and the 8 px Qt's item view adds around a cell's text under the style sheet (focus
+    # frame and text margins), so the delegate's own size hint never asks for more than the column has; in
+    # the severity column the spacing after the swatch already holds half of it.
+    margin = 4 if key == "severity" else 8
+    cell = max(metrics.horizontalAdvance(t) for t in SAMPLES[key]) + extra + 2 * _padding(font) + margin
     return max(cell, view.horizontalHeader().sectionSizeHint(COL[key]))
 
 

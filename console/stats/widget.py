@@ -451,6 +451,10 @@ class StatsWidget(QWidget):
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(comparison)
         top.addWidget(self.trend_chart)
+        # The comparison's four columns whole (this period, the one before, the change), the chart the rest.
+        comparison.setMinimumWidth(comparison.fontMetrics().horizontalAdvance("M") * 44)
+        top.setStretchFactor(0, 0)
+        top.setStretchFactor(1, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(periods)

@@ -93,11 +93,14 @@ def main() -> int:
         window.tabs.setCurrentIndex(0)
         wait(500)
 
+        # The large font is for a wall screen: the board alone, every column on it (Ctrl+D hides the detail).
+        window.detail_dock.hide()
         window.large_action.setChecked(True)
         window._theme_changed()
         wait(1_500)
         window.grab().save(str(OUT / "board-large.png"))
         window.large_action.setChecked(False)
+        window.detail_dock.show()
         window.dark_action.setChecked(True)
         window._theme_changed()
         wait(1_500)
