@@ -7,6 +7,7 @@ from __future__ import annotations
 import socketserver
 import threading
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -32,6 +33,11 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
         self.requests: list[tuple[str, bytes]] = []
         self.drop_after_answer = False  # close the connection after the next answer, without saying so
         self.swallow_next_get = False  # take the next GET and close the connection without answering
+        self.closed = threading.Semaphore(0)  # released each time the server has closed a connection
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed.release()
 
 
 class ScriptedHandler(socketserver.StreamRequestHandler):
@@ -143,8 +149,11 @@ def test_connection_close_and_a_silently_dropped_connection_both_lead_to_a_fresh
     assert client.request("GET", _url(server, "/bye")).text == "bye"
     assert client.request("GET", _url(server, "/plain")).status_code == 200
     assert server.connections == 2
+    assert server.closed.acquire(timeout=5)  # "/bye" closed the first connection
     server.drop_after_answer = True  # the server closes this kept-alive connection after answering
     assert client.request("GET", _url(server, "/plain")).status_code == 200
+    # Wait until it has: a loaded machine can otherwise send the next request before the close happens.
+    assert server.closed.acquire(timeout=5)
     # The next request finds the connection dead before any answer: sent again once on a new connection.
     assert client.request("POST", _url(server, "/plain"), data={"n": "1"}).status_code == 200
     assert server.connections == 3
