@@ -17,6 +17,7 @@ back, so a batch is never half-written.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -56,6 +57,7 @@ from engine.models import (
     Team,
     Trigger,
 )
+from engine.prepared import Prepared, constants
 
 S = EscalationState
 OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
@@ -210,12 +212,38 @@ _SNAPSHOT_QUERY = (
 )
 
 
+_SNAPSHOT = Prepared(_SNAPSHOT_QUERY)
+# Snapshots assembled from the rows the query read: the same rows, the same snapshot, so a trigger reads the
+# policy every time (an edit applies to the very next trigger) but builds it only when it changed. Shared and
+# never modified: a caller that wants to change one copies it (`_load_snapshot`).
+_snapshots: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+_SNAPSHOTS_KEPT = 256
+
+
 def _load_snapshot(session: Session | Connection, name: str) -> tuple[dict[str, Any], bool]:
-    """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets)."""
-    conn = session.connection() if isinstance(session, Session) else session
-    rows = conn.execute(_SNAPSHOT_QUERY, {"policy_name": name}).all()
-    if not rows:
+    """The policy's snapshot and whether it is enabled, in one query (policy ⟕ levels ⟕ targets): a copy
+    the caller may change."""
+    snapshot, enabled = _read_snapshot(
+        session.connection() if isinstance(session, Session) else session, name
+    )
+    return copy.deepcopy(snapshot), enabled
+
+
+def _read_snapshot(conn: Connection, name: str) -> tuple[dict[str, Any], bool]:
+    """`_load_snapshot` without the copy: the snapshot is shared and must not be changed."""
+    raw = _SNAPSHOT.raw_rows(conn, {"policy_name": name})
+    if not raw:
         raise NotFound(f"no escalation policy named {name!r}")
+    key = (conn.dialect.name, repr(raw))  # every column of every row: any edit is another key
+    found = _snapshots.get(key)
+    if found is None:
+        if len(_snapshots) >= _SNAPSHOTS_KEPT:
+            _snapshots.clear()
+        found = _snapshots[key] = _assemble_snapshot(_SNAPSHOT.converted(conn, raw))
+    return found
+
+
+def _assemble_snapshot(rows: list[Any]) -> tuple[dict[str, Any], bool]:
     first = rows[0]
     levels: dict[int, dict[str, Any]] = {}
     for r in rows:
@@ -278,6 +306,8 @@ _I, _E = _INCIDENT_T.c, _ESCALATION_T.c
 # A multi-row INSERT on PostgreSQL carries this many rows: measured faster per row than SQLAlchemy's default of
 # up to 1,000 (the driver and the server parse a long statement of thousands of parameters slowly).
 PG_ROWS_PER_INSERT = 32
+# Up to this many event rows go to PostgreSQL as one executemany (psycopg pipelines it), more as one statement.
+_PG_PIPELINED = 4
 _MANY = {"insertmanyvalues_page_size": PG_ROWS_PER_INSERT}
 _INSERT_INCIDENTS = (
     _INCIDENT_T.insert().returning(_I.id, sort_by_parameter_order=True).execution_options(**_MANY)
@@ -286,6 +316,14 @@ _INSERT_ESCALATIONS = (
     _ESCALATION_T.insert().returning(_E.id, sort_by_parameter_order=True).execution_options(**_MANY)
 )
 _INSERT_EVENTS = _EVENT_T.insert().execution_options(**_MANY)
+# As driver SQL (engine.prepared): one new row with its id returned; rows whose ids the batch chose itself.
+_INSERT_INCIDENT_ONE = Prepared(_INCIDENT_T.insert().returning(_I.id))
+_INSERT_ESCALATION_ONE = Prepared(_ESCALATION_T.insert().returning(_E.id))
+_INSERT_INCIDENT_ROWS = Prepared(_INCIDENT_T.insert())
+_INSERT_ESCALATION_ROWS = Prepared(_ESCALATION_T.insert())
+_INSERT_EVENT_ROWS = Prepared(_EVENT_T.insert())
+_MAX_INCIDENT_ID = Prepared(select(func.max(_I.id)))
+_MAX_ESCALATION_ID = Prepared(select(func.max(_E.id)))
 _PG_NOTIFY = text("SELECT pg_notify('watchkeeper_work', :p)")
 # Transaction-scoped advisory locks on incident keys, taken in one order (by lock id) so that two batches
 # sharing keys cannot deadlock. 7201 names these locks apart from any other advisory lock.
@@ -324,6 +362,29 @@ _RESOLVED_SINCE = (
     )
     .order_by(_I.id)
 )
+# The same three for one key, the common case (a single trigger): compiled once and run as driver SQL, with
+# the open statuses written into the SQL so that SQLite can use the partial index of open keys.
+_ONE_OPEN = select(_I.id, _I.key, _I.status, _I.trigger_count).where(
+    _I.key == bindparam("key"), _I.status.in_(constants(OPEN_STATUSES))
+)
+_OPEN_BY_KEY_ONE = Prepared(_ONE_OPEN)
+_OPEN_BY_KEY_ONE_LOCKED = Prepared(_ONE_OPEN.with_for_update(key_share=True))
+_NEWEST_ESCALATION_ONE = Prepared(
+    select(_E.id, _E.incident_id, _E.state, _E.trigger_count)
+    .where(_E.incident_id == bindparam("id"))
+    .order_by(_E.id.desc())
+    .limit(1)
+)
+_RESOLVED_SINCE_ONE = Prepared(
+    select(_I.id, _I.key, _I.trigger_count, _I.resolved_at)
+    .where(
+        _I.key == bindparam("key"),
+        _I.status.in_(constants([IncidentStatus.RESOLVED.value])),
+        _I.resolved_at >= bindparam("since"),
+    )
+    .order_by(_I.id)
+)
+_DEFAULT_POLICY_ONE = Prepared(_DEFAULT_POLICY)
 _REOPEN_INCIDENT = (
     update(_INCIDENT_T)
     .where(_I.id == bindparam("b_id"))
@@ -508,7 +569,8 @@ class _Triggering:
 
     def run(self, items: list[_Item]) -> list[TriggerResult]:
         if any(not item.policy for item in items):
-            default = self.conn.execute(_DEFAULT_POLICY).scalar()
+            found = _DEFAULT_POLICY_ONE.rows(self.conn, {})
+            default = found[0][0] if found else None
             name = str(default.get("policy") or "") if isinstance(default, dict) else ""
             if name:  # a trigger that names no policy takes the centre's default one (`default_policy`)
                 items = [item if item.policy else replace(item, policy=name) for item in items]
@@ -534,7 +596,7 @@ class _Triggering:
         """Policies, teams and the live escalations of the batch's keys; NotFound names the first bad item."""
         for name in dict.fromkeys(item.policy for item in items if item.policy):
             try:
-                self.policies[name] = _load_snapshot(self.conn, name)
+                self.policies[name] = _read_snapshot(self.conn, name)
             except NotFound as exc:
                 self.policies[name] = exc
         handles = list(dict.fromkeys(item.team for item in items if item.team))
@@ -561,13 +623,23 @@ class _Triggering:
             # rest of the transaction, so the second waits and then finds the first's incident. SQLite's
             # BEGIN IMMEDIATE already lets one batch write at a time.
             self.conn.execute(_LOCK_KEYS, {"keys": list(keys)})
-        stmt = _OPEN_BY_KEYS_LOCKED if postgres else _OPEN_BY_KEYS
         found_open: dict[int, Any] = {}
-        for chunk in _chunks(list(keys)):
-            found_open.update((r.id, r) for r in self.conn.execute(stmt, {"keys": chunk}))
         newest: dict[int, Any] = {}
-        for chunk in _chunks(list(found_open)):
-            newest.update((r.incident_id, r) for r in self.conn.execute(_NEWEST_ESCALATIONS, {"ids": chunk}))
+        if len(keys) == 1:
+            one = _OPEN_BY_KEY_ONE_LOCKED if postgres else _OPEN_BY_KEY_ONE
+            found_open.update((r.id, r) for r in one.rows(self.conn, {"key": next(iter(keys))}))
+            for incident_id in found_open:
+                newest.update(
+                    (r.incident_id, r) for r in _NEWEST_ESCALATION_ONE.rows(self.conn, {"id": incident_id})
+                )
+        else:
+            stmt = _OPEN_BY_KEYS_LOCKED if postgres else _OPEN_BY_KEYS
+            for chunk in _chunks(list(keys)):
+                found_open.update((r.id, r) for r in self.conn.execute(stmt, {"keys": chunk}))
+            for chunk in _chunks(list(found_open)):
+                newest.update(
+                    (r.incident_id, r) for r in self.conn.execute(_NEWEST_ESCALATIONS, {"ids": chunk})
+                )
         for incident_id, r in found_open.items():
             e = newest.get(incident_id)
             self.live[r.key] = _Live(
@@ -582,9 +654,17 @@ class _Triggering:
         closed = [k for k in keys if k not in self.live]
         if cooldown > 0 and closed:
             since = self.now - timedelta(seconds=cooldown)
-            for chunk in _chunks(closed):
-                for r in self.conn.execute(_RESOLVED_SINCE, {"keys": chunk, "since": since}):
-                    self.recent[r.key] = _Recent(r.id, r.trigger_count, r.resolved_at)
+            resolved: list[Any]
+            if len(closed) == 1:
+                resolved = _RESOLVED_SINCE_ONE.rows(self.conn, {"key": closed[0], "since": since})
+            else:
+                resolved = [
+                    r
+                    for c in _chunks(closed)
+                    for r in self.conn.execute(_RESOLVED_SINCE, {"keys": c, "since": since})
+                ]
+            for r in resolved:
+                self.recent[r.key] = _Recent(r.id, r.trigger_count, r.resolved_at)
 
     def _one(self, item: _Item) -> tuple[_Row, _Row | None, bool]:
         found = self.policies.get(item.policy) if item.policy else None
@@ -720,12 +800,14 @@ class _Triggering:
             if reason:
                 found = self.escalation_values[key] = (reason, {}, "", {"policy": snapshot["name"]}, False)
                 return found
-            esc, opens = esc_mod.new_escalation(
-                cast(Incident, _NewIncident(0, severity)), snapshot, Trigger.UNACKNOWLEDGED.value, self.now
+            values, opens = esc_mod.new_escalation_values(
+                severity, snapshot, Trigger.UNACKNOWLEDGED.value, self.now
             )
-            values = {k: v for k, v in esc.__dict__.items() if not k.startswith("_sa_") and k != "id"}
-            message, data = esc_mod.started_event_data(esc, opens)
-            due = esc.next_action_at is not None and esc.next_action_at <= self.now
+            first = values["next_action_at"]
+            message, data = esc_mod.started_event_values(
+                values["policy_name"], values["trigger"], first, opens
+            )
+            due = first <= self.now
             found = self.escalation_values[key] = ("", values, message, data, due)
         return found
 
@@ -736,11 +818,25 @@ class _Triggering:
                 _REOPEN_INCIDENT,
                 [{"b_id": row.id, "b_count": count, "b_now": now} for row, count in self.reopened],
             )
-        _insert_rows(conn, _INSERT_INCIDENTS, self.incidents)
+        _insert_rows(
+            conn,
+            self.incidents,
+            _INSERT_INCIDENT_ONE,
+            _INSERT_INCIDENT_ROWS,
+            _MAX_INCIDENT_ID,
+            _INSERT_INCIDENTS,
+        )
         for esc in self.escalations:
             assert esc.parent is not None
             esc.values["incident_id"] = esc.parent.id
-        _insert_rows(conn, _INSERT_ESCALATIONS, self.escalations)
+        _insert_rows(
+            conn,
+            self.escalations,
+            _INSERT_ESCALATION_ONE,
+            _INSERT_ESCALATION_ROWS,
+            _MAX_ESCALATION_ID,
+            _INSERT_ESCALATIONS,
+        )
         if self.retriggered:
             lives = list(self.retriggered.values())
             conn.execute(
@@ -756,41 +852,54 @@ class _Triggering:
                         for x in counted
                     ],
                 )
-        conn.execute(
-            _INSERT_EVENTS,
-            [
-                {
-                    "kind": e.kind,
-                    "at": now,
-                    "incident_id": e.incident.id,
-                    "escalation_id": e.escalation.id if e.escalation is not None else None,
-                    "actor": e.actor,
-                    "message": e.message,
-                    "data": e.data,
-                }
-                for e in self.events
-            ],
-        )
+        events = [
+            {
+                "kind": e.kind,
+                "at": now,
+                "incident_id": e.incident.id,
+                "escalation_id": e.escalation.id if e.escalation is not None else None,
+                "actor": e.actor,
+                "message": e.message,
+                "data": e.data,
+            }
+            for e in self.events
+        ]
+        _insert_events(conn, events)
         if self.due_now or self.joined:
             _notify_work(self.conn, "escalate")
 
 
-@dataclass(frozen=True)
-class _NewIncident:
-    """What `escalation.new_escalation` reads of an incident (no ORM object is built)."""
+def _insert_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Event rows (all with the same columns): the driver's executemany on SQLite and for a few rows on
+    PostgreSQL (psycopg pipelines it); one multi-row statement for more."""
+    if conn.dialect.name == "sqlite" or len(events) <= _PG_PIPELINED:
+        _INSERT_EVENT_ROWS.run_many(conn, events, columns=True)
+    else:
+        conn.execute(_INSERT_EVENTS, events)
 
-    id: int
-    severity: str
 
+def _insert_rows(
+    conn: Connection, rows: list[_Row], one: Prepared, many: Prepared, max_id: Prepared, returning: Any
+) -> None:
+    """INSERT the new rows and give each its id, in order.
 
-def _insert_rows(conn: Connection, stmt: Any, rows: list[_Row]) -> None:
-    """INSERT the new rows (one statement, executemany) and give each its id, in parameter order."""
+    One row: INSERT … RETURNING as driver SQL. Many on SQLite: SQLite has no multi-row INSERT … RETURNING
+    with the ids in row order (SQLAlchemy runs one statement per row for it), but the batch holds the write
+    lock (BEGIN IMMEDIATE), so it numbers the rows itself from the largest id — the ids SQLite would have
+    given — and inserts them in one executemany. Many on PostgreSQL: multi-row INSERT … RETURNING in
+    parameter order (SQLAlchemy's insertmanyvalues)."""
     if not rows:
         return
     if len(rows) == 1:
-        rows[0].id = int(conn.execute(stmt, rows[0].values).scalar_one())
+        rows[0].id = int(one.run(conn, rows[0].values, columns=True)[0][0])
         return
-    ids = conn.execute(stmt, [row.values for row in rows]).scalars().all()
+    if conn.dialect.name == "sqlite" and len({frozenset(r.values) for r in rows}) == 1:
+        start = int(max_id.rows(conn, {})[0][0] or 0)
+        for offset, row in enumerate(rows, start=1):
+            row.id = start + offset
+        many.run_many(conn, [{"id": row.id, **row.values} for row in rows], columns=True)
+        return
+    ids = conn.execute(returning, [row.values for row in rows]).scalars().all()
     for row, new_id in zip(rows, ids, strict=True):
         row.id = int(new_id)
 
@@ -948,6 +1057,13 @@ _SET_ESCALATIONS_ACKNOWLEDGED = (
         acknowledged_by=bindparam("b_by"),
     )
 )
+# As driver SQL (engine.prepared), compiled once per number of ids.
+_ACK_INCIDENTS_RUN = Prepared(_ACK_INCIDENTS)
+_ACK_INCIDENTS_LOCKED_RUN = Prepared(_ACK_INCIDENTS_LOCKED)
+_ACK_ESCALATIONS_RUN = Prepared(_ACK_ESCALATIONS)
+_ACK_ESCALATIONS_LOCKED_RUN = Prepared(_ACK_ESCALATIONS_LOCKED)
+_SET_ACKNOWLEDGED_RUN = Prepared(_SET_ACKNOWLEDGED)
+_SET_ESCALATIONS_ACKNOWLEDGED_RUN = Prepared(_SET_ESCALATIONS_ACKNOWLEDGED)
 _PAGE_T: Any = Page.__table__
 _OUTBOX_T: Any = OutboxMessage.__table__
 _PG = _PAGE_T.c
@@ -961,6 +1077,7 @@ _NOTICE_PAGES = (
     )
     .order_by(_PG.id.desc())
 )
+_NOTICE_PAGES_RUN = Prepared(_NOTICE_PAGES)
 _PEOPLE = select(Person).where(Person.id.in_(bindparam("person_ids", expanding=True)))
 
 
@@ -972,7 +1089,7 @@ def notice_rows_many(
     latest: dict[int, dict[int, Any]] = {}
     conn = session.connection()
     for chunk in _chunks([incident.id for incident in incidents]):
-        for r in conn.execute(_NOTICE_PAGES, {"incident_ids": chunk}):
+        for r in _NOTICE_PAGES_RUN.rows(conn, {"incident_ids": chunk}):
             if r.chain:
                 latest.setdefault(r.incident_id, {}).setdefault(r.person_id, r)
     people: dict[int, Person] = {}
@@ -1082,12 +1199,12 @@ def acknowledge_in(
     escalations: dict[int, list[_Escalation]] = {}  # per incident, oldest first
     snapshots: dict[str | None, dict[str, Any]] = {}
     for chunk in _chunks(ids):
-        stmt = _ACK_INCIDENTS_LOCKED if postgres else _ACK_INCIDENTS
-        incidents.update({r.id: _Incident(**r._mapping) for r in conn.execute(stmt, {"ids": chunk})})
+        read = _ACK_INCIDENTS_LOCKED_RUN if postgres else _ACK_INCIDENTS_RUN
+        incidents.update({r.id: _Incident(*r) for r in read.rows(conn, {"ids": chunk})})
     for chunk in _chunks(list(incidents)):
-        stmt = _ACK_ESCALATIONS_LOCKED if postgres else _ACK_ESCALATIONS
-        for r in conn.execute(stmt, {"ids": chunk}):
-            values = dict(r._mapping)
+        read = _ACK_ESCALATIONS_LOCKED_RUN if postgres else _ACK_ESCALATIONS_RUN
+        for r in read.rows(conn, {"ids": chunk}):
+            values = r._asdict()
             raw = values["policy_snapshot"]
             if raw not in snapshots:
                 snapshots[raw] = json.loads(raw) if raw else {}
@@ -1147,20 +1264,19 @@ def acknowledge_in(
     if not acknowledged:
         return results
     for chunk in _chunks([incident.id for incident in acknowledged]):
-        conn.execute(_SET_ACKNOWLEDGED, {"b_ids": chunk, "b_now": now, "b_by": by})
+        _SET_ACKNOWLEDGED_RUN.run(conn, {"b_ids": chunk, "b_now": now, "b_by": by})
     if moved:
         by_next: dict[datetime | None, list[int]] = {}
         for e in moved:  # usually one group: no level auto-resolves, nothing is due any more
             by_next.setdefault(e.next_action_at, []).append(e.id)
         for next_at, esc_ids in by_next.items():
             for chunk in _chunks(esc_ids):
-                conn.execute(
-                    _SET_ESCALATIONS_ACKNOWLEDGED,
-                    {"b_ids": chunk, "b_now": now, "b_next": next_at, "b_by": by},
+                _SET_ESCALATIONS_ACKNOWLEDGED_RUN.run(
+                    conn, {"b_ids": chunk, "b_now": now, "b_next": next_at, "b_by": by}
                 )
     # Every page of these incidents, whichever escalation wrote it, in this same transaction.
     paging.stop_paging(session, [incident.id for incident in acknowledged], now)
-    conn.execute(_INSERT_EVENTS, events)
+    _insert_events(conn, events)
     notices = notice_rows_many(session, cast(list[Incident], acknowledged), now, "ack", by)
     reporters = _reporter_rows(session, acknowledged, now, IncidentStatus.ACKNOWLEDGED.value)
     outbox: list[dict[str, Any]] = []

@@ -213,6 +213,34 @@ def business_hours_wait(snapshot: dict[str, Any], severity: str, at: datetime) -
 # --------------------------------------------------------------------------------------------------------
 
 
+def new_escalation_values(
+    severity: str, snapshot: dict[str, Any], trigger: str, now: datetime
+) -> tuple[dict[str, Any], datetime | None]:
+    """The columns of a new PENDING escalation but its incident, with its first due time; (values,
+    business-hours opening or None). Plain values: the trigger path writes them without an ORM object."""
+    first = _level(snapshot, 1)
+    due = now + timedelta(seconds=int(first["delay_seconds"]) if first else 0)
+    opens = business_hours_wait(snapshot, severity, due)
+    values = {
+        "policy_id": snapshot.get("id"),
+        "policy_name": str(snapshot.get("name", "")),
+        "policy_snapshot": snapshot,
+        "state": S.PENDING.value,
+        "trigger": str(trigger),
+        "current_level": 0,
+        "repeat_no": 0,
+        "repeat_base": 0,
+        "level_rounds": {},
+        "next_action_at": opens or due,
+        "escalation_count": 0,
+        "notification_count": 0,
+        "trigger_count": 1,
+        "started_at": now,
+        "updated_at": now,
+    }
+    return values, opens
+
+
 def new_escalation(
     incident: Incident,
     snapshot: dict[str, Any],
@@ -220,39 +248,26 @@ def new_escalation(
     now: datetime,
 ) -> tuple[Escalation, datetime | None]:
     """An unsaved PENDING escalation with its first due time; (escalation, business-hours opening or None)."""
-    first = _level(snapshot, 1)
-    due = now + timedelta(seconds=int(first["delay_seconds"]) if first else 0)
-    opens = business_hours_wait(snapshot, incident.severity, due)
-    esc = Escalation(
-        incident_id=incident.id,
-        policy_id=snapshot.get("id"),
-        policy_name=str(snapshot.get("name", "")),
-        policy_snapshot=snapshot,
-        state=S.PENDING.value,
-        trigger=str(trigger),
-        current_level=0,
-        repeat_no=0,
-        repeat_base=0,
-        level_rounds={},
-        next_action_at=opens or due,
-        escalation_count=0,
-        notification_count=0,
-        trigger_count=1,
-        started_at=now,
-        updated_at=now,
-    )
-    return esc, opens
+    values, opens = new_escalation_values(incident.severity, snapshot, trigger, now)
+    return Escalation(incident_id=incident.id, **values), opens
 
 
 def started_event_data(esc: Escalation, opens: datetime | None) -> tuple[str, dict[str, Any]]:
     assert esc.next_action_at is not None
-    msg = f"escalation started with policy {esc.policy_name}"
+    return started_event_values(esc.policy_name, esc.trigger, esc.next_action_at, opens)
+
+
+def started_event_values(
+    policy_name: str, trigger: str, first_action_at: datetime, opens: datetime | None
+) -> tuple[str, dict[str, Any]]:
+    """The message and data of an `escalation_started` event."""
+    msg = f"escalation started with policy {policy_name}"
     if opens is not None:
         msg += f"; waiting for business hours ({opens.isoformat()})"
     return msg, {
-        "policy": esc.policy_name,
-        "trigger": esc.trigger,
-        "first_action_at": esc.next_action_at.isoformat(),
+        "policy": policy_name,
+        "trigger": trigger,
+        "first_action_at": first_action_at.isoformat(),
         "waiting_business_hours": opens is not None,
     }
 

@@ -47,6 +47,7 @@ from engine.models import (
     PageStatus,
     Person,
 )
+from engine.prepared import Prepared
 
 if TYPE_CHECKING:
     from engine.context import AppContext
@@ -641,6 +642,9 @@ _STOP_PAGE_MESSAGES = (
     )
     .values(status=MessageStatus.CANCELLED.value, updated_at=bindparam("b_now"))
 )
+# Acknowledging one incident is a hot path: these run as driver SQL (engine.prepared).
+_STOP_PAGES_RUN = Prepared(_STOP_PAGES)
+_STOP_PAGE_MESSAGES_RUN = Prepared(_STOP_PAGE_MESSAGES)
 # Incident statuses in which people are paged: acknowledged, in progress, resolved and cancelled end it.
 PAGING_STATUSES = ("open", "escalated")
 # Ids per statement when stopping many incidents at once (far below SQLite's limit on bound parameters).
@@ -654,8 +658,8 @@ def stop_paging(session: Session, incident_ids: Sequence[int], now: datetime) ->
     ids = sorted(set(incident_ids))
     for start in range(0, len(ids), _STOP_CHUNK):
         chunk = ids[start : start + _STOP_CHUNK]
-        conn.execute(_STOP_PAGES, {"b_ids": chunk})
-        conn.execute(_STOP_PAGE_MESSAGES, {"b_ids": chunk, "b_now": now})
+        _STOP_PAGES_RUN.run(conn, {"b_ids": chunk})
+        _STOP_PAGE_MESSAGES_RUN.run(conn, {"b_ids": chunk, "b_now": now})
 
 
 _ESC_T: Any = Escalation.__table__
