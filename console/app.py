@@ -230,9 +230,17 @@ def load_demo_data(ctx: AppContext, by: Any = None) -> dict[str, Any]:
 
 
 def start_engine(ctx: AppContext) -> Any:
-    from engine.runner import EngineRunner
+    """The embedded engine: a process of its own (engine.engine_process), or with `engine_process =
+    "console"` threads of this process."""
+    runner: Any
+    if ctx.settings.engine_process == "console":
+        from engine.runner import EngineRunner
 
-    runner = EngineRunner(ctx, mode="console")
+        runner = EngineRunner(ctx, mode="console")
+    else:
+        from engine.engine_process import EngineProcess
+
+        runner = EngineProcess(ctx)
     runner.start()
     return runner
 

@@ -509,6 +509,8 @@ class MainWindow(QMainWindow):
     def _embedded_running(self) -> bool:
         if self.runner is None:
             return False
+        if hasattr(self.runner, "running"):  # the engine's own process (engine.engine_process)
+            return bool(self.runner.running)
         scheduler = getattr(self.runner, "scheduler", None)
         return bool(getattr(scheduler, "running", True))
 

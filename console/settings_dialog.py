@@ -540,6 +540,7 @@ class SettingsDialog(QDialog):
             install_senders(ctx, build_senders(ctx.settings, clock=ctx.clock))
 
         self.services.worker.call(rebuild, what="reload channels")
+        ctx.settings_changed()  # an engine in its own process takes them too
         note = " The new database is used from the next start." if db_changed else ""
         self.message.setText(f"Saved to {path}.{note}")
         self.saved.emit(new)

@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default: settings http_host)")
     p.add_argument("--port", type=_port, help="port to listen on (default: settings http_port)")
 
+    p = add(
+        "engine",
+        "run the engine's passes without a window or HTTP API, until stopped (the console starts one as its "
+        "engine process)",
+    )
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="take settings, wake-ups and stop from standard input and stop at its end (the console's link)",
+    )
     add("check", "run every engine pass once and print what each did; exit 1 naming any pass that failed")
     add("demo", "load the demo data (people, teams, policies, incidents) into the database")
 
@@ -957,6 +967,16 @@ class Runner:
         port = self.settings.http_port if self.args.port is None else self.args.port
         return self.with_context("serve", "engine.service", "serve", lambda fn, ctx: int(fn(ctx, host, port)))
 
+    def cmd_engine(self) -> int:
+        from engine import engine_process
+
+        control = sys.stdin if self.args.control else None
+        if control is not None:  # the console's settings, as its Settings dialog last saved them
+            self.settings = engine_process.read_first_settings(control, self.settings)
+        return self.with_context(
+            "engine", "engine.engine_process", "run_engine", lambda fn, ctx: int(fn(ctx, control))
+        )
+
     def cmd_check(self) -> int:
         def run(fn: Any, ctx: Any) -> int:
             from engine.runner import failed_passes
@@ -1679,6 +1699,7 @@ def format_handover(note: Any, summary: Any) -> str:
 
 COMMANDS: dict[str, Callable[[Runner], int]] = {
     "serve": Runner.cmd_serve,
+    "engine": Runner.cmd_engine,
     "check": Runner.cmd_check,
     "demo": Runner.cmd_demo,
     "db": Runner.cmd_db,

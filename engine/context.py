@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import wakeup
 from engine.clock import Clock, SystemClock
 from engine.db import make_engine, session_factory
 from engine.settings import Settings
@@ -32,8 +33,13 @@ class AppContext:
     settings: Settings
     node_id: str
     # Called after a commit that created due work (a new escalation, an outbox row), so the passes of an
-    # embedded engine run at once instead of at their next tick. A no-op until an engine is running.
+    # engine run at once instead of at their next tick: this process's engine while one runs here, else on
+    # SQLite the engine of the same file in another process (engine.wakeup), else nothing (PostgreSQL's
+    # engines hear the commit's NOTIFY).
     wake: Callable[[str], None] = field(default=lambda _pass: None)
+    # Called after `settings` were changed in place (the console's Settings dialog), so that an engine in
+    # another process takes them too (engine.engine_process). A no-op otherwise.
+    settings_changed: Callable[[], None] = field(default=lambda: None)
 
     @classmethod
     def create(
@@ -44,10 +50,14 @@ class AppContext:
         db: Engine | None = None,
     ) -> AppContext:
         engine = db or make_engine(settings.db)
-        return cls(
+        ctx = cls(
             db=engine,
             sessions=session_factory(engine),
             clock=clock or SystemClock(),
             settings=settings,
             node_id=new_node_id(mode),
         )
+        sender = wakeup.sender_for(engine.url.render_as_string(hide_password=False))
+        if sender is not None:
+            ctx.wake = sender
+        return ctx

@@ -32,6 +32,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select, update
 
+from engine import wakeup
 from engine.claims import acquire_lease, dialect_name, release_lease
 from engine.context import AppContext
 from engine.db import write_session
@@ -45,6 +46,13 @@ NOTIFY_CHANNEL = "watchkeeper_work"
 PASS_BUDGET_SECONDS = 5.0
 # Work due that this engine could not take (another engine holds it, the database was busy): look again after.
 DUE_RETRY_SECONDS = 0.5
+# While work trickles in (a trigger every millisecond, each waking the escalate pass), a pass that has just
+# run waits this long before it runs again, so that it takes what arrived meanwhile in one batch instead of
+# one row per run — each run fighting the callers for the write lock and the interpreter. A pass woken after
+# a quiet moment runs at once, and so does the run after one that did GATHER_BELOW rows or more (a backlog,
+# which it works through batch by batch); under a trickle, a page is written at most this much later.
+PASS_GATHER_SECONDS = {"escalate": 0.1}
+GATHER_BELOW = 250
 
 
 def _pass_escalate(ctx: AppContext) -> Any:
@@ -250,11 +258,13 @@ class EngineRunner:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._locks = {name: threading.Lock() for name in self.passes}
         self._pending = {name: threading.Event() for name in self.passes}
+        self._ended: dict[str, float] = {}  # when each pass last finished a run (monotonic)
         self._last: dict[str, dict[str, Any]] = {}
         self._last_lock = threading.Lock()
         self._stopping = threading.Event()
         self._beat_lock = threading.Lock()
         self._listener: threading.Thread | None = None
+        self._wakeups: wakeup.Listener | None = None
         self.listening = threading.Event()  # set while the LISTEN connection is in place (PostgreSQL)
         self._previous_wake = ctx.wake
         # Passes whose work has due times, and how to ask for the next one (see _keep_pace).
@@ -291,6 +301,9 @@ class EngineRunner:
             coalesce=True,
         )
         self.ctx.wake = self.wake
+        if dialect_name_of(self.ctx) == "sqlite":  # other processes on this file wake us (engine.wakeup)
+            url = self.ctx.db.url.render_as_string(hide_password=False)
+            self._wakeups = wakeup.listen(url, self.wake)
         self.scheduler.start()
         for name in self.passes:  # the first tick at once rather than one interval from now
             if name != "housekeeping":
@@ -302,6 +315,9 @@ class EngineRunner:
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self.ctx.wake = self._previous_wake
+        if self._wakeups is not None:
+            self._wakeups.close()
+            self._wakeups = None
         # Not shutdown(wait=True): APScheduler holds its job-store lock while it waits for running jobs, and a
         # pass that is finishing asks for that lock to schedule its next run (_keep_pace): a deadlock. The
         # running passes are waited for below through their own locks.
@@ -335,7 +351,9 @@ class EngineRunner:
         if self._locks[name].locked():
             return  # the running pass sees the flag and goes round again
         try:
-            self.scheduler.add_job(self._run_pass, args=[name], id=f"wake-{name}", replace_existing=True)
+            self.scheduler.add_job(
+                self._run_pass, args=[name], id=f"wake-{name}", replace_existing=True, max_instances=3
+            )
         except Exception:  # scheduler shutting down; the interval job will catch up
             log.debug("wake %s not scheduled", name, exc_info=True)
 
@@ -348,10 +366,16 @@ class EngineRunner:
                 return
             try:
                 until = time.monotonic() + PASS_BUDGET_SECONDS
+                gather = PASS_GATHER_SECONDS.get(name, 0.0)
                 while pending.is_set() and not self._stopping.is_set() and time.monotonic() < until:
+                    wait = self._ended.get(name, 0.0) + gather - time.monotonic()
+                    if wait > 0 and self._stopping.wait(wait):
+                        return
                     pending.clear()
                     at = self.ctx.clock.now()
                     result = self.run_pass(name)
+                    trickle = _count(result) < GATHER_BELOW
+                    self._ended[name] = time.monotonic() if trickle else 0.0
                     self._keep_pace(name, at, result)
             finally:
                 lock.release()
@@ -388,6 +412,7 @@ class EngineRunner:
                     id=f"due-{name}",
                     replace_existing=True,
                     misfire_grace_time=None,
+                    max_instances=3,  # as the interval job: the pass's own lock keeps one run at a time
                 )
             except Exception:  # scheduler shutting down; the interval job will catch up
                 log.debug("due wake of %s not scheduled", name, exc_info=True)

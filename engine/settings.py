@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     "smtp_security": ("starttls", "ssl", "none"),
     "engine_mode": ("embedded", "watch"),
+    "engine_process": ("separate", "console"),
 }
 
 
@@ -92,6 +93,9 @@ class Settings:
     public_base_url: str = ""  # links in e-mails and Twilio callbacks, e.g. https://watchkeeper.example.org
     # Engine.
     engine_mode: str = "embedded"  # embedded: the console runs the passes; watch: a service does
+    # Where an embedded engine runs: "separate" (a process of its own, started and stopped by the console:
+    # the board and the engine each get a core) or "console" (threads of the console's own process).
+    engine_process: str = "separate"
     escalate_interval_seconds: float = 1.0
     dispatch_interval_seconds: float = 1.0
     confirm_interval_seconds: float = 5.0
