@@ -971,10 +971,11 @@ class Runner:
         from engine import engine_process
 
         control = sys.stdin if self.args.control else None
-        if control is not None:  # the console's settings, as its Settings dialog last saved them
-            self.settings = engine_process.read_first_settings(control, self.settings)
+        node_id = None
+        if control is not None:  # the console's settings and node, as the console sent them
+            self.settings, node_id = engine_process.read_start(control, self.settings)
         return self.with_context(
-            "engine", "engine.engine_process", "run_engine", lambda fn, ctx: int(fn(ctx, control))
+            "engine", "engine.engine_process", "run_engine", lambda fn, ctx: int(fn(ctx, control, node_id))
         )
 
     def cmd_check(self) -> int:

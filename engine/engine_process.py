@@ -5,7 +5,9 @@ interpreter lock with the board, so a busy engine slowed the window and the wind
 console now starts `watchkeeper engine --control` as a child process and talks to it over the child's
 standard input, one line per message:
 
-    settings {json}     the console's settings (the first line, then after every change in Settings)
+    start {json}        the first line: the console's settings and its engine node id (the engine's
+                        heartbeat is the console's, so the console knows the engine as its own)
+    settings {json}     the console's settings, after every change saved in Settings
     wake <pass>         work for a pass was committed (an acknowledgement wakes dispatch, say)
     stop                stop the passes and exit
 
@@ -52,11 +54,22 @@ def settings_from_line(line: str, base: Settings) -> Settings:
     return dataclasses.replace(base, **{k: v for k, v in data.items() if k in known and k != "source"})
 
 
-def read_first_settings(control: TextIO, base: Settings) -> Settings:
+def start_line(settings: Settings, node_id: str) -> str:
+    return (
+        "start "
+        + json.dumps({"node_id": node_id, "settings": json.loads(settings_line(settings)[9:])})
+        + "\n"
+    )
+
+
+def read_start(control: TextIO, base: Settings) -> tuple[Settings, str]:
+    """The first line of `--control`: (the console's settings over `base`, the console's node id)."""
     line = control.readline()
-    if not line.startswith("settings "):
-        raise SystemExit("watchkeeper engine --control: the first line must carry the settings")
-    return settings_from_line(line, base)
+    if not line.startswith("start "):
+        raise SystemExit("watchkeeper engine --control: the first line must be `start {json}`")
+    data = json.loads(line[6:])
+    settings = settings_from_line("settings " + json.dumps(data["settings"]), base)
+    return settings, str(data["node_id"])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -64,10 +77,13 @@ def read_first_settings(control: TextIO, base: Settings) -> Settings:
 # ------------------------------------------------------------------------------------------------------
 
 
-def run_engine(ctx: AppContext, control: TextIO | None) -> int:
-    """Run every pass until `stop`, end of `control`, or (without control) SIGINT/SIGTERM."""
+def run_engine(ctx: AppContext, control: TextIO | None, node_id: str | None = None) -> int:
+    """Run every pass until `stop`, end of `control`, or (without control) SIGINT/SIGTERM. `node_id`: the
+    console's, when this is its engine."""
     from engine.runner import EngineRunner
 
+    if node_id:
+        ctx.node_id = node_id
     runner = EngineRunner(ctx, mode="console" if control is not None else "service")
     runner.start()
     log.info("engine passes running in process %d", os.getpid())
@@ -148,7 +164,7 @@ class EngineProcess:
         # The child logs where the console does (stderr, the log file); its output is not read.
         self.proc = subprocess.Popen(child_command(), stdin=subprocess.PIPE, text=True, close_fds=True)
         assert self.proc.stdin is not None
-        self._write(settings_line(self.ctx.settings))
+        self._write(start_line(self.ctx.settings, self.ctx.node_id))
         self.ctx.wake = self.wake
         self.ctx.settings_changed = self.settings_changed
         log.info("engine started in process %d", self.proc.pid)

@@ -20,7 +20,7 @@ from engine.bootstrap import open_context
 from engine.context import AppContext
 from engine.db import make_engine
 from engine.engine_process import EngineProcess
-from engine.models import Event, OutboxMessage
+from engine.models import EngineNode, Event, OutboxMessage
 from engine.settings import Settings
 from tests.engine.escalation.helpers import add_person, add_policy
 
@@ -80,6 +80,21 @@ def test_the_engine_process_pages_at_once_and_stops_with_the_console(
     _eventually(lambda: _pages(centre) == 1)
     engine.stop(timeout=10)
     assert not engine.running and engine.proc is not None and engine.proc.returncode == 0
+
+
+def test_the_engine_process_beats_as_the_consoles_own_engine(
+    centre: AppContext, engine: EngineProcess
+) -> None:
+    """Its heartbeat is the console's node: the console counts it as its own engine, not another one (and so
+    asks before quitting stops the only engine)."""
+
+    def beating() -> bool:
+        with centre.sessions() as s:
+            return s.scalar(select(EngineNode.status).where(EngineNode.id == centre.node_id)) == "running"
+
+    _eventually(beating)
+    with centre.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(EngineNode)) == 1
 
 
 def test_an_engine_whose_console_is_gone_stops(centre: AppContext, engine: EngineProcess) -> None:
