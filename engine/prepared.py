@@ -53,16 +53,32 @@ class _Compiled:
         self.results = results  # per selected column: the type's result processor (as Core applies it)
         self.row = row  # a named tuple of the selected columns' labels
 
-    def args(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    def args(self, params: Mapping[str, Any], memo: dict[Any, Any]) -> Sequence[Any] | dict[str, Any]:
+        """The driver's parameters. `memo`: conversions already made in this call — a batch's rows share
+        their time stamp, deadlines and policy snapshot as one object each, converted once."""
         procs = self.procs
         if self.constants or self.lists:
             params = {**self.constants, **params}
             for name in self.lists:
                 params.update((f"{name}__{i}", v) for i, v in enumerate(params.pop(name)))
-        # None goes through a processor too, as in Core (a JSON column stores JSON null for it).
-        if self.order is not None:
-            return tuple(procs[n](params[n]) if n in procs else params[n] for n in self.order)
-        return {n: procs[n](v) if n in procs else v for n, v in params.items()}
+
+        names = self.order if self.order is not None else tuple(params)
+        out = []
+        for name in names:
+            value = params[name]
+            # None goes through a processor too, as in Core (a JSON column stores JSON null for it).
+            processor = procs.get(name)
+            if processor is not None:
+                key = (processor, id(value))
+                hit = memo.get(key)
+                if hit is not None and hit[0] is value:  # the object itself (the memo keeps it alive)
+                    value = hit[1]
+                else:
+                    converted = processor(value)
+                    memo[key] = (value, converted)
+                    value = converted
+            out.append(value)
+        return tuple(out) if self.order is not None else dict(zip(names, out, strict=True))
 
 
 class Prepared:
@@ -148,7 +164,7 @@ class Prepared:
         """Execute with `params` and return the rows (an INSERT … RETURNING's too) as `rows` does.
         `columns=True` for an INSERT or UPDATE whose column list is `params`' keys."""
         compiled = self._for(conn, frozenset(params) if columns else None, params=params)
-        return self._convert(compiled, _execute(conn, compiled.sql, compiled.args(params), many=False))
+        return self._convert(compiled, _execute(conn, compiled.sql, compiled.args(params, {}), many=False))
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """The rows a SELECT returns, each a named tuple of its columns with Core's type conversions."""
@@ -157,7 +173,7 @@ class Prepared:
     def raw_rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """The rows as the driver gave them (to compare or cache; `converted` makes them `rows`)."""
         compiled = self._for(conn, None, params=params)
-        return _execute(conn, compiled.sql, compiled.args(params), many=False)
+        return _execute(conn, compiled.sql, compiled.args(params, {}), many=False)
 
     def converted(self, conn: Connection, raw: Sequence[Any]) -> list[Any]:
         """Rows `raw_rows` read (of a statement without IN lists of the caller's), converted."""
@@ -175,7 +191,8 @@ class Prepared:
         if not rows:
             return
         compiled = self._for(conn, frozenset(rows[0]) if columns else None, many=True, params=rows[0])
-        _execute(conn, compiled.sql, [compiled.args(row) for row in rows], many=True)
+        memo: dict[Any, Any] = {}
+        _execute(conn, compiled.sql, [compiled.args(row, memo) for row in rows], many=True)
 
 
 def _execute(conn: Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
