@@ -238,7 +238,7 @@ class MainWindow(QMainWindow):
         self.notifications_button = QToolButton()
         self.notifications_button.setObjectName("notificationsButton")
         self.notifications_button.setText("Notifications")
-        self.notifications_button.setToolTip("Your notifications and your role's (F3)")
+        self.notifications_button.setToolTip("Your notifications, your role's and your teams' (F3)")
         self.notifications_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.notifications_button.clicked.connect(self.focus_notifications)
         self.notifications.unread_changed.connect(self._show_unread)

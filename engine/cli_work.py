@@ -26,7 +26,7 @@ CHANNELS = [c.value for c in Channel]
 def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argparse.ArgumentParser) -> None:
     p = add(
         "notifications",
-        "your notifications (yours and your role's), newest first; `notifications read` marks them read",
+        "your notifications (yours, your role's, your teams'), newest first; `notifications read` marks them read",
         json_flag,
     )
     p.add_argument("--unread", action="store_true", help="only the unread ones")
@@ -139,6 +139,7 @@ def _show_notifications(data: dict[str, Any]) -> str:
         row["new"] = "●" if row["unread"] else ""
         link = row["link"]
         row["about"] = f"{'incident' if link['kind'] == 'incident' else 'item'} {link['id']}" if link else ""
+        row["read_by"] = row["read_by"] or ""
     table = format_table(
         rows,
         (
@@ -148,6 +149,7 @@ def _show_notifications(data: dict[str, Any]) -> str:
             ("to", "TO"),
             ("about", "ABOUT"),
             ("title", "TITLE"),
+            ("read_by", "READ BY"),
         ),
     )
     return f"{head}\n{table}"

@@ -148,6 +148,43 @@ def test_a_new_notification_arrives_with_the_boards_changes_and_mark_all_read_cl
         assert s.scalar(select(Notification.id).where(Notification.read_at.is_(None))) is None
 
 
+def test_a_teams_notification_shows_in_each_members_list_and_says_who_read_it(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    """Thandi is in Fire rescue: the team's SLA warning is in her list, "For: Fire rescue (team)"; when her
+    colleague Sipho marks it read, her list shows it read, by Sipho."""
+    from engine import inbox
+    from engine.models import Team, TeamMember
+    from engine.permissions import Identity
+
+    now = ctx.clock.now()
+    fire = add_incident(ctx.sessions, now, summary="Structure fire", severity="high")
+    thandi, sipho = _person(ctx, "thandi"), _person(ctx, "sipho")
+    with write_session(ctx.sessions) as s:
+        team = Team(handle="fire", name="Fire rescue")
+        team.members = [TeamMember(person_id=thandi, position=0), TeamMember(person_id=sipho, position=1)]
+        s.add(team)
+        s.flush()
+        team_id = team.id
+    _notify(ctx, team_id=team_id, kind="sla_response_warning", incident_id=fire, title=f"SLA warning #{fire}")
+    _notify(ctx, role="supervisor", kind="workflow_escalated", title="Not an operator's")
+    window = _window(qtbot, services)
+    qtbot.waitUntil(lambda: window.notifications_button.text() == "Notifications: 1 unread", timeout=5000)
+    tree = window.notifications.list
+    row = tree.topLevelItem(0)
+    assert [row.text(n) for n in range(4)][1:] == [f"● SLA warning #{fire}", "Fire rescue (team)", ""]
+    assert tree.topLevelItemCount() == 1
+
+    inbox.mark_read(
+        ctx, Identity(name="sipho", role="operator", person_id=sipho), window.notifications.notices[0].id
+    )
+    window.notifications.refresh()
+    qtbot.waitUntil(lambda: window.notifications_button.text() == "Notifications", timeout=5000)
+    row = tree.topLevelItem(0)
+    assert (row.text(1), row.text(3)) == (f"SLA warning #{fire}", "Sipho Dlamini")
+    assert row.toolTip(3).startswith("Marked read by Sipho Dlamini at ")
+
+
 def _fire_rescue(ctx: AppContext) -> None:
     with write_session(ctx.sessions) as s:
         schedule = Schedule(handle="fire-rescue", name="Fire rescue", timezone="Africa/Johannesburg")
