@@ -215,7 +215,7 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
     window = _window(qtbot, services)
     strip = window.board.on_call
     # Day shift 08:00-20:00 Johannesburg (18:00 UTC), then Sipho's night shift.
-    expected = f"On call — Fire rescue: Thandi Nkosi until {_local(18)}, next Sipho Dlamini"
+    expected = f"On call — Fire rescue: Thandi Nkosi until {_local(18)}, next Sipho Dlamini from {_local(18)}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
     assert strip.isVisible()
 
@@ -231,7 +231,7 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
             )
         )
     services.config_changed.emit("schedules")
-    expected = f"On call — Fire rescue: Sipho Dlamini until {_local(10)}, next Thandi Nkosi"
+    expected = f"On call — Fire rescue: Sipho Dlamini until {_local(10)}, next Thandi Nkosi from {_local(10)}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
 
     # Every minute it looks again: past the override and the hand-off, the night shift is on.
@@ -239,8 +239,32 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
     ctx.clock.advance(timedelta(hours=11))  # type: ignore[attr-defined]
     strip._timer.timeout.emit()
     morning = datetime(2026, 3, 3, 6, 0, tzinfo=UTC).astimezone().strftime("%a %H:%M")  # "Tue 06:00" in UTC
-    expected = f"On call — Fire rescue: Sipho Dlamini until {morning}, next Thandi Nkosi"
+    expected = f"On call — Fire rescue: Sipho Dlamini until {morning}, next Thandi Nkosi from {morning}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
+
+
+def test_the_strip_shows_each_team_by_its_name_with_who_is_on_call_and_who_is_next(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    """A schedule that is a team's on-call schedule is shown under the team's name; the tooltip also names
+    the schedule. A saved team change (the supervisor gives a team its schedule) shows at once."""
+    from engine.models import Team
+
+    _fire_rescue(ctx)
+    with write_session(ctx.sessions) as s:
+        s.add(Team(handle="station-4", name="Station 4 crew"))
+    window = _window(qtbot, services)
+    strip = window.board.on_call
+    qtbot.waitUntil(lambda: strip.text().startswith("On call — Fire rescue: Thandi Nkosi"), timeout=5000)
+    with write_session(ctx.sessions) as s:
+        team = s.scalars(select(Team)).one()
+        team.schedule_id = s.scalars(select(Schedule.id)).one()
+    services.config_changed.emit("teams")
+    expected = (
+        f"On call — Station 4 crew: Thandi Nkosi until {_local(18)}, next Sipho Dlamini from {_local(18)}"
+    )
+    qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
+    assert strip.toolTip().startswith("Station 4 crew (schedule Fire rescue): Thandi Nkosi until ")
 
 
 def test_a_board_or_panel_that_is_gone_no_longer_answers_the_consoles_signals(
