@@ -68,7 +68,8 @@ F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
 F2 the alert list · F3 your notifications · in either list: Enter open (a notification is marked read) ·
 A acknowledge the alert's incident (alert list) · Esc back to the table<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
-assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""
+assign 1234 team|person HANDLE · assign 1234 me · classify 1234 [category] [sensitive|not-sensitive] ·
+reopen 1234 · show 1234 · new summary · find text (or /text)"""
 
 # The tabs beside the board, each mounted on first use and shown to those its Action allows (operators see
 # Messages and Work items too; Audit is for supervisors and up).

@@ -111,7 +111,7 @@ RULES: tuple[Rule, ...] = (
         Action.CLASSIFY,
         OP,
         "change an incident's category or sensitive flag",
-        "K, Classify… in the incident detail",
+        "K, `classify`, Classify… in the incident detail",
         "`classify`",
         "`POST …/classify`",
     ),

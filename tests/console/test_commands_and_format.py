@@ -36,6 +36,11 @@ NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
         ("show 5", Command("show", ids=(5,))),
         ("/umlazi", Command("find", text="umlazi")),
         ("ack", Command("acknowledge")),  # the selected rows
+        ("classify 12 roads", Command("classify", ids=(12,), text="roads")),
+        ("classify #12 sensitive", Command("classify", ids=(12,), sensitive=True)),
+        ("cl 12 water not-sensitive", Command("classify", ids=(12,), text="water", sensitive=False)),
+        ("k storm water", Command("classify", text="storm water")),  # the selected incident
+        ("classify 12", Command("classify", ids=(12,))),  # the K dialog asks
     ],
 )
 def test_command_line_parses_dispatcher_commands(line: str, expected: Command) -> None:
@@ -54,6 +59,7 @@ def test_command_line_parses_dispatcher_commands(line: str, expected: Command) -
         ("cancel 12", "needs a reason"),
         ("assign 12 crew fire", "assign 1234 team"),
         ("show", "one incident number"),
+        ("classify 12 sensitive not-sensitive", "not both"),
     ],
 )
 def test_command_line_explains_what_it_cannot_run(line: str, hint: str) -> None:
