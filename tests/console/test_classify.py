@@ -227,6 +227,10 @@ def test_the_command_line_classifies_as_the_signed_in_person(
         actors = set(s.scalars(select(Event.actor).where(Event.kind == "category_changed")))
     assert actors == {"thandi"}
 
+    # The dialog opens on the row as the board has it: wait for the board to have the last change.
+    qtbot.waitUntil(
+        lambda: (board.model.row_for_id(incident_id) or {}).get("category") == "water", timeout=3000
+    )
     board.ask = _answer(category="roads")
     board.command.setText(f"classify {incident_id}")
     board.run_command_line()

@@ -91,6 +91,16 @@ def test_sla_cell_says_breached_with_minutes_and_warns_before() -> None:
     assert fmt.sla_state(_row(), "response", late) == (fmt.BREACHED, "breached 12m")
 
 
+def test_the_board_says_how_long_ago_a_deadline_was_breached_in_its_largest_unit() -> None:
+    """The board's SLA columns stay as narrow as their headers; the detail has the minutes."""
+    late = NOW + timedelta(minutes=5 + 125)  # breached 2 h 05 min ago
+    assert fmt.sla_state(_row(), "response", late) == (fmt.BREACHED, "breached 2h 05m")
+    assert fmt.sla_state(_row(), "response", late, compact=True) == (fmt.BREACHED, "breached 2h")
+    assert fmt.sla_state(_row(), "response", NOW + timedelta(minutes=17), compact=True)[1] == "breached 12m"
+    assert fmt.sla_state(_row(), "response", NOW + timedelta(days=3), compact=True)[1] == "breached 2d"
+    assert fmt.sla_state(_row(), "response", NOW, compact=True)[1] == "5m left"  # a countdown: to the minute
+
+
 def test_acknowledged_in_time_meets_the_response_sla() -> None:
     row = _row(status="acknowledged", acknowledged_at=NOW)
     assert fmt.sla_state(row, "response", NOW + timedelta(hours=1)) == (fmt.DONE, "met")
