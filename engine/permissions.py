@@ -136,7 +136,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Action.NOTIFICATIONS,
         OP,
-        "see one's own and one's role's notifications and mark them read",
+        "see one's own, one's role's and one's teams' notifications and mark them read",
         "Notifications (F3): Enter, Mark all read",
         "`notifications`",
         "`/api/notifications`",
