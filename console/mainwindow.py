@@ -263,7 +263,8 @@ class MainWindow(QMainWindow):
         row.addWidget(self.clock_label)
         # The header gives way before it widens the window (the large font, a busy shift's counts): the
         # counters keep their room, the rest is cut short and kept whole in its tooltip.
-        for widget in (title, self.engine_label, self.mute_label, self.user_label, self.clock_label):
+        # The clock is never cut: the time is what a shift is run by.
+        for widget in (title, self.engine_label, self.mute_label, self.user_label):
             widget.setMinimumWidth(24)
         for button in (self.alert_counts, self.notifications_button):
             button.setMinimumWidth(60)

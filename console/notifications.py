@@ -15,7 +15,15 @@ from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from console.keyed_list import KeyedList
 from console.services import ConsoleServices
@@ -45,10 +53,11 @@ class NotificationsPanel(QWidget):
         self.status = QLabel("")
         self.status.setObjectName("notificationsStatus")
         self.list = KeyedList("notificationList", ["When", "Notification", "For", "Read by", "Details"])
-        self.list.setColumnWidth(0, 130)
+        # When, For and Read by are as wide as what they say, in any font; the notification gets 380 px.
+        header = self.list.header()
+        for column in (0, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.list.setColumnWidth(1, 380)
-        self.list.setColumnWidth(2, 150)
-        self.list.setColumnWidth(3, 150)
         self.list.enter.connect(self.open_current)
         self.list.on_key("Esc", self.back.emit)
         self.mark_all = QPushButton("Mark all read")

@@ -68,6 +68,7 @@ def content_width(view: QTableView, key: str) -> int:
 
 def set_start_widths(view: QTableView) -> None:
     header = view.horizontalHeader()
+    header.setTextElideMode(Qt.TextElideMode.ElideRight)  # a narrowed name column's title: "Paged / d…"
     for key in SAMPLES:  # a new view's default section width is no choice of the operator's
         header.resizeSection(COL[key], 0)
     scale = view.font().pointSizeF() / 10.0 if view.font().pointSizeF() > 0 else 1.0
