@@ -79,10 +79,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Action.VIEW_INCIDENTS,
         OP,
-        "see incidents, their timelines and messages",
+        "see incidents, their timelines and messages, and who is on call",
         "Board, incident detail",
-        "`list`, `show`",
-        "`GET /api/incidents`, `GET /api/incidents/{id}`",
+        "`list`, `show`, `oncall`",
+        "`GET /api/incidents`, `GET /api/incidents/{id}`, `GET /api/oncall`",
     ),
     Rule(
         Action.OPEN_INCIDENT,

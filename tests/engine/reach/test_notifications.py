@@ -244,3 +244,45 @@ def test_over_http_a_shared_notice_says_who_read_it(centre: Centre) -> None:
     # Naledi, a supervisor, sees the role's notice as read, and by whom.
     [theirs] = inbox.inbox(c.ctx, c.accounts["supervisor"])["notifications"]
     assert (theirs["unread"], theirs["read_by"]) == (False, "api:supervisor-token")
+
+
+def test_who_is_on_call_per_team_on_the_command_line_and_over_http(centre: Centre) -> None:
+    from engine.models import Rotation, RotationMember, Schedule, Team
+
+    c = centre
+    with write_session(c.ctx.sessions) as s:
+        rota = Schedule(handle="fire-rota", name="Fire rota", timezone="Africa/Johannesburg")
+        rotation = Rotation(
+            name="Day and night", start_date="2026-03-01", handoff_time="08:00", shift_hours=12
+        )
+        rotation.members = [
+            RotationMember(person_id=c.people["thandi"], position=0),
+            RotationMember(person_id=c.people["sipho"], position=1),
+        ]
+        rota.rotations = [rotation]
+        s.add_all([rota, Team(handle="fire", name="Fire rescue", schedule=rota)])
+    # 08:00 UTC is 10:00 in Johannesburg: Thandi's day shift until 20:00 (18:00 UTC), then Sipho.
+    expected = {
+        "schedule": "fire-rota",
+        "name": "Fire rota",
+        "teams": ["Fire rescue"],
+        "now": ["Thandi Nkosi"],
+        "until": "2026-03-02T18:00:00+00:00",
+        "next": ["Sipho Dlamini"],
+        "next_from": "2026-03-02T18:00:00+00:00",
+    }
+    # The command line runs on the wall clock: whoever's shift it is, the other one is next, from its end.
+    code, out, err = c.cli("operator", "oncall", "--json")
+    assert code == 0, err
+    [entry] = json.loads(out)
+    assert (entry["schedule"], entry["teams"]) == ("fire-rota", ["Fire rescue"])
+    assert sorted(entry["now"] + entry["next"]) == ["Sipho Dlamini", "Thandi Nkosi"]
+    assert entry["until"] == entry["next_from"] is not None
+    code, out, _ = c.cli("operator", "oncall")
+    header, row = out.splitlines()
+    assert header.split() == ["TEAM", "SCHEDULE", "ON", "CALL", "UNTIL", "NEXT", "FROM"]
+    assert row.startswith(f"Fire rescue  Fire rota  {entry['now'][0]}") and entry["next"][0] in row
+    client = WsgiClient(ServiceApp(c.ctx))
+    reply = client.get("/api/oncall", headers={"Authorization": f"Bearer {c.tokens['operator']}"})
+    assert reply.status == 200 and reply.json() == [expected]
+    assert client.get("/api/oncall").status == 401
