@@ -291,7 +291,8 @@ class IncidentDetail(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        header.resizeSection(0, 130)
+        # The time to the second in any font (the large font included); a timeline has tens of rows, not more.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.resizeSection(1, 170)
         header.resizeSection(2, 230)
         self.pop_out = QPushButton("Pop out")
@@ -309,12 +310,15 @@ class IncidentDetail(QWidget):
         self.classify.clicked.connect(
             lambda: self.incident_id and self.classify_requested.emit(self.incident_id)
         )
+        # The buttons above the title, not beside it: in the fixed-width dock (and with the large font) a title
+        # squeezed beside them broke mid-word.
         top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.classify, 0, Qt.AlignmentFlag.AlignTop)
-        top.addWidget(self.pop_out, 0, Qt.AlignmentFlag.AlignTop)
+        top.addStretch(1)
+        top.addWidget(self.classify)
+        top.addWidget(self.pop_out)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.title)
         layout.addLayout(form)
         layout.addWidget(self.details)
         layout.addWidget(self.strip)

@@ -68,7 +68,8 @@ F5 reload the board · Ctrl+Shift+O sign out (hand over) · Ctrl+Q quit<br><br>
 F2 the alert list · F3 your notifications · in either list: Enter open (a notification is marked read) ·
 A acknowledge the alert's incident (alert list) · Esc back to the table<br><br>
 <b>Command line</b><br>ack 1234 · res 1234 [note] · esc 1234 [level] · note 1234 text · cancel 1234 reason ·
-assign 1234 team|person HANDLE · assign 1234 me · reopen 1234 · show 1234 · new summary · find text (or /text)"""
+assign 1234 team|person HANDLE · assign 1234 me · classify 1234 [category] [sensitive|not-sensitive] ·
+reopen 1234 · show 1234 · new summary · find text (or /text)"""
 
 # The tabs beside the board, each mounted on first use and shown to those its Action allows (operators see
 # Messages and Work items too; Audit is for supervisors and up).
@@ -238,7 +239,7 @@ class MainWindow(QMainWindow):
         self.notifications_button = QToolButton()
         self.notifications_button.setObjectName("notificationsButton")
         self.notifications_button.setText("Notifications")
-        self.notifications_button.setToolTip("Your notifications and your role's (F3)")
+        self.notifications_button.setToolTip("Your notifications, your role's and your teams' (F3)")
         self.notifications_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.notifications_button.clicked.connect(self.focus_notifications)
         self.notifications.unread_changed.connect(self._show_unread)
@@ -262,7 +263,8 @@ class MainWindow(QMainWindow):
         row.addWidget(self.clock_label)
         # The header gives way before it widens the window (the large font, a busy shift's counts): the
         # counters keep their room, the rest is cut short and kept whole in its tooltip.
-        for widget in (title, self.engine_label, self.mute_label, self.user_label, self.clock_label):
+        # The clock is never cut: the time is what a shift is run by.
+        for widget in (title, self.engine_label, self.mute_label, self.user_label):
             widget.setMinimumWidth(24)
         for button in (self.alert_counts, self.notifications_button):
             button.setMinimumWidth(60)

@@ -1,5 +1,7 @@
-"""The signed-in person's notifications: what the engine wrote for them and for their role (SLA warnings and
-breaches, overdue reminders, overdue items escalated), newest first with the unread ones on top.
+"""The signed-in person's notifications: what the engine wrote for them, for their role and for their teams
+(SLA warnings and breaches, overdue reminders, overdue items escalated, incidents assigned to a team), newest
+first with the unread ones on top. "For" says whose it is (you, a team, a role); a team's or a role's
+notification is read once for all of them, and "Read by" names the colleague who dealt with it.
 
 Enter on a notification marks it read and opens what it is about (`open_link`: an incident, or a workflow
 item); *Mark all read* marks every one. The list reloads when the board's change feed sees changes (the engine
@@ -13,7 +15,15 @@ from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from console.keyed_list import KeyedList
 from console.services import ConsoleServices
@@ -42,8 +52,11 @@ class NotificationsPanel(QWidget):
         self.unread = 0
         self.status = QLabel("")
         self.status.setObjectName("notificationsStatus")
-        self.list = KeyedList("notificationList", ["When", "Notification", "Details"])
-        self.list.setColumnWidth(0, 130)
+        self.list = KeyedList("notificationList", ["When", "Notification", "For", "Read by", "Details"])
+        # When, For and Read by are as wide as what they say, in any font; the notification gets 380 px.
+        header = self.list.header()
+        for column in (0, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.list.setColumnWidth(1, 380)
         self.list.enter.connect(self.open_current)
         self.list.on_key("Esc", self.back.emit)
@@ -95,11 +108,21 @@ class NotificationsPanel(QWidget):
         bold.setBold(True)
         for notice in notices:
             title = ("● " if notice.unread else "") + notice.title
-            item = QTreeWidgetItem([_when(notice.created_at), title, " ".join(notice.body.split())])
+            item = QTreeWidgetItem(
+                [
+                    _when(notice.created_at),
+                    title,
+                    for_whom(notice),
+                    notice.read_by or "",
+                    " ".join(notice.body.split()),
+                ]
+            )
             item.setToolTip(1, notice.title)
-            item.setToolTip(2, notice.body)
+            item.setToolTip(4, notice.body)
+            if notice.read_at is not None and notice.read_by:
+                item.setToolTip(3, f"Marked read by {notice.read_by} at {_when(notice.read_at)}")
             if notice.unread:
-                for column in range(3):
+                for column in range(5):
                     item.setFont(column, bold)
             self.list.addTopLevelItem(item)
         ids = [n.id for n in notices]
@@ -161,6 +184,15 @@ class NotificationsPanel(QWidget):
     def stop(self) -> None:
         self._timer.stop()
         self._soon.stop()
+
+
+def for_whom(notice: inbox.NoticeRecord) -> str:
+    """Whose notification, in the operator's words: "You", "Fire rescue (team)", "Supervisors"."""
+    if notice.to == "you":
+        return "You"
+    if notice.to.startswith("team:"):
+        return f"{notice.team or notice.to[5:]} (team)"
+    return notice.to.removeprefix("role:").capitalize() + "s"
 
 
 def _when(at: datetime) -> str:

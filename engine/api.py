@@ -51,6 +51,7 @@ from engine.models import (
     Team,
     Trigger,
 )
+from engine.notifications import notify
 from engine.targets import TargetCache
 
 S = EscalationState
@@ -548,6 +549,16 @@ def assign(
             message=f"assigned to {who}" + (f": {reason}" if reason else ""),
             data={"team_id": incident.team_id, "person_id": incident.assignee_id, "reason": reason},
         )
+        if team_row is not None:
+            notify(
+                session,
+                now,
+                team_id=team_row.id,
+                kind="incident_assigned",
+                item=incident,
+                title=f"Assigned to {team_row.name}: #{incident.id} {incident.summary}",
+                body=f"By {by}" + (f": {reason}" if reason else ""),
+            )
         esc_mod.notify_work(session, BOARD_NOTICE)
         return {
             "incident_id": incident.id,

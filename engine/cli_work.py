@@ -1,4 +1,4 @@
-"""The command line for the shift's own work: notifications, workflow items and the message log.
+"""The command line for the shift's own work: notifications, who is on call, workflow items and the message log.
 
 Kept apart from engine.cli so that module stays about incidents and administration; engine.cli adds these
 verbs' parsers (`add_parsers`) and runs them (`COMMANDS`). Each verb signs in, asks the rule book, calls one
@@ -26,7 +26,7 @@ CHANNELS = [c.value for c in Channel]
 def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argparse.ArgumentParser) -> None:
     p = add(
         "notifications",
-        "your notifications (yours and your role's), newest first; `notifications read` marks them read",
+        "your notifications (yours, your role's, your teams'), newest first; `notifications read` marks them read",
         json_flag,
     )
     p.add_argument("--unread", action="store_true", help="only the unread ones")
@@ -35,6 +35,10 @@ def add_parsers(add: AddParser, common: argparse.ArgumentParser, json_flag: argp
     rp = n_sub.add_parser("read", help="mark one notification read, or --all of them", parents=[common])
     rp.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
     rp.add_argument("--all", action="store_true", help="mark every unread notification read")
+
+    add(
+        "oncall", "who is on call now per team and schedule, until when, and who is next from when", json_flag
+    )
 
     p = add("items", "workflow items: steps with a time limit (reminded at 1x, escalated to a role at 2x)")
     i_sub = p.add_subparsers(dest="items_command", metavar="ACTION", required=True)
@@ -139,6 +143,7 @@ def _show_notifications(data: dict[str, Any]) -> str:
         row["new"] = "●" if row["unread"] else ""
         link = row["link"]
         row["about"] = f"{'incident' if link['kind'] == 'incident' else 'item'} {link['id']}" if link else ""
+        row["read_by"] = row["read_by"] or ""
     table = format_table(
         rows,
         (
@@ -148,6 +153,7 @@ def _show_notifications(data: dict[str, Any]) -> str:
             ("to", "TO"),
             ("about", "ABOUT"),
             ("title", "TITLE"),
+            ("read_by", "READ BY"),
         ),
     )
     return f"{head}\n{table}"
@@ -311,8 +317,47 @@ def cmd_messages(runner: Runner) -> int:
     return runner.with_context("messages", "engine.messages", "search", run)
 
 
+def on_call_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """engine.oncall.on_call_now as JSON-ready rows (the CLI's and HTTP's answer): times in ISO 8601."""
+    return [{**e, "until": _iso(e["until"]), "next_from": _iso(e["next_from"])} for e in entries]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def cmd_oncall(runner: Runner) -> int:
+    def run(on_call_now: Any, ctx: Any) -> int:
+        from engine.cli import format_table
+        from engine.db import read_session
+
+        runner.authorized(ctx, Action.VIEW_INCIDENTS)
+        with read_session(ctx.sessions) as session:
+            rows = on_call_rows(on_call_now(session, ctx.clock.now()))
+        if runner.args.json:
+            _print_json(rows, runner.out)
+            return 0
+        for row in rows:
+            row["who"] = " and ".join(row["now"]) or "nobody"
+            row["team"] = ", ".join(row["teams"])
+            row["then"] = " and ".join(row["next"])
+        columns = (
+            ("team", "TEAM"),
+            ("name", "SCHEDULE"),
+            ("who", "ON CALL"),
+            ("until", "UNTIL"),
+            ("then", "NEXT"),
+            ("next_from", "FROM"),
+        )
+        runner.out.write((format_table(rows, columns) if rows else "no on-call schedules") + "\n")
+        return 0
+
+    return runner.with_context("oncall", "engine.oncall", "on_call_now", run)
+
+
 COMMANDS: dict[str, Callable[[Runner], int]] = {
     "notifications": cmd_notifications,
+    "oncall": cmd_oncall,
     "items": cmd_items,
     "messages": cmd_messages,
 }

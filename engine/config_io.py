@@ -88,8 +88,8 @@ _APPLY_ORDER: tuple[str, ...] = (
     "people",
     "calendars",
     "policies",
+    "schedules",  # before teams: a team names its on-call schedule
     "teams",
-    "schedules",
     "sla",
     "templates",
     "accounts",
@@ -763,7 +763,7 @@ def _read_person(ck: _Collector, data: Any, path: str) -> _Item | None:
 
 
 def _read_team(ck: _Collector, data: Any, path: str) -> _Item | None:
-    r = _Reader(ck, data, path, ("handle", "name", "description", "manager", "members"))
+    r = _Reader(ck, data, path, ("handle", "name", "description", "manager", "members", "schedule"))
     if not r.ok:
         return None
     handle = r.handle("handle")
@@ -771,6 +771,12 @@ def _read_team(ck: _Collector, data: Any, path: str) -> _Item | None:
     manager = r.optional_text("manager", max_len=80)
     if manager is not None:
         item.refs.append(_Ref("people", manager, r.key_line("manager"), r.sub("manager"), what="manager"))
+    # The team's on-call schedule: a team target pages whoever is on call on it (engine.targets).
+    schedule = r.optional_text("schedule", max_len=80)
+    if schedule is not None:
+        item.refs.append(
+            _Ref("schedules", schedule, r.key_line("schedule"), r.sub("schedule"), what="on-call schedule")
+        )
     members = r.handles("members", what="person")
     for i, (member, line) in enumerate(members):
         item.refs.append(_Ref("people", member, line, f"{r.sub('members')}[{i}]", what="member"))
@@ -780,6 +786,7 @@ def _read_team(ck: _Collector, data: Any, path: str) -> _Item | None:
         "description": r.text("description", "", max_len=10_000),
         "manager": manager,
         "members": [m for m, _ in members],
+        "schedule": schedule,
     }
     return item
 
@@ -1575,11 +1582,15 @@ def _team_spec(t: Team) -> dict[str, Any]:
         "description": t.description,
         "manager": t.manager.handle if t.manager else None,
         "members": [m.person.handle for m in t.members],
+        "schedule": t.schedule.handle if t.schedule else None,
     }
 
 
 def _team_doc(s: dict[str, Any]) -> dict[str, Any]:
-    return dict(s)
+    doc = dict(s)
+    if doc.get("schedule") is None:
+        doc.pop("schedule", None)  # most teams have none: the document stays as it was
+    return doc
 
 
 def _schedule_spec(sc: Schedule) -> dict[str, Any]:
@@ -2052,6 +2063,11 @@ class _Writer:
             self.session.flush()
         t.name, t.description = s["name"], s["description"]
         t.manager = self.person(s["manager"]) if s["manager"] else None
+        t.schedule = (
+            self.session.scalars(select(Schedule).where(Schedule.handle == s["schedule"])).one()
+            if s["schedule"]
+            else None
+        )
         t.members = [TeamMember(person=self.person(h), position=i) for i, h in enumerate(s["members"])]
         self.count("teams", before is not None, before, s)
 
@@ -2391,7 +2407,8 @@ def save_objects(
 
 def delete_object(ctx: AppContext, kind: str, handle: str, actor: Identity | str) -> None:
     """Delete one object by its handle (see object_key); memberships and rotations that name a deleted
-    person go with it, policy targets naming it stay and reach nobody (reported when an escalation runs).
+    person go with it, policy targets naming it stay and reach nobody (reported when an escalation runs); a
+    team whose on-call schedule is deleted has none (its team target pages every member again).
     Accounts are never deleted (the audit trail names them): they are disabled."""
     _check_kind(kind)
     if kind == "accounts":

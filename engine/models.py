@@ -228,9 +228,13 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    # The team's on-call schedule: a team target pages whoever is on call on it (engine.targets), and the
+    # board's on-call strip names the team's person now and next. None: a team target pages every member.
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedule.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     manager: Mapped[Person | None] = relationship(foreign_keys=[manager_id])
+    schedule: Mapped[Schedule | None] = relationship()
     members: Mapped[list[TeamMember]] = relationship(
         back_populates="team", cascade="all, delete-orphan", order_by="TeamMember.position"
     )
@@ -753,7 +757,9 @@ class Event(Base):
 
 
 class Notification(Base):
-    """In-app notifications; the dedupe key makes the same (person, event, item, day) appear once."""
+    """In-app notifications to one person, one role or one team; the dedupe key makes the same (recipient,
+    event, item, day) appear once. A role's or a team's notification is read once for all of them: `read_by`
+    says who marked it read."""
 
     __tablename__ = "notification"
 
@@ -761,6 +767,7 @@ class Notification(Base):
     dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
     person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
     role: Mapped[str | None] = mapped_column(String(16))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(48))
     title: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -768,6 +775,7 @@ class Notification(Base):
     workflow_item_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_item.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
+    read_by: Mapped[str | None] = mapped_column(String(200))  # the name of whoever marked it read
 
     __table_args__ = (Index("ix_notification_created", "created_at"),)
 

@@ -1,4 +1,4 @@
-"""In-app notifications with a dedupe key: the same (person or role, event, item, local day) appears once.
+"""In-app notifications with a dedupe key: the same (person, role or team, event, item, local day) appears once.
 
 The key is inserted with INSERT … ON CONFLICT DO NOTHING (the SQLite and PostgreSQL dialect inserts), so two
 engines notifying at the same moment, or one pass run twice, leave exactly one row and never raise.
@@ -7,6 +7,10 @@ A notification that has a message template (`TEMPLATE_OF`: an SLA warning or bre
 overdue item escalated) also goes out as a message to each person it is for — a role means the people whose
 accounts have that role — on their first usable channel, in their language, held through their quiet hours,
 once per notification key (the outbox's idempotency key is the notification's).
+
+A team's notification (`team_id`: the incident concerns that team) is in-app only: every member sees it in
+their list, and the people the engine messages about the same thing (the assignee, the team's manager) are
+notified by name beside it. Messaging a whole team for each SLA warning would page people who are off shift.
 """
 
 from __future__ import annotations
@@ -28,8 +32,15 @@ DEFAULT_TIMEZONE = "Africa/Johannesburg"
 Item = Incident | WorkflowItem | None
 
 
-def dedupe_key(*, person_id: int | None, role: str | None, kind: str, item: Item, day: date) -> str:
-    who = f"person:{person_id}" if person_id is not None else f"role:{role}"
+def dedupe_key(
+    *, person_id: int | None, role: str | None, kind: str, item: Item, day: date, team_id: int | None = None
+) -> str:
+    if person_id is not None:
+        who = f"person:{person_id}"
+    elif team_id is not None:
+        who = f"team:{team_id}"
+    else:
+        who = f"role:{role}"
     if isinstance(item, Incident):
         what = f"incident:{item.id}"
     elif isinstance(item, WorkflowItem):
@@ -119,6 +130,7 @@ def notification_row(
     *,
     person_id: int | None = None,
     role: str | None = None,
+    team_id: int | None = None,
     kind: str,
     item: Item = None,
     title: str,
@@ -126,17 +138,18 @@ def notification_row(
     tz: str | None = None,
 ) -> dict[str, object]:
     """The notification row for one recipient, with its dedupe key (see `notify`)."""
-    if (person_id is None) == (role is None):
-        raise ValueError("a notification needs exactly one of person_id or role")
+    if sum(x is not None for x in (person_id, role, team_id)) != 1:
+        raise ValueError("a notification needs exactly one of person_id, role or team_id")
     zone_name = tz
     if person_id is not None and zone_name is None:
         zone_name = _person_zone(session, person_id)
     day = now.astimezone(zone(zone_name or DEFAULT_TIMEZONE)).date()
-    key = dedupe_key(person_id=person_id, role=role, kind=kind, item=item, day=day)
+    key = dedupe_key(person_id=person_id, role=role, team_id=team_id, kind=kind, item=item, day=day)
     return {
         "dedupe_key": key[:255],
         "person_id": person_id,
         "role": role,
+        "team_id": team_id,
         "kind": kind,
         "title": title[:500],
         "body": body,
@@ -146,27 +159,15 @@ def notification_row(
     }
 
 
-def notify(
-    session: Session,
-    now: datetime,
-    *,
-    person_id: int | None = None,
-    role: str | None = None,
-    kind: str,
-    item: Item = None,
-    title: str,
-    body: str = "",
-    tz: str | None = None,
-    context: dict[str, Any] | None = None,
-) -> bool:
-    """Write an in-app notification for a person or a role; False when it was a duplicate or switched off.
-    With a `context` (its template's variables) it also goes out as a message (TEMPLATE_OF).
+def notify(session: Session, now: datetime, *, context: dict[str, Any] | None = None, **fields: Any) -> bool:
+    """Write an in-app notification for a person, a role or a team (`fields`: those of `notification_row`);
+    False when it was a duplicate or switched off. With a `context` (its template's variables) it also goes out
+    as a message (TEMPLATE_OF) to a person or a role's people; a team's notification is in-app only (see the
+    module's text).
 
     The day in the key is the recipient's local day (the person's time zone, else `tz`, else the centre's).
     """
-    row = notification_row(
-        session, now, person_id=person_id, role=role, kind=kind, item=item, title=title, body=body, tz=tz
-    )
+    row = notification_row(session, now, **fields)
     if not notifications_enabled(session):
         return False
     written = insert_ignoring_duplicates(session, Notification, row)
@@ -191,6 +192,8 @@ TEMPLATE_OF = {
 
 
 def _recipients(session: Session, row: dict[str, object]) -> list[Person]:
+    if row.get("team_id") is not None:
+        return []  # in-app only: see the module's text
     if row.get("person_id") is not None:
         person = session.get(Person, row["person_id"])
         return [person] if person is not None and person.active else []
@@ -265,6 +268,7 @@ class NoticeBatch:
         *,
         person_id: int | None = None,
         role: str | None = None,
+        team_id: int | None = None,
         kind: str,
         item: Item = None,
         title: str,
@@ -272,13 +276,21 @@ class NoticeBatch:
         context: dict[str, Any] | None = None,
     ) -> None:
         """Gather one notification; with a `context` (its template's variables) it also goes out as a message
-        when its kind has a template (TEMPLATE_OF)."""
+        when its kind has a template (TEMPLATE_OF) and it is for a person or a role."""
         row = notification_row(
-            session, now, person_id=person_id, role=role, kind=kind, item=item, title=title, body=body
+            session,
+            now,
+            person_id=person_id,
+            role=role,
+            team_id=team_id,
+            kind=kind,
+            item=item,
+            title=title,
+            body=body,
         )
         self.rows.append(row)
         self.now = now
-        if context is not None and kind in TEMPLATE_OF:
+        if context is not None and kind in TEMPLATE_OF and team_id is None:
             self.messages.append((row, context))
 
     def write(self, session: Session) -> int:

@@ -249,11 +249,18 @@ def describe(shift: Shift) -> dict[str, Any]:
 
 
 def on_call_now(session: Session, now: datetime) -> list[dict[str, Any]]:
-    """For each schedule: who is on call now and until when, and who comes next and from when (the board's
-    "On call" strip, `watchkeeper oncall`). Names, not ids: this is what an operator reads."""
-    from engine.models import Person  # here: the models module imports nothing from this one, keep it so
+    """For each schedule: who is on call now and until when, who comes next and from when, and the teams whose
+    on-call schedule it is (the board's "On call" strip, per team). Names, not ids: this is what an operator
+    reads. Schedules of teams come first, in team order; schedules no team names follow."""
+    from engine.models import Person, Team  # the models module imports nothing from this one, keep it so
 
     names = dict(session.execute(select(Person.id, Person.name)).tuples().all())
+    teams: dict[int, list[str]] = {}
+    for schedule_id, team_name in session.execute(
+        select(Team.schedule_id, Team.name).where(Team.schedule_id.is_not(None)).order_by(Team.name)
+    ).tuples():
+        if schedule_id is not None:
+            teams.setdefault(schedule_id, []).append(team_name)
     out: list[dict[str, Any]] = []
     for schedule_id, handle, title in session.execute(
         select(Schedule.id, Schedule.handle, Schedule.name).order_by(Schedule.name)
@@ -270,6 +277,8 @@ def on_call_now(session: Session, now: datetime) -> list[dict[str, Any]]:
                 "until": min((s.end for s in current), default=None),
                 "next": [names.get(s.person_id, f"#{s.person_id}") for s in following],
                 "next_from": following[0].start if following else None,
+                "teams": teams.get(schedule_id, []),
             }
         )
+    out.sort(key=lambda e: (not e["teams"], e["teams"][:1], e["name"]))
     return out

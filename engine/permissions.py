@@ -79,10 +79,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Action.VIEW_INCIDENTS,
         OP,
-        "see incidents, their timelines and messages",
+        "see incidents, their timelines and messages, and who is on call",
         "Board, incident detail",
-        "`list`, `show`",
-        "`GET /api/incidents`, `GET /api/incidents/{id}`",
+        "`list`, `show`, `oncall`",
+        "`GET /api/incidents`, `GET /api/incidents/{id}`, `GET /api/oncall`",
     ),
     Rule(
         Action.OPEN_INCIDENT,
@@ -111,7 +111,7 @@ RULES: tuple[Rule, ...] = (
         Action.CLASSIFY,
         OP,
         "change an incident's category or sensitive flag",
-        "K, Classify… in the incident detail",
+        "K, `classify`, Classify… in the incident detail",
         "`classify`",
         "`POST …/classify`",
     ),
@@ -136,7 +136,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Action.NOTIFICATIONS,
         OP,
-        "see one's own and one's role's notifications and mark them read",
+        "see one's own, one's role's and one's teams' notifications and mark them read",
         "Notifications (F3): Enter, Mark all read",
         "`notifications`",
         "`/api/notifications`",

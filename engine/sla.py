@@ -11,7 +11,7 @@ and then one guarded UPDATE (`… AND response_breached_at IS NULL`) whose RETUR
 engine won: the database makes each breach happen exactly once however many engines run (on PostgreSQL the
 claim also takes `FOR UPDATE SKIP LOCKED`, on SQLite the write transaction is BEGIN IMMEDIATE). Only the won rows
 are then escalated: status ESCALATED, assigned to the team manager (the assignment kept in history), an event,
-an in-app notice to the manager, the breach policy started, and a status notice to the reporter in their
+an in-app notice to the manager (and to the incident's team), the breach policy started, and a status notice to the reporter in their
 language. Sensitive incidents are never SLA-monitored.
 """
 
@@ -421,6 +421,16 @@ def _warn(session: Session, now: datetime, kind: str) -> int:
                 body=incident.summary,
                 context=context,
             )
+        if incident.team_id is not None:
+            notices.add(
+                session,
+                now,
+                team_id=incident.team_id,
+                kind=f"sla_{kind}_warning",
+                item=incident,
+                title=title,
+                body=incident.summary,
+            )
     notices.write(session)
     return len(won)
 
@@ -521,6 +531,16 @@ def escalate_breach(
             title=f"SLA breached #{incident.id}: {kind} deadline missed",
             body=incident.summary,
             context=notice_context(incident, kind, due, now),
+        )
+    if incident.team_id is not None:
+        batch.notices.add(
+            session,
+            now,
+            team_id=incident.team_id,
+            kind=f"sla_{kind}_breach",
+            item=incident,
+            title=f"SLA breached #{incident.id}: {kind} deadline missed",
+            body=incident.summary,
         )
     if previous_status != IncidentStatus.ESCALATED.value:
         record(

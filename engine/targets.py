@@ -1,7 +1,9 @@
 """Who a policy target means at a given moment: people to page, or an address to write to directly.
 
 A level's targets are resolved when the level is paged, not when the policy is written: a team means its
-members (or its manager) as they are now, an on-call schedule means whoever is on call at that instant. People
+members (or its manager) as they are now, an on-call schedule means whoever is on call at that instant. A team
+with an on-call schedule of its own means whoever is on call on it (the team's person on duty, not the whole
+team); when nobody is (a gap in the rota) it means every member, so a level naming the team is never silent. People
 are paged through their own channel chain (engine.paging); an e-mail address, phone number, webhook or console
 target gets one message with no chain. A target that resolves to nobody (unknown handle, empty team, nobody on
 call, inactive person) is reported to the caller so the escalation can record a `target_unresolved` event that
@@ -124,6 +126,10 @@ def resolve_target(cache: TargetCache, target: dict[str, Any], at: datetime) -> 
             return Resolution(
                 people=people, unresolved="" if people else f"team {team.name} has no active manager"
             )
+        if team.schedule_id is not None:
+            on_call = _active([cache.person_by_id(pid) for pid in cache.on_call(team.schedule_id, at)])
+            if on_call:
+                return Resolution(people=on_call)
         people = _active([cache.person_by_id(m.person_id) for m in team.members])
         return Resolution(
             people=people, unresolved="" if people else f"team {team.name} has no active members"

@@ -96,8 +96,8 @@ class BoardPainter:
         self._bold = QFont(font)
         self._bold.setBold(True)
         self._metrics = (QFontMetrics(self._font), QFontMetrics(self._bold))
-        # The cell padding of the style sheets: 6 px a side, 8 px with the large font (large.qss).
-        self._padding = 8 if font.pointSizeF() >= 12 else 6
+        # The cell padding of the style sheets: 6 px a side, with the large font too (large.qss).
+        self._padding = 6
         # The severity swatch: the size of the small icon the standard delegate drew for a colour.
         self._swatch = min(icon_size, self._metrics[0].height())
         self._texts = {}

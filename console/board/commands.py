@@ -1,4 +1,5 @@
-"""The board's command line for proficient dispatchers: `ack 1234`, `res 1234`, `esc 1234 3`, `new …`.
+"""The board's command line for proficient dispatchers: `ack 1234`, `res 1234`, `esc 1234 3`, `new …`,
+`classify 1234 roads sensitive`.
 
 Parsing is a pure function (tested on its own); the board turns a Command into the same engine.api call its
 buttons make. Several incidents may be named at once (`ack 12 13 14`); with none, the selected rows are meant.
@@ -25,6 +26,9 @@ VERBS = {
     "assign": "assign",
     "as": "assign",
     "reopen": "reopen",
+    "classify": "classify",
+    "cl": "classify",
+    "k": "classify",
     "work": "start_work",
     "w": "start_work",
     "open": "show",
@@ -36,8 +40,11 @@ VERBS = {
 
 HELP = (
     "ack ID… · work ID… (I'm on it) · res ID… [note] · esc ID [level] · note ID text · cancel ID reason · "
-    "assign ID team|person HANDLE (or: assign ID me) · reopen ID · show ID · new summary · find text"
+    "assign ID team|person HANDLE (or: assign ID me) · classify ID [category] [sensitive|not-sensitive] · "
+    "reopen ID · show ID · new summary · find text"
 )
+# The sensitive flag in `classify`: never SLA-monitored, or monitored again.
+_FLAGS = {"sensitive": True, "not-sensitive": False, "notsensitive": False, "unsensitive": False}
 
 
 class CommandError(ValueError):
@@ -53,6 +60,7 @@ class Command:
     target_kind: str = ""  # assign: "team" or "person"
     target: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    sensitive: bool | None = None  # classify: the new flag, None to leave it
 
 
 def _id(token: str) -> int:
@@ -105,6 +113,17 @@ def parse_command(line: str) -> Command:
                 raise CommandError(f"{tokens[1]!r} is not a level: esc 1234 3")
             level = int(raw)
         return Command("escalate", ids=tuple(ids), level=level)
+    if verb == "classify":
+        # classify [ID] [category] [sensitive|not-sensitive]; with neither, the K dialog asks for them.
+        if tokens and tokens[0].lstrip("#").isdigit():
+            ids, words = [_id(tokens[0])], tokens[1:]
+        else:
+            ids, words = [], tokens
+        flags = [_FLAGS[w.lower()] for w in words if w.lower() in _FLAGS]
+        if len(flags) > 1:
+            raise CommandError("classify takes sensitive or not-sensitive, not both: classify 1234 sensitive")
+        category = " ".join(w for w in words if w.lower() not in _FLAGS)
+        return Command("classify", ids=tuple(ids), text=category, sensitive=flags[0] if flags else None)
     if verb in ("note", "cancel"):
         if not tokens:
             raise CommandError(f"{verb_token} needs an incident number and text: {verb_token} 1234 text")

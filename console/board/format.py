@@ -44,6 +44,19 @@ def duration(seconds: float) -> str:
     return f"{days}d {hours}h"
 
 
+def rough(seconds: float) -> str:
+    """The largest unit only, rounded down: 12m, 5h, 2d (how long a deadline has been breached, on the board;
+    the detail gives it to the minute)."""
+    seconds = int(abs(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
 def is_open(row: dict[str, Any]) -> bool:
     return row.get("status") in OPEN_STATUSES
 
@@ -58,10 +71,12 @@ def age_seconds(row: dict[str, Any], now: datetime) -> float:
     return max(0.0, (end - created).total_seconds())
 
 
-def sla_state(row: dict[str, Any], which: str, now: datetime) -> tuple[str, str]:
+def sla_state(row: dict[str, Any], which: str, now: datetime, *, compact: bool = False) -> tuple[str, str]:
     """(state, text) of the response or resolution deadline of a row at `now`.
 
     Response is met by an acknowledgement, resolution by resolving; a sensitive incident is never monitored.
+    `compact` (the board's cells): how long ago a deadline was breached in its largest unit ("breached 2h"),
+    which keeps the SLA columns narrow; a countdown is always to the minute.
     """
     if row.get("sensitive"):
         return DONE, "not monitored"
@@ -79,7 +94,8 @@ def sla_state(row: dict[str, Any], which: str, now: datetime) -> tuple[str, str]
             return DONE, f"late {duration((met_at - due).total_seconds())}"
         return DONE, "met" if met_at is not None else ""
     if breached_at is not None or now >= due:
-        return BREACHED, f"breached {duration((now - due).total_seconds())}"
+        late = (now - due).total_seconds()
+        return BREACHED, f"breached {rough(late) if compact else duration(late)}"
     left = f"{duration((due - now).total_seconds())} left"
     if warn is not None and now >= warn:
         return WARNING, left

@@ -632,7 +632,7 @@ class BoardModel(QAbstractTableModel):
         if key == "age":
             return fmt.duration(fmt.age_seconds(row, now or self._now()))
         if key in ("response", "resolution"):
-            return fmt.sla_state(row, key, now or self._now())[1]
+            return fmt.sla_state(row, key, now or self._now(), compact=True)[1]
         if key == "level":
             return fmt.level_text(row)
         if key == "paged":

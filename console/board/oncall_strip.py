@@ -1,6 +1,8 @@
-"""Who is on call now, per schedule, in one line above the board: "Fire rescue: Thandi Nkosi until 20:00, next
-Sipho Dlamini". Read from engine.oncall.on_call_now on the database worker once the board has loaded, every
-minute after that, and when this console saves configuration (a schedule or override changed)."""
+"""Who is on call now, per team and schedule, in one line above the board: "Fire team: Thandi Nkosi until
+20:00, next Sipho Dlamini from 20:00". A schedule that is a team's on-call schedule is shown under the team's
+name (the tooltip names the schedule too); a schedule no team names is shown under its own. Read from
+engine.oncall.on_call_now on the database worker once the board has loaded, every minute after that, and when
+this console saves configuration (a schedule, an override or a team changed)."""
 
 from __future__ import annotations
 
@@ -25,15 +27,25 @@ def _at(when: datetime, now: datetime) -> str:
     return local.strftime("%d %b %H:%M")
 
 
-def schedule_text(entry: dict[str, Any], now: datetime) -> str:
-    """One schedule: who now and until when, who next (and from when, if not straight after)."""
+def label(entry: dict[str, Any]) -> str:
+    """The teams whose on-call schedule it is ("Fire team / Hazmat"), else the schedule's own name."""
+    teams = entry.get("teams") or []
+    return " / ".join(teams) if teams else str(entry["name"])
+
+
+def schedule_text(entry: dict[str, Any], now: datetime, *, full: bool = False) -> str:
+    """One team or schedule: who now and until when, who next and from when. `full` (the tooltip) also names
+    the schedule a team's line comes from."""
     people = " and ".join(entry["now"]) if entry["now"] else "nobody on call"
-    text = f"{entry['name']}: {people}"
+    name = label(entry)
+    if full and entry.get("teams"):
+        name += f" (schedule {entry['name']})"
+    text = f"{name}: {people}"
     if entry["now"] and entry["until"] is not None:
         text += f" until {_at(entry['until'], now)}"
     if entry["next"]:
         text += f", next {' and '.join(entry['next'])}"
-        if entry["next_from"] is not None and entry["next_from"] != entry["until"]:
+        if entry["next_from"] is not None:
             text += f" from {_at(entry['next_from'], now)}"
     return text
 
@@ -53,7 +65,9 @@ class OnCallStrip(QLabel):
         # Many schedules make a long line: it is cut at the window's edge (the tooltip has every schedule)
         # rather than widening the window past the screen.
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setToolTip("Who is on call now, per schedule, and who comes next (refreshed every minute)")
+        self.setToolTip(
+            "Who is on call now, per team and schedule, and who comes next (refreshed every minute)"
+        )
         self.entries: list[dict[str, Any]] = []
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -84,7 +98,7 @@ class OnCallStrip(QLabel):
         self.entries = entries
         text = strip_text(entries, now)
         self.setText(text)
-        self.setToolTip("\n".join(schedule_text(e, now) for e in entries) or text)
+        self.setToolTip("\n".join(schedule_text(e, now, full=True) for e in entries) or text)
 
     def _failed(self, exc: Exception) -> None:
         self.setText(f"On call: not known ({exc})")

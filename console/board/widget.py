@@ -639,6 +639,11 @@ class BoardWidget(QWidget):
             team = command.target if command.target_kind == "team" else None
             person = command.target if command.target_kind == "person" else None
             self.actions_.assign(ids, team=team, person=person, reason=command.text)
+        elif command.action == "classify":
+            if not command.text and command.sensitive is None:
+                self.classify_selected(ids)  # nothing given: the K dialog asks
+            else:
+                self.actions_.classify(ids, category=command.text or None, sensitive=command.sensitive)
         elif command.action == "show":
             self.select_incident(ids[0])
             self.open_detail.emit(ids[0], False)

@@ -1,4 +1,5 @@
-"""Teams: members (in paging order) and the manager who gets team-manager pages and SLA escalations."""
+"""Teams: members (in paging order), the manager who gets team-manager pages and SLA escalations, and the
+team's on-call schedule (a team target then pages whoever is on call on it, not every member)."""
 
 from __future__ import annotations
 
@@ -103,11 +104,12 @@ def people_choices(directory: dict[str, list[Obj]]) -> list[tuple[str, str]]:
 class TeamsEditor(ObjectEditor):
     kind = "teams"
     title = "Teams"
-    related_kinds = ("people",)
+    related_kinds = ("people", "schedules")
     list_columns = [
         Column("Handle", lambda o: o.get("handle", "")),
         Column("Name", lambda o: o.get("name", "")),
         Column("Manager", lambda o: o.get("manager") or ""),
+        Column("On call", lambda o: o.get("schedule") or ""),
         Column("Members", lambda o: len(member_handles(o.get("members"))), numeric=True),
     ]
 
@@ -118,6 +120,12 @@ class TeamsEditor(ObjectEditor):
         self.manager = self.add_field("manager", "Manager", combo([""]))
         self.members = PeoplePicker()
         self.add_field("members", "Members", self.members, "checked people are paged, top first")
+        self.schedule = self.add_field(
+            "schedule",
+            "On-call schedule",
+            combo([""]),
+            "a team target pages whoever is on call on it (every member when nobody is); empty: every member",
+        )
 
     def key_widgets(self) -> list[QWidget]:
         return [self.handle]
@@ -129,6 +137,10 @@ class TeamsEditor(ObjectEditor):
         self.manager.addItems([""] + [h for h, _ in people])
         set_combo(self.manager, current)
         self.members.set_people(people)
+        schedule = self.schedule.currentText()
+        self.schedule.clear()
+        self.schedule.addItems([""] + [str(o.get("handle", "")) for o in directory.get("schedules", [])])
+        set_combo(self.schedule, schedule)
 
     def fill(self, obj: Obj) -> None:
         self.handle.setText(obj.get("handle", ""))
@@ -136,6 +148,7 @@ class TeamsEditor(ObjectEditor):
         self.description.setText(obj.get("description") or "")
         set_combo(self.manager, obj.get("manager") or "")
         self.members.set_values(member_handles(obj.get("members")))
+        set_combo(self.schedule, obj.get("schedule") or "")
 
     def collect_into(self, obj: Obj) -> None:
         obj["handle"] = self.handle.text().strip()
@@ -143,3 +156,4 @@ class TeamsEditor(ObjectEditor):
         obj["description"] = self.description.text().strip()
         obj["manager"] = self.manager.currentText().strip() or None
         obj["members"] = self.members.values()
+        obj["schedule"] = self.schedule.currentText().strip() or None

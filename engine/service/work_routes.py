@@ -1,4 +1,4 @@
-"""REST routes for the shift's own work: notifications (and workflow items and the message log below).
+"""REST routes for the shift's own work: notifications, who is on call, workflow items and the message log.
 
 Registered on the ServiceApp's router by `register`; each handler checks the token's role against the rule
 book (through the app's `_authorise`) before it reads or writes, and validates all its input first.
@@ -50,6 +50,7 @@ class WorkRoutes:
         r.add("GET", "/api/notifications", self.notifications)
         r.add("POST", "/api/notifications/read-all", self.read_all)
         r.add("POST", "/api/notifications/{id}/read", self.read_one)
+        r.add("GET", "/api/oncall", self.on_call)
         r.add("GET", "/api/items", self.items)
         r.add("POST", "/api/items", self.add_item)
         r.add("POST", "/api/items/{id}/assign", self.assign_item)
@@ -87,6 +88,17 @@ class WorkRoutes:
         who = self.app._authorise(request, Action.NOTIFICATIONS)
         self.app._optional_json(request)
         return Response.json({"marked_read": inbox.mark_all_read(self.app.ctx, who)})
+
+    # -- who is on call ------------------------------------------------------------------------------
+
+    def on_call(self, request: Request) -> Response:
+        from engine.cli_work import on_call_rows
+        from engine.db import read_session
+        from engine.oncall import on_call_now
+
+        self.app._authorise(request, Action.VIEW_INCIDENTS)
+        with read_session(self.app.ctx.sessions) as session:
+            return Response.json(on_call_rows(on_call_now(session, self.app.ctx.clock.now())))
 
     # -- workflow items ------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Screenshots of the board (light, night-shift and large-font themes), an incident's detail, the Messages and
-Work items tabs, for docs/screenshots/ (run under Xvfb, at 1600×1000):
+"""Screenshots of the board (light, night-shift and large-font themes, the large font beside the open detail),
+an incident's detail, the Messages and Work items tabs and the Notifications list (a team's notification that a
+colleague has read), for docs/screenshots/ (run under Xvfb, at 1600×1000):
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m tests.console.make_screenshots
 
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -54,7 +55,15 @@ def main() -> int:
         ctx = open_context(Settings(db=f"sqlite:///{tmp}/shots.db"), "console")
         load_demo_data(ctx)
         runner = start_engine(ctx)
-        services = ConsoleServices(ctx, SignedIn(None, "admin", "Administrator", "admin"))
+        from sqlalchemy import select
+
+        from engine.models import Person
+
+        with ctx.sessions() as s:  # the administrator is Thandi Nkosi, of Fire & Rescue: she sees its notices
+            people = dict(s.execute(select(Person.handle, Person.id)).tuples().all())
+        services = ConsoleServices(
+            ctx, SignedIn(None, "admin", "Administrator", "admin", person_id=people["thandi.nkosi"])
+        )
         window = MainWindow(services, runner=runner, sound=False)
         window.resize(1600, 1000)
         window.show()
@@ -93,14 +102,31 @@ def main() -> int:
         window.tabs.setCurrentIndex(0)
         wait(500)
 
-        # The large font is for a wall screen: the board alone, every column on it (Ctrl+D hides the detail).
-        window.detail_dock.hide()
+        # Notifications: an incident assigned to Fire & Rescue reaches every member; Sipho dealt with one.
+        from engine import api, inbox
+        from engine.permissions import Identity
+
+        rows = [window.board.model.row_at(n) for n in range(window.board.model.rowCount())]
+        for row in rows[:2]:
+            api.assign(ctx, row["id"], by="Nomvula Zulu", team="fire-rescue", reason="closest station")
+        seen = inbox.inbox(ctx, Identity("sipho", "supervisor", person_id=people["sipho.dlamini"]))
+        sipho = Identity(
+            "sipho", "supervisor", display_name="Sipho Dlamini", person_id=people["sipho.dlamini"]
+        )
+        inbox.mark_read(ctx, sipho, seen["notifications"][-1]["id"])
+        window.notifications.refresh()
+        window.focus_notifications()
+        window.resizeDocks([window.notifications_dock], [230], Qt.Orientation.Vertical)
+        wait(2_000)
+        window.grab().save(str(OUT / "notifications.png"))
+        window.board.view.setFocus()
+
+        # The large font is for a wall screen: every column on it, beside the open detail.
         window.large_action.setChecked(True)
         window._theme_changed()
         wait(1_500)
         window.grab().save(str(OUT / "board-large.png"))
         window.large_action.setChecked(False)
-        window.detail_dock.show()
         window.dark_action.setChecked(True)
         window._theme_changed()
         wait(1_500)
@@ -111,7 +137,15 @@ def main() -> int:
         services.shutdown()
         QCoreApplication.processEvents()
         ctx.db.dispose()
-    names = ("board.png", "detail.png", "messages.png", "work-items.png", "board-large.png", "board-dark.png")
+    names = (
+        "board.png",
+        "detail.png",
+        "messages.png",
+        "work-items.png",
+        "notifications.png",
+        "board-large.png",
+        "board-dark.png",
+    )
     print("wrote", *(OUT / name for name in names))
     app.quit()
     return 0

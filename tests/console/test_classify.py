@@ -196,3 +196,70 @@ def test_an_unchanged_classification_sends_nothing_and_says_so(
     dialog.category.setCurrentText("  ")
     dialog.accept()
     assert dialog.result() != dialog.DialogCode.Accepted and "a category is needed" in dialog.error.text()
+
+
+def test_the_command_line_classifies_as_the_signed_in_person(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, water_and_roads: None
+) -> None:
+    """`classify 12 roads`, `classify 12 sensitive`, `cl 12 roads not-sensitive`; `classify 12` alone opens
+    the K dialog on that incident."""
+    incident_id = api.trigger(ctx, policy=None, summary="Burst pipe", category="water").incident_id
+    board = show_board(qtbot, services, active=True)
+    messages: list[str] = []
+    board.message.connect(lambda text, _error: messages.append(text))
+
+    board.command.setText(f"classify {incident_id} roads")
+    board.run_command_line()
+    qtbot.waitUntil(lambda: _stored(ctx, incident_id) == ("roads", False), timeout=3000)
+    qtbot.waitUntil(lambda: _response_cell(board, incident_id) == "1h 00m left", timeout=3000)
+    qtbot.waitUntil(lambda: any("category roads" in m for m in messages), timeout=3000)
+    assert any(f"#{incident_id}" in m for m in messages if "category roads" in m)
+
+    board.command.setText(f"classify #{incident_id} sensitive")
+    board.run_command_line()
+    qtbot.waitUntil(lambda: _stored(ctx, incident_id) == ("roads", True), timeout=3000)
+    qtbot.waitUntil(lambda: _response_cell(board, incident_id) == "not monitored", timeout=3000)
+
+    board.command.setText(f"cl {incident_id} water not-sensitive")
+    board.run_command_line()
+    qtbot.waitUntil(lambda: _stored(ctx, incident_id) == ("water", False), timeout=3000)
+    with ctx.sessions() as s:
+        actors = set(s.scalars(select(Event.actor).where(Event.kind == "category_changed")))
+    assert actors == {"thandi"}
+
+    # The dialog opens on the row as the board has it: wait for the board to have the last change.
+    qtbot.waitUntil(
+        lambda: (board.model.row_for_id(incident_id) or {}).get("category") == "water", timeout=3000
+    )
+    board.ask = _answer(category="roads")
+    board.command.setText(f"classify {incident_id}")
+    board.run_command_line()
+    [dialog] = board.ask.seen  # type: ignore[attr-defined]
+    assert dialog.category.currentText() == "roads"  # it opened on the incident, then the operator chose
+    qtbot.waitUntil(lambda: _stored(ctx, incident_id)[0] == "roads", timeout=3000)
+
+
+def test_the_command_line_asks_the_same_rule_book_as_k(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the rule book saying only administrators classify, the signed-in supervisor is refused by K and
+    by `classify` alike, with the same words, and nothing changes."""
+    import dataclasses
+
+    from engine import permissions
+    from engine.permissions import Action
+
+    rule = permissions.RULE_OF[Action.CLASSIFY]
+    monkeypatch.setitem(permissions.RULE_OF, Action.CLASSIFY, dataclasses.replace(rule, least="admin"))
+    incident_id = api.trigger(ctx, policy=None, summary="Burst pipe", category="water").incident_id
+    board = show_board(qtbot, services, active=True)
+    board.select_incident(incident_id)
+    refusals: list[str] = []
+    board.message.connect(lambda text, error: error and refusals.append(text))
+    board.ask = _answer(category="roads")
+    board.classify_selected()
+    board.command.setText(f"classify {incident_id} roads")
+    board.run_command_line()
+    qtbot.waitUntil(lambda: len(refusals) == 2, timeout=3000)
+    assert refusals[0] == refusals[1] and "admin" in refusals[0], refusals
+    assert _stored(ctx, incident_id) == ("water", False)

@@ -36,6 +36,11 @@ NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
         ("show 5", Command("show", ids=(5,))),
         ("/umlazi", Command("find", text="umlazi")),
         ("ack", Command("acknowledge")),  # the selected rows
+        ("classify 12 roads", Command("classify", ids=(12,), text="roads")),
+        ("classify #12 sensitive", Command("classify", ids=(12,), sensitive=True)),
+        ("cl 12 water not-sensitive", Command("classify", ids=(12,), text="water", sensitive=False)),
+        ("k storm water", Command("classify", text="storm water")),  # the selected incident
+        ("classify 12", Command("classify", ids=(12,))),  # the K dialog asks
     ],
 )
 def test_command_line_parses_dispatcher_commands(line: str, expected: Command) -> None:
@@ -54,6 +59,7 @@ def test_command_line_parses_dispatcher_commands(line: str, expected: Command) -
         ("cancel 12", "needs a reason"),
         ("assign 12 crew fire", "assign 1234 team"),
         ("show", "one incident number"),
+        ("classify 12 sensitive not-sensitive", "not both"),
     ],
 )
 def test_command_line_explains_what_it_cannot_run(line: str, hint: str) -> None:
@@ -83,6 +89,16 @@ def test_sla_cell_says_breached_with_minutes_and_warns_before() -> None:
     assert fmt.sla_state(_row(), "resolution", NOW) == (fmt.NORMAL, "3h 00m left")
     late = NOW + timedelta(minutes=17)
     assert fmt.sla_state(_row(), "response", late) == (fmt.BREACHED, "breached 12m")
+
+
+def test_the_board_says_how_long_ago_a_deadline_was_breached_in_its_largest_unit() -> None:
+    """The board's SLA columns stay as narrow as their headers; the detail has the minutes."""
+    late = NOW + timedelta(minutes=5 + 125)  # breached 2 h 05 min ago
+    assert fmt.sla_state(_row(), "response", late) == (fmt.BREACHED, "breached 2h 05m")
+    assert fmt.sla_state(_row(), "response", late, compact=True) == (fmt.BREACHED, "breached 2h")
+    assert fmt.sla_state(_row(), "response", NOW + timedelta(minutes=17), compact=True)[1] == "breached 12m"
+    assert fmt.sla_state(_row(), "response", NOW + timedelta(days=3), compact=True)[1] == "breached 2d"
+    assert fmt.sla_state(_row(), "response", NOW, compact=True)[1] == "5m left"  # a countdown: to the minute
 
 
 def test_acknowledged_in_time_meets_the_response_sla() -> None:

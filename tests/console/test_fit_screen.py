@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 from sqlalchemy import Engine
 
+from console.board.columns import NARROWEST, START_WIDTHS, content_width
 from console.board.model import COL
 from console.fit import DETAIL_WIDTH
 from console.mainwindow import MainWindow
@@ -70,9 +71,51 @@ def test_every_column_that_matters_fits_1600_beside_the_detail(
     for key in ("severity", "id"):  # as wide as their content, no wider
         assert view.sizeHintForColumn(COL[key]) <= header.sectionSize(COL[key]) <= 110, key  # was 116
     assert header.sectionSize(COL["id"]) <= 70  # was 86
-    assert (
-        header.sectionSize(COL["summary"]) >= 160
-    )  # what was reported keeps room (in full: the detail, tooltip)
+    # What was reported keeps room (in full: the detail, the tooltip): 169 px before the SLA columns were
+    # narrowed and the name columns gave way.
+    assert header.sectionSize(COL["summary"]) >= 250
+    for key in ("response", "resolution"):  # as narrow as their headers: "breached 2h", not "… 2h 05m"
+        assert header.sectionSize(COL[key]) <= 120, key  # was 143
+    window.close()
+
+
+def test_with_the_large_font_every_column_that_matters_fits_beside_the_open_detail(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, styled: QApplication
+) -> None:
+    window = _window(qtbot, ctx, services)
+    _large(window, True)
+    assert window.board.view.font().pointSizeF() == 13.0
+    assert window.detail_dock.isVisible() and window.detail_dock.width() == DETAIL_WIDTH
+    view = window.board.view
+    qtbot.waitUntil(lambda: max(_right_edges(window).values()) <= view.viewport().width(), timeout=2000)
+    assert view.horizontalScrollBar().maximum() == 0
+    header = view.horizontalHeader()
+    assert header.sectionSize(COL["summary"]) >= 140  # was 36, and "Paged / delivery" off the edge
+    for key, narrowest in NARROWEST.items():  # names are cut with "…", never to nothing
+        if not header.isSectionHidden(COL[key]):
+            assert header.sectionSize(COL[key]) >= narrowest, key
+    for key in ("severity", "status", "age", "response", "resolution", "level"):  # no text of theirs is cut
+        assert header.sectionSize(COL[key]) >= content_width(view, key), key
+    # Back to the normal font, the names get their room back.
+    _large(window, False)
+    qtbot.waitUntil(lambda: header.sectionSize(COL["summary"]) >= 250, timeout=2000)
+    window.close()
+
+
+def test_the_name_columns_widen_again_when_the_detail_closes_and_keep_a_width_the_operator_chose(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices, styled: QApplication
+) -> None:
+    window = _window(qtbot, ctx, services)
+    header = window.board.view.horizontalHeader()
+    beside = header.sectionSize(COL["paged"])
+    window.detail_dock.hide()
+    qtbot.waitUntil(lambda: header.sectionSize(COL["paged"]) == START_WIDTHS["paged"], timeout=2000)
+    assert beside < START_WIDTHS["paged"]
+    header.resizeSection(COL["site"], 140)  # the operator drags Site wider: it stays, font or no font
+    window.detail_dock.show()
+    _large(window, True)
+    _large(window, False)
+    assert header.sectionSize(COL["site"]) == 140
     window.close()
 
 

@@ -148,6 +148,43 @@ def test_a_new_notification_arrives_with_the_boards_changes_and_mark_all_read_cl
         assert s.scalar(select(Notification.id).where(Notification.read_at.is_(None))) is None
 
 
+def test_a_teams_notification_shows_in_each_members_list_and_says_who_read_it(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    """Thandi is in Fire rescue: the team's SLA warning is in her list, "For: Fire rescue (team)"; when her
+    colleague Sipho marks it read, her list shows it read, by Sipho."""
+    from engine import inbox
+    from engine.models import Team, TeamMember
+    from engine.permissions import Identity
+
+    now = ctx.clock.now()
+    fire = add_incident(ctx.sessions, now, summary="Structure fire", severity="high")
+    thandi, sipho = _person(ctx, "thandi"), _person(ctx, "sipho")
+    with write_session(ctx.sessions) as s:
+        team = Team(handle="fire", name="Fire rescue")
+        team.members = [TeamMember(person_id=thandi, position=0), TeamMember(person_id=sipho, position=1)]
+        s.add(team)
+        s.flush()
+        team_id = team.id
+    _notify(ctx, team_id=team_id, kind="sla_response_warning", incident_id=fire, title=f"SLA warning #{fire}")
+    _notify(ctx, role="supervisor", kind="workflow_escalated", title="Not an operator's")
+    window = _window(qtbot, services)
+    qtbot.waitUntil(lambda: window.notifications_button.text() == "Notifications: 1 unread", timeout=5000)
+    tree = window.notifications.list
+    row = tree.topLevelItem(0)
+    assert [row.text(n) for n in range(4)][1:] == [f"● SLA warning #{fire}", "Fire rescue (team)", ""]
+    assert tree.topLevelItemCount() == 1
+
+    inbox.mark_read(
+        ctx, Identity(name="sipho", role="operator", person_id=sipho), window.notifications.notices[0].id
+    )
+    window.notifications.refresh()
+    qtbot.waitUntil(lambda: window.notifications_button.text() == "Notifications", timeout=5000)
+    row = tree.topLevelItem(0)
+    assert (row.text(1), row.text(3)) == (f"SLA warning #{fire}", "Sipho Dlamini")
+    assert row.toolTip(3).startswith("Marked read by Sipho Dlamini at ")
+
+
 def _fire_rescue(ctx: AppContext) -> None:
     with write_session(ctx.sessions) as s:
         schedule = Schedule(handle="fire-rescue", name="Fire rescue", timezone="Africa/Johannesburg")
@@ -178,7 +215,7 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
     window = _window(qtbot, services)
     strip = window.board.on_call
     # Day shift 08:00-20:00 Johannesburg (18:00 UTC), then Sipho's night shift.
-    expected = f"On call — Fire rescue: Thandi Nkosi until {_local(18)}, next Sipho Dlamini"
+    expected = f"On call — Fire rescue: Thandi Nkosi until {_local(18)}, next Sipho Dlamini from {_local(18)}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
     assert strip.isVisible()
 
@@ -194,7 +231,7 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
             )
         )
     services.config_changed.emit("schedules")
-    expected = f"On call — Fire rescue: Sipho Dlamini until {_local(10)}, next Thandi Nkosi"
+    expected = f"On call — Fire rescue: Sipho Dlamini until {_local(10)}, next Thandi Nkosi from {_local(10)}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
 
     # Every minute it looks again: past the override and the hand-off, the night shift is on.
@@ -202,8 +239,32 @@ def test_the_board_says_who_is_on_call_now_and_next_and_follows_changes(
     ctx.clock.advance(timedelta(hours=11))  # type: ignore[attr-defined]
     strip._timer.timeout.emit()
     morning = datetime(2026, 3, 3, 6, 0, tzinfo=UTC).astimezone().strftime("%a %H:%M")  # "Tue 06:00" in UTC
-    expected = f"On call — Fire rescue: Sipho Dlamini until {morning}, next Thandi Nkosi"
+    expected = f"On call — Fire rescue: Sipho Dlamini until {morning}, next Thandi Nkosi from {morning}"
     qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
+
+
+def test_the_strip_shows_each_team_by_its_name_with_who_is_on_call_and_who_is_next(
+    qtbot: QtBot, ctx: AppContext, services: ConsoleServices
+) -> None:
+    """A schedule that is a team's on-call schedule is shown under the team's name; the tooltip also names
+    the schedule. A saved team change (the supervisor gives a team its schedule) shows at once."""
+    from engine.models import Team
+
+    _fire_rescue(ctx)
+    with write_session(ctx.sessions) as s:
+        s.add(Team(handle="station-4", name="Station 4 crew"))
+    window = _window(qtbot, services)
+    strip = window.board.on_call
+    qtbot.waitUntil(lambda: strip.text().startswith("On call — Fire rescue: Thandi Nkosi"), timeout=5000)
+    with write_session(ctx.sessions) as s:
+        team = s.scalars(select(Team)).one()
+        team.schedule_id = s.scalars(select(Schedule.id)).one()
+    services.config_changed.emit("teams")
+    expected = (
+        f"On call — Station 4 crew: Thandi Nkosi until {_local(18)}, next Sipho Dlamini from {_local(18)}"
+    )
+    qtbot.waitUntil(lambda: strip.text() == expected, timeout=5000)
+    assert strip.toolTip().startswith("Station 4 crew (schedule Fire rescue): Thandi Nkosi until ")
 
 
 def test_a_board_or_panel_that_is_gone_no_longer_answers_the_consoles_signals(

@@ -228,3 +228,36 @@ def test_editor_list_models_pass_qt_model_tester(
         with qtbot.waitSignal(editor.loaded, timeout=5000):
             editor.reload()
         qtmodeltester.check(editor.model)
+
+
+def test_a_team_is_given_its_on_call_schedule_in_the_editor(qtbot: Any, supervisor: Any, seeded: Any) -> None:
+    config_io.save_objects(
+        seeded,
+        "schedules",
+        [
+            {
+                "handle": "fire-rota",
+                "name": "Fire rota",
+                "rotations": [
+                    {
+                        "start_date": "2026-03-01",
+                        "handoff_time": "08:00",
+                        "shift": "12h",
+                        "members": ["thandi"],
+                    }
+                ],
+            }
+        ],
+        "setup",
+    )
+    editor = TeamsEditor(supervisor)
+    qtbot.addWidget(editor)
+    _loaded(qtbot, editor)
+    assert [editor.schedule.itemText(i) for i in range(editor.schedule.count())] == ["", "fire-rota"]
+    editor.handle.setText("fire")
+    editor.name.setText("Fire crew")
+    editor.members.check("pieter")
+    editor.schedule.setCurrentText("fire-rota")
+    _save(qtbot, editor)
+    with seeded.sessions() as s:
+        assert config_io.export_objects(s, "teams")[0]["schedule"] == "fire-rota"

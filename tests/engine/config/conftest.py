@@ -52,6 +52,7 @@ teams:
     description: Stations 1 and 4
     manager: marius.smit
     members: [marius.smit, lindiwe.khumalo]
+    schedule: duty-officer
 schedules:
   - handle: duty-officer
     name: Duty officer

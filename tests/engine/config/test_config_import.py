@@ -574,3 +574,47 @@ def test_phone_targets_are_normalised_and_keep_a_request_for_a_call(ctx: AppCont
     with read_session(ctx.sessions) as s:
         policy = s.scalars(select(Policy)).one()
         assert [t.identifier for t in policy.levels[0].targets] == ["+27315550100", "voice:+27315550100"]
+
+
+TEAM_ON_CALL = BASE + _doc(
+    """
+    schedules:
+      - handle: fire-rota
+        name: Fire rota
+        rotations:
+          - start_date: "2026-03-01"
+            handoff_time: "08:00"
+            shift: 12h
+            members: [thandi, sipho]
+    """
+)
+
+
+def test_a_team_names_its_on_call_schedule_and_reimporting_changes_nothing(ctx: AppContext) -> None:
+    text = TEAM_ON_CALL.replace(
+        "    members: [sipho, thandi]\n", "    members: [sipho, thandi]\n    schedule: fire-rota\n"
+    )
+    import_text(ctx, text, "fire.yaml", actor="tester")
+    with read_session(ctx.sessions) as s:
+        team = s.scalars(select(Team)).one()
+        assert team.schedule is not None and team.schedule.handle == "fire-rota"
+        assert config_io.export_objects(s, "teams")[0]["schedule"] == "fire-rota"
+    again = import_text(ctx, text, "fire.yaml", actor="tester")
+    assert again["created"] == {} and again["updated"] == {}
+    # A file that leaves the schedule out: the team has none (every member is paged again).
+    import_text(ctx, TEAM_ON_CALL, "fire.yaml", actor="tester")
+    with read_session(ctx.sessions) as s:
+        assert s.scalars(select(Team.schedule_id)).one() is None
+        assert "schedule" not in config_io.export_objects(s, "teams")[0]
+
+
+def test_a_team_naming_an_unknown_schedule_is_refused(
+    ctx: AppContext, rows: Callable[[], dict[str, int]]
+) -> None:
+    text = BASE.replace(
+        "    members: [sipho, thandi]\n", "    members: [sipho, thandi]\n    schedule: nights\n"
+    )
+
+    message = _refused(ctx, rows, text, "teams.yaml")
+
+    assert "teams.yaml:13: teams[0].schedule: unknown schedule 'nights' (on-call schedule)" in message

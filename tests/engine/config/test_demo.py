@@ -24,6 +24,7 @@ def test_the_demo_centre_file_describes_a_small_south_african_dispatch_centre() 
     assert all(normalise_phone(p["phone"]).startswith("+27") for p in people)
     assert any("quiet_hours" in p for p in people)
     assert [t["name"] for t in document["teams"]] == ["Fire & Rescue", "Medical"]
+    assert document["teams"][1]["schedule"] == "medical-standby"  # the board's on-call line names the team
     assert {p["name"] for p in document["policies"]} == {
         "critical-incidents",
         "standard-incidents",

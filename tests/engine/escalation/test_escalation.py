@@ -267,7 +267,8 @@ def test_team_targets_page_every_member_once_or_only_the_manager(ctx, sessions, 
     assert _paged(sessions)[-1] == (2, 0, people["anna"])
 
 
-def test_schedule_target_pages_whoever_is_on_call(ctx, sessions, people, run) -> None:
+def _standby(sessions: sessionmaker[Session], people: dict[str, int]) -> int:
+    """A daily rota from 2026-03-01 08:00 local: Sipho, then Anna (on call on the test clock's Monday)."""
     with sessions.begin() as s:
         schedule = Schedule(handle="standby", name="Standby", timezone="Africa/Johannesburg")
         rotation = Rotation(name="Primary", start_date="2026-03-01", handoff_time="08:00", shift_hours=24)
@@ -277,11 +278,51 @@ def test_schedule_target_pages_whoever_is_on_call(ctx, sessions, people, run) ->
         ]
         schedule.rotations = [rotation]
         s.add(schedule)
+        s.flush()
+        return schedule.id
+
+
+def test_schedule_target_pages_whoever_is_on_call(ctx, sessions, people, run) -> None:
+    _standby(sessions, people)
     add_policy(sessions, "oncall", [{"targets": [("schedule", "standby")]}])
     api.trigger(ctx, policy="oncall", summary="Night call")
     run()
     # 2026-03-02 10:00 local: the second day of the rotation, so the second member is on call.
     assert [p[2] for p in _paged(sessions)] == [people["anna"]]
+
+
+def test_a_team_with_an_on_call_schedule_pages_whoever_is_on_call_not_every_member(
+    ctx, sessions, people, run
+) -> None:
+    from engine.models import Team
+
+    team_id = add_team(sessions, "water", ["thandi", "sipho", "anna"])
+    schedule_id = _standby(sessions, people)
+    with sessions.begin() as s:
+        team = s.get(Team, team_id)
+        assert team is not None
+        team.schedule_id = schedule_id
+    add_policy(sessions, "team", [{"targets": [("team", "water")]}])
+    api.trigger(ctx, policy="team", summary="Burst main")
+    run()
+    assert [p[2] for p in _paged(sessions)] == [people["anna"]]
+
+
+def test_a_gap_in_a_teams_rota_pages_every_member(ctx, sessions, people, run) -> None:
+    from engine.models import Team
+
+    team_id = add_team(sessions, "water", ["thandi", "sipho"])
+    with sessions.begin() as s:
+        empty = Schedule(handle="empty", name="Empty", timezone="Africa/Johannesburg")
+        s.add(empty)
+        s.flush()
+        team = s.get(Team, team_id)
+        assert team is not None
+        team.schedule_id = empty.id
+    add_policy(sessions, "team", [{"targets": [("team", "water")]}])
+    api.trigger(ctx, policy="team", summary="Burst main")
+    run()
+    assert sorted(p[2] for p in _paged(sessions)) == sorted([people["thandi"], people["sipho"]])
 
 
 def test_address_targets_get_one_message_each(ctx, sessions, people, run) -> None:

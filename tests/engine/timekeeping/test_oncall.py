@@ -79,6 +79,18 @@ def _schedule(s: Session, tz: str = "Africa/Johannesburg") -> tuple[Schedule, li
     return schedule, people
 
 
+def _pair(schedule: Schedule, people: list[Person], *, shift_hours: int) -> Rotation:
+    """The first two people take turns from 2026-03-02 08:00 local."""
+    rotation = Rotation(
+        schedule_id=schedule.id, start_date="2026-03-02", handoff_time="08:00", shift_hours=shift_hours
+    )
+    rotation.members = [
+        RotationMember(person_id=people[0].id, position=0),
+        RotationMember(person_id=people[1].id, position=1),
+    ]
+    return rotation
+
+
 def test_on_call_follows_the_rotation_and_an_override_wins(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
         schedule, people = _schedule(s)
@@ -140,14 +152,7 @@ def test_upcoming_shifts_show_current_and_next_with_override_cutting_in(
 ) -> None:
     with sessions.begin() as s:
         schedule, people = _schedule(s)
-        rotation = Rotation(
-            schedule_id=schedule.id, start_date="2026-03-02", handoff_time="08:00", shift_hours=24
-        )
-        rotation.members = [
-            RotationMember(person_id=people[0].id, position=0),
-            RotationMember(person_id=people[1].id, position=1),
-        ]
-        s.add(rotation)
+        s.add(_pair(schedule, people, shift_hours=24))
         s.add(
             ScheduleOverride(
                 schedule_id=schedule.id,
@@ -180,3 +185,34 @@ def test_single_person_rotation_shows_when_the_current_shift_began(sessions: ses
         shifts = upcoming_shifts(s, schedule_id, utc(2026, 3, 10, 12), 1)
     assert len(shifts) == 1 and shifts[0].person_id == p0
     assert utc(2026, 3, 2, 6) <= shifts[0].start <= utc(2026, 3, 10, 6)
+
+
+def test_on_call_now_names_the_teams_of_each_schedule_and_who_is_next_from_when(
+    sessions: sessionmaker[Session],
+) -> None:
+    from engine.models import Team
+    from engine.oncall import on_call_now
+
+    with sessions.begin() as s:
+        schedule, people = _schedule(s)
+        s.add(_pair(schedule, people, shift_hours=12))
+        standby = Schedule(handle="standby", name="Standby", timezone="Africa/Johannesburg")
+        s.add(standby)
+        s.add_all(
+            [
+                Team(handle="fire", name="Fire rescue", schedule=schedule),
+                Team(handle="hazmat", name="Hazmat", schedule=schedule),
+                Team(handle="roads", name="Roads"),
+            ]
+        )
+        names = [p.name for p in people]
+    with sessions() as s:
+        entries = on_call_now(s, utc(2026, 3, 2, 7))  # 09:00 in Johannesburg
+    # The team's schedule first, under both its teams; the schedule no team names after it.
+    assert [(e["name"], e["teams"]) for e in entries] == [
+        ("Ops", ["Fire rescue", "Hazmat"]),
+        ("Standby", []),
+    ]
+    first = entries[0]
+    assert (first["now"], first["until"]) == ([names[0]], utc(2026, 3, 2, 18))
+    assert (first["next"], first["next_from"]) == ([names[1]], utc(2026, 3, 2, 18))

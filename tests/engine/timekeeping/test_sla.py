@@ -370,7 +370,7 @@ def test_two_engines_running_at_once_escalate_each_breach_exactly_once(
                 .select_from(Notification)
                 .where(Notification.kind == "sla_response_breach")
             )
-            == 60
+            == 120  # one to the manager, one to the team, for each incident
         )
         assert (
             s.scalar(select(func.count()).select_from(Incident).where(Incident.status == "escalated")) == 60
@@ -451,3 +451,37 @@ def test_breach_starts_the_configured_breach_policy_once(
     with ctx.sessions() as s:
         escalations = s.scalars(select(Escalation).where(Escalation.incident_id == incident_id)).all()
         assert [(e.trigger, e.policy_name) for e in escalations] == [("sla_breach", "SLA breach")]
+
+
+def test_warning_and_breach_on_a_teams_incident_reach_the_team_in_app_only(
+    ctx: AppContext, clock: FakeClock, crew: Crew
+) -> None:
+    """The team that owns the incident sees its warning and its breach (every member, in their list); the
+    messages still go only to the people named (the assignee, the manager), not to the whole team."""
+    incident_id = _breach_setup(ctx, clock, crew)
+    clock.advance(timedelta(minutes=48))  # 80 % of the hour: the warning
+    assert sla_pass(ctx)["response_warnings"] == 1
+    clock.advance(timedelta(minutes=12))  # the breach
+    assert sla_pass(ctx)["response_breaches"] == 1
+    with ctx.sessions() as s:
+        to_team = s.scalars(
+            select(Notification).where(Notification.team_id == crew.team_id).order_by(Notification.kind)
+        ).all()
+        assert [(n.kind, n.incident_id, n.person_id, n.role) for n in to_team] == [
+            ("sla_response_breach", incident_id, None, None),
+            ("sla_response_warning", incident_id, None, None),
+        ]
+        messaged = set(s.scalars(select(OutboxMessage.person_id).where(OutboxMessage.person_id.is_not(None))))
+        assert crew.other_id not in messaged  # a team member named nowhere is not messaged
+
+
+def test_a_warning_on_an_incident_without_a_team_has_no_team_notice(
+    ctx: AppContext, clock: FakeClock
+) -> None:
+    with ctx.sessions.begin() as s:
+        incident = add_incident(s, clock.now())
+        compute_deadlines(s, incident, clock.now())
+    clock.advance(20 * HOUR)
+    sla_pass(ctx)
+    with ctx.sessions() as s:
+        assert s.scalar(select(func.count()).where(Notification.team_id.is_not(None))) == 0
