@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: migration run test lint typecheck contracts check venv system-deps demo dist package prove-packages bench screenshots clean
+.PHONY: migration run test lint typecheck contracts check venv system-deps demo dist package prove-packages bench bench-peers screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,19 @@ migration: venv
 
 bench: venv
 	$(BIN)/python -m bench
+
+# The peers bench/bench_busy.py compares with (truthound, APScheduler), in a venv of their own: never a
+# dependency of Watchkeeper. The benchmark runs each in a subprocess with this venv's python.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q 'truthound==3.2.0' 'apscheduler==3.11.*' sqlalchemy
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
 
 dist: venv
 	$(BIN)/pip install -q -e '.[build]'
