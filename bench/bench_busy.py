@@ -85,10 +85,11 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_engine import fresh_pg  # noqa: E402
 from bench.peers import workload  # noqa: E402
 from bench.peers.workload import Result, Stream  # noqa: E402
-from engine import api  # noqa: E402
+from engine import api, migrate  # noqa: E402
 from engine.context import AppContext  # noqa: E402
 from engine.db import make_engine  # noqa: E402
-from engine.models import Base, Incident, OutboxMessage, Person, Policy, PolicyLevel, PolicyTarget  # noqa: E402
+from engine.engine_process import EngineProcess  # noqa: E402
+from engine.models import EngineNode, Incident, OutboxMessage, Person, Policy, PolicyLevel, PolicyTarget  # noqa: E402
 from engine.runner import EngineRunner, available_passes  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
@@ -112,9 +113,10 @@ def load() -> float:
 
 
 def setup(url: str) -> AppContext:
-    """Schema, three people reachable by SMS, the policy "busy": level 1 at once, 2 and 3 each 3 s later."""
+    """Schema (by the migrations, as a site's database is made), three people reachable by SMS, the policy
+    "busy": level 1 at once, 2 and 3 each 3 s later."""
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
+    migrate.upgrade(engine)
     ctx = AppContext.create(Settings(db=url), db=engine, mode="bench")
     with ctx.sessions.begin() as s:
         s.add_all([Person(handle=f"p{n}", name=f"Person {n}", phone=f"+2782000000{n}") for n in (1, 2, 3)])
@@ -131,12 +133,28 @@ def setup(url: str) -> AppContext:
     return ctx
 
 
-def running_engine(ctx: AppContext) -> EngineRunner:
-    """The engine as production runs it, less dispatch: pages are written to the outbox and stay there."""
+def running_engine(ctx: AppContext, where: str) -> Any:
+    """The engine as production runs it. `where`: "process" — `watchkeeper engine`, a process of its own, as
+    the console and `serve` run it (every pass; dispatch skips the SMS channel, which is not set up here, so
+    nothing is sent); "thread" — the passes as threads of this process, less dispatch (pages written to the
+    outbox stay there)."""
+    if where == "process":
+        engine = EngineProcess(ctx)
+        engine.start()
+        deadline = time.monotonic() + 30
+        while not _beating(ctx) and time.monotonic() < deadline:  # passes scheduled before the clock starts
+            time.sleep(0.05)
+        return engine
     passes = {name: fn for name, fn in available_passes().items() if name != "dispatch"}
     runner = EngineRunner(ctx, mode="bench", passes=passes)
     runner.start()
     return runner
+
+
+def _beating(ctx: AppContext) -> bool:
+    with ctx.db.connect() as conn:
+        found = conn.execute(select(EngineNode.status).where(EngineNode.id == ctx.node_id)).scalar()
+    return found == "running"
 
 
 def _unacked_pages(ctx: AppContext) -> int:
@@ -223,7 +241,7 @@ async def _batches(ctx: AppContext, n: int, tag: str, ids: dict[int, int]) -> St
 def run_watchkeeper(url: str, database: str, mode: str, opts: argparse.Namespace, tag: str) -> Result:
     """One run on a fresh database: the engine running, the workload driven through engine.api."""
     ctx = setup(url)
-    runner = running_engine(ctx)
+    runner = running_engine(ctx, opts.engine)
     ids: dict[int, int] = {}
 
     def trigger(i: int) -> None:
@@ -252,7 +270,7 @@ def run_watchkeeper(url: str, database: str, mode: str, opts: argparse.Namespace
         engine="watchkeeper" if mode != "batch" else "watchkeeper batches", mode=mode, database=database
     )
     result.calls, result.ack_calls = calls, acks
-    result.extra["runner_errors"] = runner.errors
+    result.extra["runner_errors"] = getattr(runner, "errors", 0)
     return workload.judge(result, stream, pages, acked_at)
 
 
@@ -737,6 +755,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--n", type=int, default=2000, help="incidents per run (figures a–e)")
     p.add_argument("--reps", type=int, default=7, help="interleaved repetitions of figures a–e")
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument(
+        "--engine",
+        choices=["process", "thread"],
+        default="process",
+        help="Watchkeeper's engine in a process of its own (as the console and serve run it) or as threads "
+        "of the benchmark's process",
+    )
     p.add_argument("--paced-rate", type=float, default=1000.0, help="paced triggers per second (figure f)")
     p.add_argument(
         "--paced-seconds", type=float, default=20.0, help="how long each paced run offers triggers"
