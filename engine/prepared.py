@@ -88,6 +88,7 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, frozenset[str] | None, bool, tuple[Any, ...]], _Compiled] = {}
+        self._expanding: frozenset[str] | None = None
 
     def _compile(
         self, dialect: Dialect, keys: frozenset[str] | None, many: bool, lists: tuple[Any, ...]
@@ -151,7 +152,12 @@ class Prepared:
         params: Mapping[str, Any] = {},
     ) -> _Compiled:
         # One driver per database in this application: the dialect's name tells them apart.
-        lists = tuple((n, len(v)) for n, v in params.items() if isinstance(v, list | tuple))
+        if self._expanding is None:
+            # The caller's IN lists, by name: a list given for another parameter (a JSON column's value)
+            # is a value, not an IN list.
+            found = self.statement.compile(dialect=conn.dialect)
+            self._expanding = frozenset(n for n, b in found.binds.items() if b.expanding and b.required)
+        lists = tuple((n, len(params[n])) for n in sorted(self._expanding) if n in params)
         key = (conn.dialect.name, keys, many, lists)
         compiled = self._compiled.get(key)
         if compiled is None:

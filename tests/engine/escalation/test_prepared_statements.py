@@ -49,6 +49,14 @@ def test_rows_written_as_driver_sql_read_back_as_core_writes_them(db: Engine) ->
     assert rows["other"].data == rows["core-null"].data  # None stored the way Core stores it
 
 
+def test_a_list_given_as_a_value_is_stored_as_that_value(db: Engine) -> None:
+    """Only the statement's own IN lists are expanded: a JSON column's list is stored whole."""
+    with db.begin() as conn:
+        Prepared(_EVENT.insert()).run(conn, _event_row(data=["a", "b", 3]), columns=True)
+    with db.connect() as conn:
+        assert conn.execute(select(_EVENT.c.data)).scalar_one() == ["a", "b", 3]
+
+
 def test_a_select_gives_named_rows_with_core_conversions_and_lists_of_any_length(db: Engine) -> None:
     with db.begin() as conn:
         conn.execute(_EVENT.insert(), [_event_row(kind=f"k{i}", incident_id=None) for i in range(5)])
