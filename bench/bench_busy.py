@@ -43,7 +43,14 @@ incident's `acknowledged_at`. SQLite runs as the engine opens it: WAL, synchrono
 Raw sqlite3 (the baseline, this process, Python's stdlib): per trigger BEGIN IMMEDIATE, 4 INSERTs (incident,
 escalation, event, the level-1 page in an outbox table; the indexes a lookup needs) and COMMIT; per
 acknowledgement BEGIN IMMEDIATE, UPDATE of the incident and of its escalation, one event INSERT, COMMIT.
-journal_mode=WAL, synchronous=NORMAL, one call each. No scheduler: it has no lag figures.
+journal_mode=WAL, synchronous=NORMAL, one call each. No scheduler: it has no lag figures. Lean tables: the
+few columns and indexes this workload needs.
+
+Raw sqlite3, Watchkeeper's rows (the goal's "same rows and commits"): the rows and commits a Watchkeeper
+trigger and acknowledgement write, with the same values, into Watchkeeper's own tables made by its migrations
+(every column and index the board, the SLA pass and the reports read by), with the connection settings
+Watchkeeper uses (engine/db.py); see `run_sqlite3_own`. Its single calls are the yardstick of the "≥ 0.5×"
+goal; the lean figure is printed beside it.
 
 Peers (optional): truthound 3.2.0's checkpoint escalation engine with its SQLite store, and APScheduler 3.11
 with its SQLAlchemy job store on SQLite, each in a subprocess run with `.venv-peers/bin/python` (`make
@@ -63,6 +70,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import shutil
@@ -87,7 +95,7 @@ from bench.peers import workload  # noqa: E402
 from bench.peers.workload import Result, Stream  # noqa: E402
 from engine import api, migrate  # noqa: E402
 from engine.context import AppContext  # noqa: E402
-from engine.db import make_engine  # noqa: E402
+from engine.db import SQLITE_CACHE_KIB, SQLITE_SYNCHRONOUS, make_engine  # noqa: E402
 from engine.engine_process import EngineProcess  # noqa: E402
 from engine.models import EngineNode, Incident, OutboxMessage, Person, Policy, PolicyLevel, PolicyTarget  # noqa: E402
 from engine.runner import EngineRunner, available_passes  # noqa: E402
@@ -96,6 +104,8 @@ from engine.settings import Settings  # noqa: E402
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 PEERS = ("truthound", "apscheduler")
 BATCH = 100
+# The raw sqlite3 baseline that writes what Watchkeeper writes (the goal's "same rows and commits").
+RAW_OWN = "raw sqlite3, Watchkeeper's rows"
 FIGURES = "abcdefg"
 
 
@@ -312,11 +322,8 @@ def run_sqlite3(path: str, opts: argparse.Namespace, tag: str) -> Result:
     conn.executescript(RAW_SCHEMA)
     ids: dict[int, tuple[int, int]] = {}
 
-    def now() -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9 // 1000:06d}"
-
     def trigger(i: int) -> None:
-        at = now()
+        at = _now_text()
         conn.execute("BEGIN IMMEDIATE")
         inc = conn.execute(
             "INSERT INTO incident (key, summary, severity, status, policy_id, created_at, updated_at) "
@@ -342,7 +349,7 @@ def run_sqlite3(path: str, opts: argparse.Namespace, tag: str) -> Result:
         ids[i] = (int(inc or 0), int(esc or 0))
 
     def acknowledge(i: int) -> None:
-        at = now()
+        at = _now_text()
         inc, esc = ids[i]
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
@@ -362,14 +369,167 @@ def run_sqlite3(path: str, opts: argparse.Namespace, tag: str) -> Result:
         )
         conn.execute("COMMIT")
 
+    return _raw_run("raw sqlite3", conn, trigger, acknowledge, opts)
+
+
+def _now_text() -> str:
+    """Now, in SQLite DATETIME's text form (as Watchkeeper stores times)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9 // 1000:06d}"
+
+
+def _raw_run(
+    name: str,
+    conn: sqlite3.Connection,
+    trigger: Callable[[int], None],
+    acknowledge: Callable[[int], None],
+    opts: argparse.Namespace,
+) -> Result:
+    """Drive a raw sqlite3 baseline through the workload's one-call loop and judge it."""
     stream = asyncio.run(workload.drive(trigger, acknowledge, n=opts.n))
     conn.close()
-    result = Result(engine="raw sqlite3", mode="single", database="sqlite")
+    result = Result(engine=name, mode="single", database="sqlite")
     result.calls, result.ack_calls = stream.triggers, stream.acks
     result = workload.judge(result, stream, [])
     result.lost = 0  # no scheduler: nothing is paged beyond level 1, nothing is expected
     result.note = "no scheduler"
     return result
+
+
+def run_sqlite3_own(path: str, opts: argparse.Namespace, tag: str) -> Result:
+    """The same rows and commits as a Watchkeeper trigger and acknowledgement, into Watchkeeper's own tables
+    (made by its migrations, every index included), with its connection settings, as plain sqlite3: per
+    trigger the open-incident lookup by key, the incident row, the escalation row (with its policy snapshot),
+    two events, one commit; per acknowledgement the incident's and the escalation's UPDATEs, the pages' and
+    their pending messages' cancellation, one event, one commit. What it leaves out is Watchkeeper's own
+    Python and its reads (the policy, the rows it changes)."""
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+    conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(
+        "INSERT INTO policy (name, version, enabled, severity_filter, triggers, max_escalations, "
+        "cooldown_seconds, business_hours_only, business_days, business_start, business_end, timezone, "
+        "created_at, updated_at) VALUES ('busy', 1, 1, '[]', '[\"unacknowledged\"]', 10, 0, 0, "
+        "'[0, 1, 2, 3, 4]', '08:00', '17:00', 'Africa/Johannesburg', '2026-01-01', '2026-01-01')"
+    )
+    snapshot = json.dumps(
+        {
+            "id": 1,
+            "name": "busy",
+            "version": 1,
+            "levels": [
+                {
+                    "level": n,
+                    "delay_seconds": 0 if n == 1 else 3,
+                    "repeat_count": 0,
+                    "repeat_interval_seconds": 300,
+                    "require_ack": True,
+                    "auto_resolve_seconds": 0,
+                    "targets": [{"type": "person", "identifier": f"p{n}", "name": ""}],
+                }
+                for n in (1, 2, 3)
+            ],
+        }
+    )
+    ids: dict[int, tuple[int, int]] = {}
+    open_statuses = "('open', 'acknowledged', 'in_progress', 'escalated')"
+
+    def trigger(i: int) -> None:
+        at, key = _now_text(), f"{tag}{i}"
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            f'SELECT id, "key", status, trigger_count FROM incident WHERE "key" = ? AND status IN {open_statuses}',
+            (key,),
+        ).fetchall()
+        inc = conn.execute(
+            'INSERT INTO incident ("key", source, summary, details, severity, category, site, status, sensitive, '
+            "reporter_name, reporter_contact, reporter_language, team_id, policy_id, custom, trigger_count, "
+            "sla_computed_at, response_due_at, resolution_due_at, response_warn_at, resolution_warn_at, created_at, "
+            "updated_at, last_triggered_at) VALUES (?, 'operator', ?, '', 'high', 'general', '', 'open', 0, NULL, "
+            "NULL, 'en', NULL, 1, '{}', 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (key, f"Incident {key}", at, at, at, at, at, at, at, at),
+        ).fetchone()[0]
+        esc = conn.execute(
+            'INSERT INTO escalation (incident_id, policy_id, policy_name, policy_snapshot, state, "trigger", '
+            "current_level, repeat_no, repeat_base, level_rounds, next_action_at, escalation_count, "
+            "notification_count, trigger_count, started_at, updated_at) VALUES (?, 1, 'busy', ?, 'pending', "
+            "'unacknowledged', 0, 0, 0, '{}', ?, 0, 0, 1, ?, ?) RETURNING id",
+            (inc, snapshot, at, at, at),
+        ).fetchone()[0]
+        conn.executemany(
+            "INSERT INTO event (at, kind, incident_id, escalation_id, actor, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    at,
+                    "triggered",
+                    inc,
+                    None,
+                    "operator",
+                    f"Incident {key}",
+                    '{"severity": "high", "source": "operator", "policy": "busy"}',
+                ),
+                (
+                    at,
+                    "escalation_started",
+                    inc,
+                    esc,
+                    "operator",
+                    "escalation started with policy busy",
+                    json.dumps(
+                        {
+                            "policy": "busy",
+                            "trigger": "unacknowledged",
+                            "first_action_at": at,
+                            "waiting_business_hours": False,
+                        }
+                    ),
+                ),
+            ],
+        )
+        conn.execute("COMMIT")
+        ids[i] = (int(inc), int(esc))
+
+    def acknowledge(i: int) -> None:
+        at = _now_text()
+        inc, esc = ids[i]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "UPDATE incident SET status='acknowledged', updated_at=?, acknowledged_at=?, acknowledged_by='operator' "
+            "WHERE id = ?",
+            (at, at, inc),
+        )
+        conn.execute(
+            "UPDATE escalation SET state='acknowledged', next_action_at=NULL, updated_at=?, acknowledged_at=?, "
+            "acknowledged_by='operator' WHERE id = ?",
+            (at, at, esc),
+        )
+        conn.execute(
+            "UPDATE page SET status='cancelled', next_check_at=NULL WHERE incident_id = ? "
+            "AND status IN ('active', 'held')",
+            (inc,),
+        )
+        conn.execute(
+            "UPDATE outbox_message SET status='cancelled', updated_at=? WHERE incident_id = ? AND status = "
+            "'pending' AND kind = 'page'",
+            (at, inc),
+        )
+        conn.execute(
+            "INSERT INTO event (at, kind, incident_id, escalation_id, actor, message, data) VALUES (?, 'acknowledged', "
+            "?, ?, 'operator', 'acknowledged by operator via console', ?)",
+            (
+                at,
+                inc,
+                esc,
+                '{"from": "pending", "to": "acknowledged", "via": "console", "incident_from": "open"}',
+            ),
+        )
+        conn.execute("COMMIT")
+
+    return _raw_run(RAW_OWN, conn, trigger, acknowledge, opts)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -429,6 +589,8 @@ def run_one(engine: str, mode: str, opts: argparse.Namespace, tag: str) -> Resul
                 return run_watchkeeper(url, "postgresql", mode, opts, tag)
         if engine == "sqlite3":
             return run_sqlite3(f"{directory}/raw.db", opts, tag)
+        if engine == "sqlite3-own":
+            return run_sqlite3_own(f"{directory}/raw.db", opts, tag)
         return run_peer(engine, mode, opts, directory)
 
 
@@ -514,6 +676,7 @@ def columns_for(figures: str, sqlite: bool, postgres: bool, peers: bool) -> list
         out.append(("watchkeeper sqlite batches", "watchkeeper", "batch"))
     if sqlite and any(f in figures for f in "ac"):
         out.append(("raw sqlite3", "sqlite3", "single"))
+        out.append((RAW_OWN, "sqlite3-own", "single"))
     if sqlite and peers and single:
         out.extend((name, name, "single") for name in PEERS)
     if postgres and single:
@@ -647,7 +810,8 @@ def goals(table: Table, opts: argparse.Namespace) -> list[Goal]:
     out: list[Goal] = []
     # The baselines and peers single calls are compared with: (column, target, test of the median ratio).
     against: list[tuple[str, str, Callable[[float], bool] | None]] = [
-        (raw, "≥ 0.5×", lambda v: v >= 0.5),
+        (RAW_OWN, "≥ 0.5×", lambda v: v >= 0.5),
+        (raw, "", None),
         ("truthound", "≥ 5×", lambda v: v >= 5),
         ("apscheduler", "", None),
     ]

@@ -33,7 +33,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from engine import contacts, paging, receipts
+from engine import contacts, paging, receipts, timeline
 from engine import escalation as esc_mod
 from engine.claims import insert_ignore
 from engine.context import AppContext
@@ -43,7 +43,6 @@ from engine.models import (
     OPEN_INCIDENT_STATUSES,
     Escalation,
     EscalationState,
-    Event,
     Incident,
     IncidentStatus,
     OutboxMessage,
@@ -301,13 +300,8 @@ def _why_not_escalated(
 
 _INCIDENT_T: Any = Incident.__table__
 _ESCALATION_T: Any = Escalation.__table__
-_EVENT_T: Any = Event.__table__
 _I, _E = _INCIDENT_T.c, _ESCALATION_T.c
-# A multi-row INSERT on PostgreSQL carries this many rows: measured faster per row than SQLAlchemy's default of
-# up to 1,000 (the driver and the server parse a long statement of thousands of parameters slowly).
-PG_ROWS_PER_INSERT = 32
-# Up to this many event rows go to PostgreSQL as one executemany (psycopg pipelines it), more as one statement.
-_PG_PIPELINED = 4
+PG_ROWS_PER_INSERT = timeline.PG_ROWS_PER_INSERT
 _MANY = {"insertmanyvalues_page_size": PG_ROWS_PER_INSERT}
 _INSERT_INCIDENTS = (
     _INCIDENT_T.insert().returning(_I.id, sort_by_parameter_order=True).execution_options(**_MANY)
@@ -315,13 +309,11 @@ _INSERT_INCIDENTS = (
 _INSERT_ESCALATIONS = (
     _ESCALATION_T.insert().returning(_E.id, sort_by_parameter_order=True).execution_options(**_MANY)
 )
-_INSERT_EVENTS = _EVENT_T.insert().execution_options(**_MANY)
 # As driver SQL (engine.prepared): one new row with its id returned; rows whose ids the batch chose itself.
 _INSERT_INCIDENT_ONE = Prepared(_INCIDENT_T.insert().returning(_I.id))
 _INSERT_ESCALATION_ONE = Prepared(_ESCALATION_T.insert().returning(_E.id))
 _INSERT_INCIDENT_ROWS = Prepared(_INCIDENT_T.insert())
 _INSERT_ESCALATION_ROWS = Prepared(_ESCALATION_T.insert())
-_INSERT_EVENT_ROWS = Prepared(_EVENT_T.insert())
 _MAX_INCIDENT_ID = Prepared(select(func.max(_I.id)))
 _MAX_ESCALATION_ID = Prepared(select(func.max(_E.id)))
 _PG_NOTIFY = text("SELECT pg_notify('watchkeeper_work', :p)")
@@ -864,18 +856,9 @@ class _Triggering:
             }
             for e in self.events
         ]
-        _insert_events(conn, events)
+        timeline.insert_rows(conn, events)
         if self.due_now or self.joined:
             _notify_work(self.conn, "escalate")
-
-
-def _insert_events(conn: Connection, events: list[dict[str, Any]]) -> None:
-    """Event rows (all with the same columns): the driver's executemany on SQLite and for a few rows on
-    PostgreSQL (psycopg pipelines it); one multi-row statement for more."""
-    if conn.dialect.name == "sqlite" or len(events) <= _PG_PIPELINED:
-        _INSERT_EVENT_ROWS.run_many(conn, events, columns=True)
-    else:
-        conn.execute(_INSERT_EVENTS, events)
 
 
 def _insert_rows(
@@ -1276,7 +1259,7 @@ def acknowledge_in(
                 )
     # Every page of these incidents, whichever escalation wrote it, in this same transaction.
     paging.stop_paging(session, [incident.id for incident in acknowledged], now)
-    _insert_events(conn, events)
+    timeline.insert_rows(conn, events)
     notices = notice_rows_many(session, cast(list[Incident], acknowledged), now, "ack", by)
     reporters = _reporter_rows(session, acknowledged, now, IncidentStatus.ACKNOWLEDGED.value)
     outbox: list[dict[str, Any]] = []

@@ -28,11 +28,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, func, or_, select, text, union_all, update
+from sqlalchemy import (
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine.models import Base, Escalation, EscalationState, Incident, Lease, Page, PageStatus
+from engine.prepared import Prepared
 
 # States the escalate pass acts on: the live ones, and an acknowledged escalation whose level auto-resolves.
 DUE_ESCALATION_STATES = (
@@ -72,6 +86,23 @@ def insert_ignore_statement(
             stmt = stmt.columns(*[table.c[c] for c in returning])
         _INSERT_IGNORE_CACHE[key] = stmt
     return stmt
+
+
+_INSERT_IGNORE_PREPARED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Prepared] = {}
+
+
+def insert_ignore_many(
+    conn: Connection, model: type[Base], rows: list[dict[str, Any]], conflict: Sequence[str]
+) -> int:
+    """`insert_ignore_statement` for many rows with the same columns as driver SQL (engine.prepared: no
+    per-row parameter processing in Python beyond the column types' own); how many rows were written."""
+    if not rows:
+        return 0
+    key = (model.__tablename__, tuple(rows[0]), tuple(conflict))
+    prepared = _INSERT_IGNORE_PREPARED.get(key)
+    if prepared is None:
+        prepared = _INSERT_IGNORE_PREPARED[key] = Prepared(insert_ignore_statement(model, key[1], conflict))
+    return prepared.run_many(conn, rows)
 
 
 def _with_defaults(model: type[Base], row: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.checkpoint import AUTOCHECKPOINT_PAGES
 from engine.errors import DatabaseRefused
 
 T = TypeVar("T")
@@ -105,6 +106,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # 5,000). 64 MB per connection keeps a busy centre's working set in memory.
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # The engine keeps the write-ahead log short on its own thread (engine.checkpoint); a commit here
+        # folds it in only past this much, when no engine runs on the file.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 

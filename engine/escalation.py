@@ -51,6 +51,7 @@ from engine.models import (
     Trigger,
 )
 from engine.paging import AnyEscalation, AnyIncident
+from engine.prepared import Prepared
 from engine.targets import Resolution, TargetCache, describe_target, resolve_target
 
 if TYPE_CHECKING:
@@ -892,13 +893,14 @@ def _escalate_batch(ctx: AppContext, now: datetime, limit: int, lease_seconds: f
 
 _ESC_TABLE: Any = Escalation.__table__
 _INC_TABLE: Any = Incident.__table__
-# One statement shape for every row of a batch (executemany): all the columns the pass may change.
-_WRITE_ESCALATION = (
+# One statement shape for every row of a batch (executemany, as driver SQL): all the columns the pass may
+# change.
+_WRITE_ESCALATION = Prepared(
     update(_ESC_TABLE)
     .where(_ESC_TABLE.c.id == bindparam("b_id"))
     .values({c: bindparam(f"b_{c}") for c in ESCALATION_WRITABLE})
 )
-_WRITE_INCIDENT = (
+_WRITE_INCIDENT = Prepared(
     update(_INC_TABLE)
     .where(_INC_TABLE.c.id == bindparam("b_id"))
     .values({c: bindparam(f"b_{c}") for c in INCIDENT_WRITABLE})
@@ -921,14 +923,14 @@ def _process_batch(
             buffer.flush(session, now)
             events.flush()
             conn = session.connection()
-            conn.execute(
-                _WRITE_ESCALATION,
+            _WRITE_ESCALATION.run_many(
+                conn,
                 [{"b_id": r.id, **{f"b_{c}": getattr(r, c) for c in ESCALATION_WRITABLE}} for r in rows],
             )
             changed = [inc for i, inc in incidents.items() if inc.changes(before[i])]
             if changed:
-                conn.execute(
-                    _WRITE_INCIDENT,
+                _WRITE_INCIDENT.run_many(
+                    conn,
                     [
                         {"b_id": inc.id, **{f"b_{c}": getattr(inc, c) for c in INCIDENT_WRITABLE}}
                         for inc in changed

@@ -11,7 +11,7 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, inspect, text
 
@@ -34,6 +34,20 @@ def _config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
+
+
+def include_object(dialect_name: str) -> Any:
+    """Alembic's `include_object` for a database of `dialect_name`: an index the models create only on the
+    other database (`Index.ddl_if(dialect=…)`, which Alembic's comparison does not read) is not this one's."""
+
+    def include(obj: Any, _name: str | None, type_: str, reflected: bool, _compare_to: Any) -> bool:
+        only = getattr(obj, "_ddl_if", None) if type_ == "index" and not reflected else None
+        if only is None or only.dialect is None:
+            return True
+        wanted = (only.dialect,) if isinstance(only.dialect, str) else tuple(only.dialect)
+        return dialect_name in wanted
+
+    return include
 
 
 def head_revision() -> str:

@@ -67,6 +67,25 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, this type's conversion and the driver's text form in one step: the hot paths bind a dozen
+        times per call, and the two-step form (here, then SQLAlchemy's %-formatting) costs twice as much.
+        The text is SQLite DATETIME's own storage format (microseconds always written), so stored values,
+        comparisons and indexes are unchanged."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -391,15 +410,23 @@ _RESPONSE_STATUSES = "('open')"
 _RESOLUTION_STATUSES = "('open', 'acknowledged', 'in_progress', 'escalated')"
 
 
-def _sla_pending_index(deadline: str, done_column: str, statuses: str) -> tuple[Index]:
+def _sla_deadline_indexes(deadline: str, done_column: str, statuses: str) -> tuple[Index, Index]:
+    """The SLA pass's claim of one deadline (engine.sla), answered from one index per database, never two:
+    every index is one more write in each trigger and acknowledgement.
+
+    PostgreSQL: a partial index of the live, not yet handled, non-sensitive rows (its predicate repeats the
+    claim's conditions), so the pass costs the same with a thousand tickets or ten million and the planner
+    never mistakes it for a large share of the table. SQLite's planner keeps no statistics for a partial
+    index and always prefers one that starts with `status` (it assumes an equality keeps ten rows), so SQLite
+    has (status, deadline)."""
     column = f"{deadline}_at"
     return (
         Index(
             f"ix_incident_{deadline}_pending",
             column,
-            sqlite_where=text(f"status IN {statuses} AND sensitive = 0 AND {done_column} IS NULL"),
             postgresql_where=text(f"status IN {statuses} AND NOT sensitive AND {done_column} IS NULL"),
-        ),
+        ).ddl_if(dialect="postgresql"),
+        Index(f"ix_incident_{deadline}", "status", column).ddl_if(dialect="sqlite"),
     )
 
 
@@ -461,10 +488,6 @@ class Incident(Base):
             postgresql_where=text(f"status IN {_RESOLUTION_STATUSES}"),
         ),
         Index("ix_incident_status_created", "status", "created_at"),
-        Index("ix_incident_response_due", "status", "response_due_at"),
-        Index("ix_incident_resolution_due", "status", "resolution_due_at"),
-        Index("ix_incident_response_warn", "status", "response_warn_at"),
-        Index("ix_incident_resolution_warn", "status", "resolution_warn_at"),
         Index("ix_incident_updated", "updated_at"),
         # Incidents still waiting for SLA deadlines (engine.sla): a partial index, tiny however many exist.
         Index(
@@ -473,13 +496,11 @@ class Incident(Base):
             sqlite_where=text("sla_computed_at IS NULL"),
             postgresql_where=text("sla_computed_at IS NULL"),
         ),
-        # The SLA pass's warning and breach claims (engine.sla): only live, not yet handled, non-sensitive rows
-        # are in these, so the pass costs the same with a thousand tickets or ten million, and the planner
-        # never mistakes them for a large share of the table (the predicates repeat the claims' conditions).
-        *_sla_pending_index("response_warn", "response_warned_at", _RESPONSE_STATUSES),
-        *_sla_pending_index("response_due", "response_breached_at", _RESPONSE_STATUSES),
-        *_sla_pending_index("resolution_warn", "resolution_warned_at", _RESOLUTION_STATUSES),
-        *_sla_pending_index("resolution_due", "resolution_breached_at", _RESOLUTION_STATUSES),
+        # The SLA pass's warning and breach claims (engine.sla).
+        *_sla_deadline_indexes("response_warn", "response_warned_at", _RESPONSE_STATUSES),
+        *_sla_deadline_indexes("response_due", "response_breached_at", _RESPONSE_STATUSES),
+        *_sla_deadline_indexes("resolution_warn", "resolution_warned_at", _RESOLUTION_STATUSES),
+        *_sla_deadline_indexes("resolution_due", "resolution_breached_at", _RESOLUTION_STATUSES),
     )
 
 
@@ -501,7 +522,8 @@ class Escalation(Base):
     __tablename__ = "escalation"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    # Looked up through ix_escalation_incident_state, which starts with it.
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
     policy_id: Mapped[int | None] = mapped_column(ForeignKey("policy.id", ondelete="SET NULL"))
     policy_name: Mapped[str] = mapped_column(String(120))
     # The policy as it was when the escalation started: editing the policy never changes a running one.

@@ -31,7 +31,7 @@ from engine.claims import (
     IncidentRow,
     claim_due_pages,
     insert_ignore,
-    insert_ignore_statement,
+    insert_ignore_many,
 )
 from engine.db import write_session
 from engine.hours import quiet_hours_end
@@ -458,9 +458,7 @@ class PageBuffer:
                         hold_reason="quiet_hours" if held_until else None,
                     )
                 )
-            if outbox:
-                stmt = insert_ignore_statement(OutboxMessage, list(outbox[0]), ["idempotency_key"])
-                conn.execute(stmt, outbox)
+            insert_ignore_many(conn, OutboxMessage, outbox, ["idempotency_key"])
         return len(items)
 
     def _write_pages(self, conn: Any, rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], int]:
@@ -469,8 +467,7 @@ class PageBuffer:
         One statement, many rows (executemany: sqlite3 steps one prepared statement per row, psycopg pipelines
         them; both measured faster here than multi-row VALUES); the statement is compiled once per process.
         A page that was already there is skipped by ON CONFLICT DO NOTHING and shows in the row count."""
-        written = conn.execute(insert_ignore_statement(Page, list(rows[0]), list(_PAGE_KEY)), rows)
-        if written.rowcount != len(rows):
+        if insert_ignore_many(conn, Page, rows, _PAGE_KEY) != len(rows):
             raise PageConflict("a page of this batch was already written")
         return self._existing(conn, sorted({v["escalation_id"] for v in rows}))
 

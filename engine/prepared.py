@@ -192,17 +192,24 @@ class Prepared:
             return [make(*r) for r in raw]
         return [make(*(v if p is None else p(v) for p, v in zip(results, r, strict=True))) for r in raw]
 
-    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]], *, columns: bool = False) -> None:
-        """Execute once per row in one executemany (the driver's loop); every row has the same keys."""
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]], *, columns: bool = False) -> int:
+        """Execute once per row in one executemany (the driver's loop); every row has the same keys. Returns
+        the rows the statements changed, as the driver counts them (an INSERT … ON CONFLICT DO NOTHING that
+        skipped a row counts one fewer)."""
         if not rows:
-            return
+            return 0
         compiled = self._for(conn, frozenset(rows[0]) if columns else None, many=True, params=rows[0])
         memo: dict[Any, Any] = {}
-        _execute(conn, compiled.sql, [compiled.args(row, memo) for row in rows], many=True)
+        counted: list[int] = []
+        _execute(conn, compiled.sql, [compiled.args(row, memo) for row in rows], many=True, counted=counted)
+        return counted[0]
 
 
-def _execute(conn: Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
-    """What Core does around a cursor call, kept: listeners, error wrapping, invalidation of a lost link."""
+def _execute(
+    conn: Connection, sql: str, args: Any, *, many: bool, counted: list[int] | None = None
+) -> list[Any]:
+    """What Core does around a cursor call, kept: listeners, error wrapping, invalidation of a lost link.
+    `counted`: given, the driver's row count is appended to it."""
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     cursor = dbapi_conn.cursor()
@@ -211,6 +218,8 @@ def _execute(conn: Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
             listener(conn, cursor, sql, args, None, many)
         if many:
             cursor.executemany(sql, args)
+            if counted is not None:
+                counted.append(cursor.rowcount)
             return []
         cursor.execute(sql, args)
         return list(cursor.fetchall()) if cursor.description is not None else []

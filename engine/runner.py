@@ -32,7 +32,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select, update
 
-from engine import wakeup
+from engine import checkpoint, wakeup
 from engine.claims import acquire_lease, dialect_name, release_lease
 from engine.context import AppContext
 from engine.db import write_session
@@ -265,6 +265,7 @@ class EngineRunner:
         self._beat_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._wakeups: wakeup.Listener | None = None
+        self._checkpointer: checkpoint.Checkpointer | None = None
         self.listening = threading.Event()  # set while the LISTEN connection is in place (PostgreSQL)
         self._previous_wake = ctx.wake
         # Passes whose work has due times, and how to ask for the next one (see _keep_pace).
@@ -301,9 +302,10 @@ class EngineRunner:
             coalesce=True,
         )
         self.ctx.wake = self.wake
-        if dialect_name_of(self.ctx) == "sqlite":  # other processes on this file wake us (engine.wakeup)
+        if dialect_name_of(self.ctx) == "sqlite":
             url = self.ctx.db.url.render_as_string(hide_password=False)
-            self._wakeups = wakeup.listen(url, self.wake)
+            self._wakeups = wakeup.listen(url, self.wake)  # other processes on this file wake us
+            self._checkpointer = checkpoint.start_for(url)  # the log folded in here, not in a caller's commit
         self.scheduler.start()
         for name in self.passes:  # the first tick at once rather than one interval from now
             if name != "housekeeping":
@@ -318,6 +320,9 @@ class EngineRunner:
         if self._wakeups is not None:
             self._wakeups.close()
             self._wakeups = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         # Not shutdown(wait=True): APScheduler holds its job-store lock while it waits for running jobs, and a
         # pass that is finishing asks for that lock to schedule its next run (_keep_pace): a deadlock. The
         # running passes are waited for below through their own locks.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from engine.migrate import include_object
 from engine.models import Base
 
 target_metadata = Base.metadata
@@ -18,6 +19,7 @@ def run_migrations_online() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

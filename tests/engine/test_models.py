@@ -32,6 +32,33 @@ def test_times_come_back_aware_utc(sessions: sessionmaker[Session]) -> None:
         assert got.created_at == local
 
 
+def test_times_are_stored_in_one_text_form_on_sqlite_so_ranges_compare(
+    sessions: sessionmaker[Session],
+) -> None:
+    """SQLite compares times as text: every writer must use the form rows already hold (SQLite DATETIME's
+    storage format, microseconds always written), or a range query would miss or misorder rows."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import sqlite
+
+    bind = sessions.kw["bind"]
+    if bind.dialect.name != "sqlite":
+        pytest.skip("text storage of times is SQLite's")
+    whole_second = datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+    berlin = datetime(2026, 3, 29, 4, 30, 0, 5, tzinfo=ZoneInfo("Europe/Berlin"))  # 02:30:00.000005 UTC
+    with sessions.begin() as s:
+        for key, at in (("a", whole_second), ("b", berlin)):
+            s.add(Incident(key=key, summary=key, created_at=at, updated_at=at, last_triggered_at=at))
+    stock = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert stock is not None
+    with sessions() as s:
+        stored = dict(s.execute(text("SELECT key, created_at FROM incident ORDER BY created_at")).all())
+        assert list(stored) == ["a", "b"]
+        assert stored["a"] == stock(whole_second.replace(tzinfo=None)) == "2026-03-29 02:30:00.000000"
+        assert stored["b"] == "2026-03-29 02:30:00.000005"
+        later = s.scalars(select(Incident.key).where(Incident.created_at > whole_second)).all()
+        assert later == ["b"]
+
+
 def test_naive_datetime_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(Exception, match="naive datetime"), sessions.begin() as s:
         s.add(Incident(key="k", summary="x", created_at=datetime(2026, 1, 1)))
