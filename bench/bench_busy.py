@@ -411,9 +411,9 @@ def run_sqlite3_own(path: str, opts: argparse.Namespace, tag: str) -> Result:
     conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(
-        "INSERT INTO policy (name, version, enabled, severity_filter, triggers, max_escalations, "
+        "INSERT INTO policy (name, description, version, enabled, severity_filter, triggers, max_escalations, "
         "cooldown_seconds, business_hours_only, business_days, business_start, business_end, timezone, "
-        "created_at, updated_at) VALUES ('busy', 1, 1, '[]', '[\"unacknowledged\"]', 10, 0, 0, "
+        "created_at, updated_at) VALUES ('busy', '', 1, 1, '[]', '[\"unacknowledged\"]', 10, 0, 0, "
         "'[0, 1, 2, 3, 4]', '08:00', '17:00', 'Africa/Johannesburg', '2026-01-01', '2026-01-01')"
     )
     snapshot = json.dumps(
