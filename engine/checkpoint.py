@@ -29,6 +29,10 @@ AUTOCHECKPOINT_PAGES = 8_000
 # The engine checkpoints once the log is this big, looking this often.
 CHECKPOINT_AT_BYTES = 1 << 20
 POLL_SECONDS = 0.05
+# SQLite reuses the log file from its start after a checkpoint but never shortens it: one burst would leave a
+# file past CHECKPOINT_AT_BYTES, and the thread would checkpoint an empty log every POLL_SECONDS from then on.
+# Every connection (PRAGMA journal_size_limit) cuts the file back to this when it starts the log again.
+LOG_LIMIT_BYTES = CHECKPOINT_AT_BYTES // 2
 
 
 def database_path(db_url: str) -> str | None:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.checkpoint import AUTOCHECKPOINT_PAGES
+from engine.checkpoint import AUTOCHECKPOINT_PAGES, LOG_LIMIT_BYTES
 from engine.errors import DatabaseRefused
 
 T = TypeVar("T")
@@ -109,6 +109,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # The engine keeps the write-ahead log short on its own thread (engine.checkpoint); a commit here
         # folds it in only past this much, when no engine runs on the file.
         cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={LOG_LIMIT_BYTES}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 

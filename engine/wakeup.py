@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import socket
 import sys
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import make_url
+from engine.checkpoint import database_path
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +32,9 @@ _MAX_MESSAGE = 64
 
 def address(db_url: str) -> bytes | None:
     """The abstract socket address of a SQLite file's engine, or None (another database, not Linux)."""
-    if not sys.platform.startswith("linux"):
+    path = database_path(db_url) if sys.platform.startswith("linux") else None
+    if path is None:
         return None
-    url = make_url(db_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    path = os.path.realpath(url.database)
     return b"\0watchkeeper-wake-" + hashlib.sha256(path.encode()).hexdigest()[:32].encode()
 
 

@@ -415,6 +415,8 @@ def test_claim_queries_are_answered_from_the_deadline_indexes(db: Engine, clock:
         for conditions in (sla.warning_conditions(kind, now), sla.breach_conditions(kind, now)):
             plan = _plan(db, sla.claim_query(conditions).with_for_update(skip_locked=False))
             assert "ix_incident_" in plan and ("SCAN incident " not in plan), plan
+            # The one index per deadline each database keeps (migration 0006) is the one its planner takes.
+            assert ("_pending" in plan) == (db.dialect.name == "postgresql"), plan
     pending = _plan(db, select(Incident.id).where(Incident.sla_computed_at.is_(None)).limit(10))
     assert "ix_incident_sla_pending" in pending, pending
 
