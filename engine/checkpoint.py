@@ -5,8 +5,9 @@ copies them into the database file and syncs it. By default SQLite checkpoints i
 the log past 1,000 pages (4 MB): with a busy intake that is one trigger or acknowledgement in forty, and that
 call then takes 4–5 ms instead of 0.5 (measured: 78 of 3,000 single triggers, 15 % of their time).
 
-So on a SQLite file the engine runs a checkpointer thread: it looks at the size of the log every
-POLL_SECONDS and, past CHECKPOINT_AT_BYTES, runs a PASSIVE checkpoint on a connection of its own. A passive
+So on a SQLite file the engine runs a checkpointer thread: it looks at the log every POLL_SECONDS and, when
+its file is past CHECKPOINT_AT_BYTES and something was committed since it last folded the log in, runs a
+PASSIVE checkpoint on a connection of its own. A passive
 checkpoint never takes the write lock and never waits: writers go on appending meanwhile, and what a reader
 still needs stays in the log until the next round. Every connection (engine.db) sets SQLite's own
 automatic checkpoint at AUTOCHECKPOINT_PAGES, far above what the engine lets the log reach: it only acts
@@ -29,10 +30,13 @@ AUTOCHECKPOINT_PAGES = 8_000
 # The engine checkpoints once the log is this big, looking this often.
 CHECKPOINT_AT_BYTES = 1 << 20
 POLL_SECONDS = 0.05
-# SQLite reuses the log file from its start after a checkpoint but never shortens it: one burst would leave a
-# file past CHECKPOINT_AT_BYTES, and the thread would checkpoint an empty log every POLL_SECONDS from then on.
-# Every connection (PRAGMA journal_size_limit) cuts the file back to this when it starts the log again.
-LOG_LIMIT_BYTES = CHECKPOINT_AT_BYTES // 2
+# SQLite starts the log again from the beginning of its file after a checkpoint and never shortens the file
+# unless told to; the thread folds the log in only when something was committed since its last fold, so a
+# quiet engine does nothing however big the file. The file is cut back (PRAGMA journal_size_limit, on every
+# connection) only past the automatic checkpoint's size, after a long reader held the log back: cutting it
+# back at every restart made the commits after one grow the file again (measured: 17 % fewer single
+# triggers and acknowledgements per second, 20 % fewer for plain sqlite3 writing the same rows).
+LOG_LIMIT_BYTES = AUTOCHECKPOINT_PAGES * 4096
 
 
 def database_path(db_url: str) -> str | None:
@@ -51,6 +55,8 @@ class Checkpointer:
         self.at_bytes = at_bytes
         self.poll = poll
         self.checkpoints = 0  # how many this thread ran (for the tests and the log)
+        self._conn: sqlite3.Connection | None = None
+        self._folded: int | None = None  # the database's data_version when the log was last folded in
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchkeeper-checkpoint", daemon=True)
 
@@ -64,26 +70,39 @@ class Checkpointer:
         except OSError:  # no log yet, or the file is being replaced (a restore)
             return 0
 
+    def fold_if_written(self) -> bool:
+        """One look: fold the log in if its file is past `at_bytes` and something was committed since the
+        last fold; whether it did. The thread calls this every `poll` seconds."""
+        if self._log_size() < self.at_bytes:
+            return False
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # SQLite's own counter of commits made by other connections: it changes with every one of them.
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._folded:
+            return False
+        _busy, in_log, folded = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.checkpoints += 1
+        # A reader still using older pages keeps the rest in the log: look again next time, commits or not.
+        self._folded = version if folded >= in_log else None
+        return True
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
         try:
             while not self._stopping.wait(self.poll):
-                if self._log_size() < self.at_bytes:
-                    continue
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
+                    self.fold_if_written()
                 except sqlite3.Error as exc:  # the file went away or is locked for a restore: try later
                     log.debug("checkpoint of %s not done: %s", self.path, exc)
-                    if conn is not None:
-                        conn.close()
-                        conn = None
+                    self._close()
                     self._stopping.wait(1.0)
         finally:
-            if conn is not None:
-                conn.close()
+            self._close()
 
     def stop(self) -> None:
         self._stopping.set()

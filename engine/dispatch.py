@@ -327,6 +327,25 @@ def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bo
     return query.order_by(t.c.id).limit(limit).with_for_update(skip_locked=True)
 
 
+def _nothing_due(ctx: AppContext, now: datetime) -> bool:
+    """SQLite: no message is due, by a plain read. The pass is woken after every acknowledgement and every
+    escalate run; on SQLite's single write lock a claim that takes it only to find nothing would make the
+    next trigger or acknowledgement wait for it. PostgreSQL's claim locks rows, not the database: no peek."""
+    if ctx.db.dialect.name != "sqlite":
+        return False
+    t = _OUTBOX_T
+    with ctx.db.connect() as conn:
+        row = conn.execute(
+            select(t.c.id)
+            .where(
+                t.c.status == MessageStatus.PENDING.value,
+                or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+            )
+            .limit(1)
+        ).first()
+    return row is None
+
+
 def _whatsapp_last_inbound(session: Session, rows: list[Any]) -> dict[int, datetime]:
     """Last WhatsApp message from each person (by person id), for the 24-hour session window."""
     person_ids = {r.person_id for r in rows if r.channel == "whatsapp" and r.person_id is not None}
@@ -377,6 +396,9 @@ def _claim(
     stats = ClaimStats()
     out: list[tuple[OutgoingMessage, int]] = []
     deadline = now + timedelta(seconds=settings.send_deadline_seconds)
+    if _nothing_due(ctx, now):
+        dispatcher.recent_channels = set()
+        return out, stats
     with write_session(ctx.sessions) as session:
         pages_only = not switches.notifications_enabled(session)
         wanted = dispatcher.claim_limit(limit)

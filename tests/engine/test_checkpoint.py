@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from engine.checkpoint import Checkpointer
+from engine.checkpoint import LOG_LIMIT_BYTES, Checkpointer
 from engine.context import AppContext
 from engine.db import make_engine
 from engine.runner import EngineRunner
@@ -83,10 +83,39 @@ def test_the_checkpointer_keeps_the_log_short_and_the_data_reaches_the_file(
     assert path.stat().st_size > 10 * MB
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filler")).scalar() == 12 * 4 * 120
-    # The next commit starts the log again and cuts the file back, so a quiet engine has nothing to fold.
+
+
+def test_a_quiet_log_is_not_folded_again_and_its_file_is_reused(file: tuple[Path, Engine]) -> None:
+    path, engine = file
+    checkpointer = Checkpointer(str(path), at_bytes=MB)  # looked at by hand here, not by its thread
+    _write(engine, 2)
+    assert checkpointer.fold_if_written()
+    assert not checkpointer.fold_if_written(), "nothing was committed since: a quiet engine does nothing"
+    size = _log(path)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO filler (body) VALUES ('one more')"))
-    assert _log(path) < MB
+    # The commit started the log again at the beginning of its file: not cut back, so the commits after it do
+    # not grow the file again page by page.
+    assert _log(path) == size > MB
+    assert checkpointer.fold_if_written()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM filler")).scalar() == 2 * 4 * 120 + 1
+
+
+def test_a_log_held_back_by_a_long_reader_is_cut_back_afterwards(file: tuple[Path, Engine]) -> None:
+    """A reader that stays in one transaction keeps every later commit in the log (it may still need the pages
+    they replaced); once it has gone, the file is cut back to the automatic checkpoint's size."""
+    path, engine = file
+    checkpointer = Checkpointer(str(path), at_bytes=MB)
+    with engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM filler")).scalar()  # its snapshot stays until it ends
+        _write(engine, 40)
+        checkpointer.fold_if_written()
+        assert _log(path) > LOG_LIMIT_BYTES
+    assert checkpointer.fold_if_written()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO filler (body) VALUES ('one more')"))
+    assert _log(path) <= LOG_LIMIT_BYTES
 
 
 def test_a_running_engine_folds_the_log_in(ctx: AppContext, db: Engine) -> None:

@@ -3,6 +3,7 @@ commits wait for it); a backlog is still worked to the end in one pass, every es
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import escalation
 from engine.clock import FakeClock
 from engine.context import AppContext
+from engine.dispatch import dispatch_pass
 from engine.escalation import DEFAULT_BATCH, SQLITE_BATCH, batch_size, escalate_pass
 from engine.models import OutboxMessage
 
@@ -50,3 +52,18 @@ def test_a_backlog_is_worked_in_bounded_batches_to_the_end(
         assert [c for c in claimed if c] == [SQLITE_BATCH, SQLITE_BATCH, 7]
     assert count(sessions, OutboxMessage) == n  # every escalation paged, once
     assert escalate_pass(ctx) == 0
+
+
+def test_a_dispatch_pass_with_nothing_due_never_queues_for_the_write_lock(ctx: AppContext) -> None:
+    """The dispatcher is woken after every acknowledgement; on SQLite a pass that took the file's only write
+    lock just to find nothing would make the next trigger or acknowledgement wait for it."""
+    if ctx.db.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's claim locks rows, not the database")
+    writer = sqlite3.connect(str(ctx.db.url.database), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is in the middle of a write
+    try:
+        result = dispatch_pass(ctx, wait=False)  # without the peek: "database is locked" after the timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert result["claimed"] == 0
