@@ -402,9 +402,12 @@ def _claim(
     with write_session(ctx.sessions) as session:
         pages_only = not switches.notifications_enabled(session)
         wanted = dispatcher.claim_limit(limit)
-        rows = list(session.execute(_due_query(now, wanted, dispatcher.saturated(), pages_only)))
+        full = dispatcher.saturated()
+        rows = list(session.execute(_due_query(now, wanted, full, pages_only)))
         dispatcher.recent_channels = {r.channel for r in rows}
-        stats.more_due = len(rows) >= wanted
+        # A channel left out because its pool is full may have more due: the pass claims again as its sends
+        # finish (it sends nothing more only once no pool is full and a claim comes back short).
+        stats.more_due = len(rows) >= wanted or bool(full)
         if not rows:
             return out, stats
         page_ids = {r.page_id for r in rows if r.page_id is not None}
