@@ -17,10 +17,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import write_turns
 from engine.checkpoint import AUTOCHECKPOINT_PAGES, LOG_LIMIT_BYTES
 from engine.errors import DatabaseRefused
 
@@ -66,11 +65,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,
-            connect_args={
-                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                "check_same_thread": False,
-                "factory": write_turns.TurnTakingConnection,
-            },
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             **kwargs,
         )
         _configure_sqlite(engine)
@@ -97,13 +92,8 @@ def _use_wal(cursor: Any) -> None:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    database = engine.url.database
-    on_file = bool(database) and database != ":memory:"
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if on_file and isinstance(dbapi_connection, write_turns.TurnTakingConnection):
-            dbapi_connection.turn = write_turns.open_turn(os.path.realpath(str(database)))
         # pysqlite's own transaction handling would defer BEGIN until the first write; turn it off and emit
         # BEGIN ourselves (the SQLAlchemy-documented recipe) so BEGIN IMMEDIATE is possible.
         dbapi_connection.isolation_level = None
@@ -126,15 +116,7 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        turn = write_turns.turn_of(connection.connection.dbapi_connection) if mode == "IMMEDIATE" else None
-        if turn is not None and not turn.take(SQLITE_BUSY_TIMEOUT_MS / 1000):
-            raise OperationalError(f"BEGIN {mode}", None, sqlite3.OperationalError("database is locked"))
-        try:
-            connection.exec_driver_sql(f"BEGIN {mode}")
-        except BaseException:
-            if turn is not None:
-                turn.give_back()
-            raise
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -327,22 +327,21 @@ def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bo
     return query.order_by(t.c.id).limit(limit).with_for_update(skip_locked=True)
 
 
-def _nothing_due(ctx: AppContext, now: datetime) -> bool:
-    """SQLite: no message is due, by a plain read. The pass is woken after every acknowledgement and every
-    escalate run; on SQLite's single write lock a claim that takes it only to find nothing would make the
-    next trigger or acknowledgement wait for it. PostgreSQL's claim locks rows, not the database: no peek."""
+def _nothing_due(ctx: AppContext, now: datetime, full: list[str]) -> bool:
+    """SQLite: no message is due on a channel whose pool has room, by a plain read. The pass is woken after
+    every acknowledgement and every escalate run; on SQLite's single write lock a claim that takes it only to
+    find nothing would make the next trigger or acknowledgement wait for it. PostgreSQL's claim locks rows, not the database: no peek."""
     if ctx.db.dialect.name != "sqlite":
         return False
     t = _OUTBOX_T
+    query = select(t.c.id).where(
+        t.c.status == MessageStatus.PENDING.value,
+        or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+    )
+    if full:
+        query = query.where(t.c.channel.not_in(full))
     with ctx.db.connect() as conn:
-        row = conn.execute(
-            select(t.c.id)
-            .where(
-                t.c.status == MessageStatus.PENDING.value,
-                or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
-            )
-            .limit(1)
-        ).first()
+        row = conn.execute(query.limit(1)).first()
     return row is None
 
 
@@ -396,17 +395,18 @@ def _claim(
     stats = ClaimStats()
     out: list[tuple[OutgoingMessage, int]] = []
     deadline = now + timedelta(seconds=settings.send_deadline_seconds)
-    if _nothing_due(ctx, now):
+    # A channel left out because its pool is full may have more due: the pass claims again as its sends
+    # finish (it sends nothing more only once no pool is full and a claim comes back short).
+    full = dispatcher.saturated()
+    if _nothing_due(ctx, now, full):
         dispatcher.recent_channels = set()
+        stats.more_due = bool(full)
         return out, stats
     with write_session(ctx.sessions) as session:
         pages_only = not switches.notifications_enabled(session)
         wanted = dispatcher.claim_limit(limit)
-        full = dispatcher.saturated()
         rows = list(session.execute(_due_query(now, wanted, full, pages_only)))
         dispatcher.recent_channels = {r.channel for r in rows}
-        # A channel left out because its pool is full may have more due: the pass claims again as its sends
-        # finish (it sends nothing more only once no pool is full and a claim comes back short).
         stats.more_due = len(rows) >= wanted or bool(full)
         if not rows:
             return out, stats

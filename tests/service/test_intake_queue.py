@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -231,61 +230,30 @@ def test_the_writer_reconnects_when_the_database_dropped_its_connection(ctx: App
         assert session.scalars(select(IntakeEvent.dedup_key)).all() == ["dropped"]
 
 
-@contextlib.contextmanager
-def _write_lock_held_by_another_program(path: str) -> Iterator[threading.Event]:
-    """A program that is not Watchkeeper (the sqlite3 shell, say) holds the file's write lock: it takes no
-    turn, so Watchkeeper's writers meet SQLite's lock itself."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN IMMEDIATE")
-    release = threading.Event()
-    try:
-        yield release
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
-@pytest.mark.parametrize("holder", ["another Watchkeeper process", "another program"])
 def test_on_sqlite_the_writer_takes_the_lock_as_soon_as_another_process_lets_it_go(
-    ctx: AppContext,
-    writer: IntakeWriter,
-    queued_client: Any,
-    routing_key: CreatedSecret,
-    event_body: Any,
-    holder: str,
+    ctx: AppContext, writer: IntakeWriter, queued_client: Any, routing_key: CreatedSecret, event_body: Any
 ) -> None:
     from engine.db import make_engine
 
     if ctx.db.dialect.name != "sqlite":
         pytest.skip("one write lock for the whole file is SQLite's; PostgreSQL inserts never wait for it")
-    url = intake_store(ctx).db.url
-    # The intake spool's lock, held as another node or this one's engine would hold it (Watchkeeper's writers
-    # take turns: the writer waits for its turn and is woken when the other commits), or as a program that
-    # is not Watchkeeper would (the writer asks for SQLite's lock again and again).
-    held = (
-        _write_lock_held(make_engine(url.render_as_string(hide_password=False)))
-        if holder == "another Watchkeeper process"
-        else _write_lock_held_by_another_program(str(url.database))
-    )
+    # The intake spool's lock, held as another process (another node, or this one's engine) would hold it.
+    other = make_engine(intake_store(ctx).db.url.render_as_string(hide_password=False))
     answers: list[int] = []
-    with held as release:
+    with _write_lock_held(other) as release:
         poster = threading.Thread(
             target=lambda: answers.append(
                 queued_client.post("/v2/enqueue", json_body=event_body(routing_key.secret)).status
             )
         )
         poster.start()
-        if holder == "another program":
-            deadline = time.monotonic() + 10
-            while writer.lock_retries < 3 and time.monotonic() < deadline:
-                release.wait(0.01)  # the writer is asking again and again while the lock is held
-            assert writer.lock_retries >= 3
-        else:
-            release.wait(0.5)  # the writer is waiting for its turn
-        assert answers == [], "nothing is answered before it is written"
+        deadline = time.monotonic() + 10
+        while writer.lock_retries < 3 and time.monotonic() < deadline:
+            release.wait(0.01)  # the writer is asking again and again while the lock is held
+        assert writer.lock_retries >= 3 and answers == []
         released_at = time.monotonic()
         release.set()
-    poster.join(10)
+        poster.join(10)
 
     assert answers == [202]
     assert time.monotonic() - released_at < 2.0
