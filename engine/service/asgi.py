@@ -39,6 +39,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 HANDLER_THREADS = 16  # REST, webhooks, health: each may wait for the database
 KEEP_ALIVE_SECONDS = 30
+# A body declared too large is read and dropped up to this many times the limit before the 413 (see below).
+DRAIN_FACTOR = 8
 _UNTRUSTED = {
     b"x-forwarded-for",
     b"x-forwarded-host",
@@ -111,15 +113,20 @@ class AsgiFront:
             else:
                 key = "HTTP_" + raw_name.decode("latin-1").upper().replace("-", "_")
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
-        # A body declared larger than the app takes is not read: the app answers 413 from the header alone.
-        # Otherwise read at most one byte past the limit, which is enough for the app to refuse it.
+        # Read at most one byte past the limit, which is enough for the app to refuse a body too large. One
+        # declared larger answers 413 from the header alone, but up to DRAIN_FACTOR times the limit it is
+        # still read to its end (and dropped) first: a client that sends its whole body before it reads the
+        # answer, as most do, would otherwise meet a connection reset instead of the 413 that says why.
+        # A body declared larger still is not read.
         limit = self.app.max_body + 1
+        drain = declared is not None and self.app.max_body < declared <= self.app.max_body * DRAIN_FACTOR
         body = b""
-        if declared is None or declared <= self.app.max_body:
+        if declared is None or declared <= self.app.max_body or drain:
             more = True
-            while more and len(body) < limit:
+            while more and (drain or len(body) < limit):
                 message = await receive()
-                body += message.get("body", b"")
+                if len(body) < limit:
+                    body += message.get("body", b"")
                 more = message.get("more_body", False)
         server = scope.get("server") or ("127.0.0.1", 0)
         client = scope.get("client") or ("", 0)
