@@ -313,15 +313,20 @@ _CLAIM_COLUMNS = [
 ]
 
 
-def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bool) -> Any:
+def _due(query: Any, now: datetime, exclude: Iterable[str]) -> Any:
+    """`query` narrowed to pending messages due by `now`, on channels not in `exclude`."""
     t = _OUTBOX_T
-    query = select(*_CLAIM_COLUMNS).where(
+    query = query.where(
         t.c.status == MessageStatus.PENDING.value,
         or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
     )
     excluded = list(exclude)
-    if excluded:
-        query = query.where(t.c.channel.not_in(excluded))
+    return query.where(t.c.channel.not_in(excluded)) if excluded else query
+
+
+def _due_query(now: datetime, limit: int, exclude: Iterable[str], pages_only: bool) -> Any:
+    t = _OUTBOX_T
+    query = _due(select(*_CLAIM_COLUMNS), now, exclude)
     if pages_only:
         query = query.where(t.c.kind == "page")
     return query.order_by(t.c.id).limit(limit).with_for_update(skip_locked=True)
@@ -333,15 +338,8 @@ def _nothing_due(ctx: AppContext, now: datetime, full: list[str]) -> bool:
     find nothing would make the next trigger or acknowledgement wait for it. PostgreSQL's claim locks rows, not the database: no peek."""
     if ctx.db.dialect.name != "sqlite":
         return False
-    t = _OUTBOX_T
-    query = select(t.c.id).where(
-        t.c.status == MessageStatus.PENDING.value,
-        or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
-    )
-    if full:
-        query = query.where(t.c.channel.not_in(full))
     with ctx.db.connect() as conn:
-        row = conn.execute(query.limit(1)).first()
+        row = conn.execute(_due(select(_OUTBOX_T.c.id), now, full).limit(1)).first()
     return row is None
 
 
