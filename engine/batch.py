@@ -56,7 +56,7 @@ from engine.models import (
     Team,
     Trigger,
 )
-from engine.prepared import Prepared, constants
+from engine.prepared import Copied, Prepared, constants
 
 S = EscalationState
 OPEN_STATUSES = tuple(s.value for s in OPEN_INCIDENT_STATUSES)
@@ -315,6 +315,8 @@ _INSERT_ESCALATION_ONE = Prepared(_ESCALATION_T.insert().returning(_E.id))
 _INSERT_INCIDENT_ROWS = Prepared(_INCIDENT_T.insert())
 _INSERT_ESCALATION_ROWS = Prepared(_ESCALATION_T.insert())
 _MAX_INCIDENT_ID = Prepared(select(func.max(_I.id)))
+_COPY_INCIDENTS = Copied(_INCIDENT_T)
+_COPY_ESCALATIONS = Copied(_ESCALATION_T)
 _MAX_ESCALATION_ID = Prepared(select(func.max(_E.id)))
 _PG_NOTIFY = text("SELECT pg_notify('watchkeeper_work', :p)")
 # Transaction-scoped advisory locks on incident keys, taken in one order (by lock id) so that two batches
@@ -324,32 +326,37 @@ _LOCK_KEYS = text(
     "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS locks"
 )
 _DEFAULT_POLICY = select(SystemSetting.value).where(SystemSetting.name == "default_policy")
-_TEAMS = select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True)))
+_TEAMS = Prepared(select(Team.id, Team.handle).where(Team.handle.in_(bindparam("handles", expanding=True))))
 _i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
 # The open incident of each key, which a repeated trigger joins whatever the cooldown (one key, one open
-# incident). Locked in id order on PostgreSQL: the incident first (engine.claims.lock_incidents).
-_OPEN_BY_KEYS = (
+# incident). Locked in id order on PostgreSQL: the incident first (engine.claims.lock_incidents). As driver
+# SQL (engine.prepared): on PostgreSQL the keys go as one array, which the open-key index answers whatever
+# the plan the server keeps for the statement.
+_OPEN_BY_KEYS_QUERY = (
     select(_I.id, _I.key, _I.status, _I.trigger_count)
-    .where(_I.key.in_(bindparam("keys", expanding=True)), _I.status.in_(OPEN_STATUSES))
+    .where(_I.key.in_(bindparam("keys", expanding=True)), _I.status.in_(constants(OPEN_STATUSES)))
     .order_by(_I.id)
 )
-_OPEN_BY_KEYS_LOCKED = _OPEN_BY_KEYS.with_for_update(key_share=True)
+_OPEN_BY_KEYS = Prepared(_OPEN_BY_KEYS_QUERY)
+_OPEN_BY_KEYS_LOCKED = Prepared(_OPEN_BY_KEYS_QUERY.with_for_update(key_share=True))
 # The newest escalation of each of those incidents: its trigger count goes up too, and whether it still pages
 # decides if a `repeated_failure` policy starts one.
-_NEWEST_ESCALATIONS = select(_E.id, _E.incident_id, _E.state, _E.trigger_count).where(
-    _E.id.in_(
-        select(func.max(_e2.c.id))
-        .where(_e2.c.incident_id.in_(bindparam("ids", expanding=True)))
-        .group_by(_e2.c.incident_id)
+_NEWEST_ESCALATIONS = Prepared(
+    select(_E.id, _E.incident_id, _E.state, _E.trigger_count).where(
+        _E.id.in_(
+            select(func.max(_e2.c.id))
+            .where(_e2.c.incident_id.in_(bindparam("ids", expanding=True)))
+            .group_by(_e2.c.incident_id)
+        )
     )
 )
 # Incidents of the keys resolved since a moment (the longest cooldown of the batch), newest last: a trigger
 # within its policy's cooldown re-opens the key's last incident instead of opening another.
-_RESOLVED_SINCE = (
+_RESOLVED_SINCE = Prepared(
     select(_I.id, _I.key, _I.trigger_count, _I.resolved_at)
     .where(
         _I.key.in_(bindparam("keys", expanding=True)),
-        _I.status == IncidentStatus.RESOLVED.value,
+        _I.status.in_(constants([IncidentStatus.RESOLVED.value])),
         _I.resolved_at >= bindparam("since"),
     )
     .order_by(_I.id)
@@ -593,7 +600,7 @@ class _Triggering:
                 self.policies[name] = exc
         handles = list(dict.fromkeys(item.team for item in items if item.team))
         if handles:
-            self.teams = {r.handle: r.id for r in self.conn.execute(_TEAMS, {"handles": handles})}
+            self.teams = {r.handle: r.id for r in _TEAMS.rows(self.conn, {"handles": handles})}
         keys: dict[str, None] = {}
         cooldown = 0
         for item in items:
@@ -627,11 +634,9 @@ class _Triggering:
         else:
             stmt = _OPEN_BY_KEYS_LOCKED if postgres else _OPEN_BY_KEYS
             for chunk in _chunks(list(keys)):
-                found_open.update((r.id, r) for r in self.conn.execute(stmt, {"keys": chunk}))
+                found_open.update((r.id, r) for r in stmt.rows(self.conn, {"keys": chunk}))
             for chunk in _chunks(list(found_open)):
-                newest.update(
-                    (r.incident_id, r) for r in self.conn.execute(_NEWEST_ESCALATIONS, {"ids": chunk})
-                )
+                newest.update((r.incident_id, r) for r in _NEWEST_ESCALATIONS.rows(self.conn, {"ids": chunk}))
         for incident_id, r in found_open.items():
             e = newest.get(incident_id)
             self.live[r.key] = _Live(
@@ -653,7 +658,7 @@ class _Triggering:
                 resolved = [
                     r
                     for c in _chunks(closed)
-                    for r in self.conn.execute(_RESOLVED_SINCE, {"keys": c, "since": since})
+                    for r in _RESOLVED_SINCE.rows(self.conn, {"keys": c, "since": since})
                 ]
             for r in resolved:
                 self.recent[r.key] = _Recent(r.id, r.trigger_count, r.resolved_at)
@@ -816,6 +821,7 @@ class _Triggering:
             _INSERT_INCIDENT_ONE,
             _INSERT_INCIDENT_ROWS,
             _MAX_INCIDENT_ID,
+            _COPY_INCIDENTS,
             _INSERT_INCIDENTS,
         )
         for esc in self.escalations:
@@ -827,6 +833,7 @@ class _Triggering:
             _INSERT_ESCALATION_ONE,
             _INSERT_ESCALATION_ROWS,
             _MAX_ESCALATION_ID,
+            _COPY_ESCALATIONS,
             _INSERT_ESCALATIONS,
         )
         if self.retriggered:
@@ -862,25 +869,37 @@ class _Triggering:
 
 
 def _insert_rows(
-    conn: Connection, rows: list[_Row], one: Prepared, many: Prepared, max_id: Prepared, returning: Any
+    conn: Connection,
+    rows: list[_Row],
+    one: Prepared,
+    many: Prepared,
+    max_id: Prepared,
+    copied: Copied,
+    returning: Any,
 ) -> None:
     """INSERT the new rows and give each its id, in order.
 
     One row: INSERT … RETURNING as driver SQL. Many on SQLite: SQLite has no multi-row INSERT … RETURNING
     with the ids in row order (SQLAlchemy runs one statement per row for it), but the batch holds the write
     lock (BEGIN IMMEDIATE), so it numbers the rows itself from the largest id — the ids SQLite would have
-    given — and inserts them in one executemany. Many on PostgreSQL: multi-row INSERT … RETURNING in
-    parameter order (SQLAlchemy's insertmanyvalues)."""
+    given — and inserts them in one executemany. Many on PostgreSQL: ids drawn from the table's sequence in
+    row order, then one COPY (engine.prepared.Copied). Rows with different columns: multi-row INSERT …
+    RETURNING in parameter order (SQLAlchemy's insertmanyvalues)."""
     if not rows:
         return
     if len(rows) == 1:
         rows[0].id = int(one.run(conn, rows[0].values, columns=True)[0][0])
         return
-    if conn.dialect.name == "sqlite" and len({frozenset(r.values) for r in rows}) == 1:
+    same = len({frozenset(r.values) for r in rows}) == 1
+    if conn.dialect.name == "sqlite" and same:
         start = int(max_id.rows(conn, {})[0][0] or 0)
         for offset, row in enumerate(rows, start=1):
             row.id = start + offset
         many.run_many(conn, [{"id": row.id, **row.values} for row in rows], columns=True)
+        return
+    if conn.dialect.name == "postgresql" and same:
+        for row, new_id in zip(rows, copied.write(conn, [r.values for r in rows], ids=True), strict=True):
+            row.id = new_id
         return
     ids = conn.execute(returning, [row.values for row in rows]).scalars().all()
     for row, new_id in zip(rows, ids, strict=True):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.checkpoint import AUTOCHECKPOINT_PAGES, LOG_LIMIT_BYTES
@@ -116,7 +116,21 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: through Core (exec_driver_sql) a BEGIN cost about 60 µs of Python on every
+        # write transaction (4 % of a single trigger, measured).
+        raw = connection.connection.dbapi_connection
+        try:
+            raw.execute(_BEGIN[mode])
+        except sqlite3.Error as exc:  # as Core reports a statement's error ("database is locked" included)
+            lost = connection.dialect.is_disconnect(exc, raw, None)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(
+                _BEGIN[mode], (), exc, sqlite3.Error, connection_invalidated=lost
+            ) from exc
+
+
+_BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

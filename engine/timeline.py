@@ -19,7 +19,7 @@ from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from engine.models import Event
-from engine.prepared import Prepared
+from engine.prepared import Copied, Prepared
 
 _BUFFER_KEY = "timeline.event_buffer"
 _EVENT: Any = Event.__table__
@@ -29,19 +29,19 @@ _COLUMNS = ("kind", "at", "incident_id", "escalation_id", "actor", "message", "d
 PG_ROWS_PER_INSERT = 32
 # Up to this many event rows go to PostgreSQL as one executemany (psycopg pipelines it), more as one statement.
 _PG_PIPELINED = 4
-_INSERT_EVENTS = insert(_EVENT).execution_options(insertmanyvalues_page_size=PG_ROWS_PER_INSERT)
 _INSERT_EVENT_ROWS = Prepared(insert(_EVENT))
+_COPY_EVENTS = Copied(_EVENT)
 
 
 def insert_rows(conn: Connection, events: list[dict[str, Any]]) -> None:
     """Event rows (all with the same columns) in one go: the driver's executemany on SQLite and for a few
-    rows on PostgreSQL (psycopg pipelines it), one multi-row statement for more."""
+    rows on PostgreSQL (psycopg pipelines it), COPY for more (engine.prepared.Copied)."""
     if not events:
         return
     if conn.dialect.name == "sqlite" or len(events) <= _PG_PIPELINED:
         _INSERT_EVENT_ROWS.run_many(conn, events, columns=True)
     else:
-        conn.execute(_INSERT_EVENTS, events)
+        _COPY_EVENTS.write(conn, events)
 
 
 class EventFields(TypedDict, total=False):

@@ -115,11 +115,12 @@ def _last_event_id(sessions: sessionmaker[Session]) -> int:
 
 
 @contextmanager
-def _database_fails_on(ctx: AppContext, sql_start: str) -> Iterator[None]:
-    """The database raises when a statement starting with `sql_start` runs (the rest of the batch has run)."""
+def _database_fails_on(ctx: AppContext, *sql_starts: str) -> Iterator[None]:
+    """The database raises when a statement starting with one of `sql_starts` runs (the rest of the batch has
+    run)."""
 
     def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.replace('"', "").lstrip().upper().startswith(sql_start):
+        if statement.replace('"', "").lstrip().upper().startswith(sql_starts):
             raise OperationalError(statement, {}, Exception("disk I/O error"))
 
     event.listen(ctx.db, "before_cursor_execute", fail)
@@ -225,7 +226,8 @@ def test_a_trigger_batch_the_database_fails_half_way_leaves_nothing(ctx, session
     requests.append(TriggerRequest(policy="water", summary="Trip", key="k"))  # would join `existing`
     woken: list[str] = []
     ctx.wake = woken.append
-    with _database_fails_on(ctx, "INSERT INTO EVENT"), pytest.raises(OperationalError):
+    # (PostgreSQL writes a batch's events with COPY)
+    with _database_fails_on(ctx, "INSERT INTO EVENT", "COPY EVENT"), pytest.raises(OperationalError):
         api.trigger_many(ctx, requests)  # incidents and escalations were written before the events failed
     assert woken == []
     assert count(sessions, Incident) == 1 and count(sessions, Escalation) == 1 and count(sessions, Event) == 2
