@@ -330,8 +330,8 @@ _TEAMS = Prepared(select(Team.id, Team.handle).where(Team.handle.in_(bindparam("
 _i2, _e2 = _INCIDENT_T.alias("i2"), _ESCALATION_T.alias("e2")
 # The open incident of each key, which a repeated trigger joins whatever the cooldown (one key, one open
 # incident). Locked in id order on PostgreSQL: the incident first (engine.claims.lock_incidents). As driver
-# SQL (engine.prepared): on PostgreSQL the keys go as one array, which the open-key index answers whatever
-# the plan the server keeps for the statement.
+# SQL (engine.prepared): on PostgreSQL the keys go as one array, and a batch's many keys are planned for
+# their values rather than by the plan the server kept for the statement.
 _OPEN_BY_KEYS_QUERY = (
     select(_I.id, _I.key, _I.status, _I.trigger_count)
     .where(_I.key.in_(bindparam("keys", expanding=True)), _I.status.in_(constants(OPEN_STATUSES)))
