@@ -30,7 +30,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 _Processor = Callable[[Any], Any] | None
 # Databases whose driver binds a Python list as one array parameter: the caller's IN lists go as `= ANY`.
-_ARRAYS = {"postgresql": True}
+_ARRAYS = frozenset({"postgresql"})
 # From this many items an array's statement is planned for its values (`_Compiled.fresh`).
 PLAN_FOR_VALUES_FROM = 8
 # Compiled forms kept per statement (per database, column set and IN-list length).
@@ -52,9 +52,8 @@ class _Compiled:
         arrays: dict[str, _Processor],
     ) -> None:
         self.lists = lists  # the caller's IN lists: their names and lengths
-        self.arrays = (
-            arrays  # PostgreSQL: the caller's IN lists bound as one array each, and its items' processor
-        )
+        # PostgreSQL: the caller's IN lists bound as one array each, with its items' processor.
+        self.arrays = arrays
         self.sql = sql
         self.order = order  # positional drivers (SQLite): the parameter names in placeholder order
         self.procs = {name: p for name, p in processors.items() if p is not None}
@@ -79,16 +78,7 @@ class _Compiled:
             value = params[name]
             # None goes through a processor too, as in Core (a JSON column stores JSON null for it).
             processor = procs.get(name)
-            if processor is not None:
-                key = (processor, id(value))
-                hit = memo.get(key)
-                if hit is not None and hit[0] is value:  # the object itself (the memo keeps it alive)
-                    value = hit[1]
-                else:
-                    converted = processor(value)
-                    memo[key] = (value, converted)
-                    value = converted
-            out.append(value)
+            out.append(value if processor is None else _converted_once(memo, processor, value))
         return tuple(out) if self.order is not None else dict(zip(names, out, strict=True))
 
     def fresh(self, args: Any) -> bool:
@@ -146,7 +136,7 @@ class Prepared:
                 if positional:
                     order.remove(name)
                 continue
-            if _ARRAYS.get(dialect.name, False) and not positional:
+            if dialect.name in _ARRAYS and not positional:
                 # PostgreSQL: one array parameter, `= ANY (…)`: one statement for any length, which a long
                 # list runs unprepared, planned for its values (`_Compiled.fresh`).
                 negated, plain = f"NOT IN ({token})", f"IN ({token})"
@@ -195,7 +185,7 @@ class Prepared:
             found = self.statement.compile(dialect=conn.dialect)
             self._expanding = frozenset(n for n, b in found.binds.items() if b.expanding and b.required)
         # One compiled form per list length, except where the lists are bound as arrays (any length).
-        array = _ARRAYS.get(conn.dialect.name, False)
+        array = conn.dialect.name in _ARRAYS
         lists = tuple((n, 0 if array else len(params[n])) for n in sorted(self._expanding) if n in params)
         key = (conn.dialect.name, keys, many, lists)
         compiled = self._compiled.get(key)
@@ -294,6 +284,16 @@ def _cursor(conn: Connection, sql: str, args: Any, many: bool) -> Iterator[Any]:
         cursor.close()
 
 
+def _converted_once(memo: dict[Any, Any], processor: Callable[[Any], Any], value: Any) -> Any:
+    """`processor(value)`, made once per object within one call: `memo` keeps the object itself beside its
+    conversion, so an id reused by another object is never taken for it."""
+    key = (processor, id(value))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not value:
+        hit = memo[key] = (value, processor(value))
+    return hit[1]
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"not a constant: {value!r}")
@@ -345,18 +345,14 @@ class Copied:
         if missing:  # as `Prepared`: a Python-side default would have to run here
             raise ValueError(f"COPY into {self.table.name} needs values for {', '.join(missing)}")
         procs = [self._processor(conn.dialect, c) for c in columns]
-        memo: dict[Any, Any] = {}
-
-        def converted(p: _Processor, v: Any) -> Any:
-            # A batch's rows share objects (its time stamp, one policy snapshot): each converted once.
-            if p is None:
-                return v
-            hit = memo.get((p, id(v)))
-            if hit is None or hit[0] is not v:
-                hit = memo[(p, id(v))] = (v, p(v))
-            return hit[1]
-
-        values = [[converted(p, row[c]) for p, c in zip(procs, columns, strict=True)] for row in rows]
+        memo: dict[Any, Any] = {}  # a batch's rows share objects (its time stamp, one policy snapshot)
+        values = [
+            [
+                row[c] if p is None else _converted_once(memo, p, row[c])
+                for p, c in zip(procs, columns, strict=True)
+            ]
+            for row in rows
+        ]
         new_ids: list[int] = []
         name = self.table.name
         if ids:

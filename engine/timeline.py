@@ -27,7 +27,7 @@ _COLUMNS = ("kind", "at", "incident_id", "escalation_id", "actor", "message", "d
 # A multi-row INSERT on PostgreSQL carries this many rows: measured faster per row than SQLAlchemy's default of
 # up to 1,000 (the driver and the server parse a long statement of thousands of parameters slowly).
 PG_ROWS_PER_INSERT = 32
-# Up to this many event rows go to PostgreSQL as one executemany (psycopg pipelines it), more as one statement.
+# Up to this many event rows go to PostgreSQL as one executemany (psycopg pipelines it), more by COPY.
 _PG_PIPELINED = 4
 _INSERT_EVENT_ROWS = Prepared(insert(_EVENT))
 _COPY_EVENTS = Copied(_EVENT)
